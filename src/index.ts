@@ -1,0 +1,38 @@
+// portpub's public API: the -p parser and the forwarding the CLI runs, for use as a library.
+export {
+  parsePublish,
+  parsePortSpec,
+  convertToStandardNotation,
+  formatSpec,
+  type PortMapping,
+  type Protocol,
+} from './spec.js';
+export {
+  startForwarding,
+  Forwarding,
+  type Binding,
+  type BindingStats,
+  type ForwardingOptions,
+  type PublishRequest,
+  type TcpOptions,
+  type UdpOptions,
+} from './supervisor.js';
+export { PortAllocator, type PortRange } from './allocate.js';
+export {
+  TcpForwarder,
+  listenTcp,
+  type TcpForwarderOptions,
+  type TcpStats,
+} from './tcp-forwarder.js';
+export { UdpForwarder, bindUdp, type UdpForwarderOptions, type UdpStats } from './udp-forwarder.js';
+export { formatPortLines } from './report.js';
+export { createLogger, type Logger } from './logger.js';
+export {
+  PortpubError,
+  SpecError,
+  UsageError,
+  BindError,
+  UnsupportedError,
+  EXIT_USAGE,
+  EXIT_RUNTIME,
+} from './errors.js';

@@ -1,0 +1,115 @@
+// Runs the built CLI (bin/portpub.js -> dist/) as a child process, with hard deadlines and cleanup.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { onTestFinished } from 'vitest';
+
+export const BIN = fileURLToPath(new URL('../../bin/portpub.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** runCli runs a command that is expected to exit by itself within timeoutMs. */
+export function runCli(args: string[], timeoutMs = 15_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`portpub ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Running is a long-lived portpub: its first stdout lines, and ways to stop it. */
+export interface Running {
+  child: ChildProcess;
+  /** The docker-port lines (or JSON document) printed once everything was bound. */
+  lines: string[];
+  stderr(): string;
+  /** Sends a signal and resolves the exit result. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<CliResult>;
+  exited: Promise<CliResult>;
+}
+
+/**
+ * startCli starts portpub and resolves once it has printed `expectLines` stdout lines (its
+ * mappings), or rejects if it exits or the deadline passes first. Killed in cleanup.
+ */
+export function startCli(
+  args: string[],
+  expectLines: number,
+  timeoutMs = 15_000,
+): Promise<Running> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<CliResult>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new Error(`portpub did not print ${expectLines} lines in ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    void exited.then((r) => {
+      clearTimeout(timer);
+      reject(new Error(`portpub exited early (${r.code ?? r.signal})\n${r.stdout}\n${r.stderr}`));
+    });
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      const lines = stdout.split('\n').filter((l) => l !== '');
+      if (lines.length >= expectLines && stdout.endsWith('\n')) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          lines,
+          stderr: () => stderr,
+          exited,
+          stop: (signal = 'SIGTERM', ms = 15_000) => {
+            child.kill(signal);
+            return withTimeout(exited, ms, `portpub to exit after ${signal}`);
+          },
+        });
+      }
+    });
+  });
+}
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
+        ms,
+      );
+    }),
+  ]);
+}
+
+/** parsePortLine reads `80/tcp -> 127.0.0.1:49153` into its parts. */
+export function parsePortLine(line: string): { target: string; host: string; port: number } {
+  const m = /^(\S+) -> (.+):(\d+)$/.exec(line);
+  if (!m) throw new Error(`not a docker port line: ${line}`);
+  return { target: m[1]!, host: m[2]!, port: Number(m[3]) };
+}
