@@ -30,9 +30,15 @@ export const SHORT_SYNTAX = '[hostIp:][hostPort:]targetPort[/proto]';
  * message is Docker's text.
  */
 export function parsePublish(value: string): PortMapping[] {
-  const mappings = parsePortSpec(convertToStandardNotation(value));
-  for (const m of mappings) validateMapping(m);
-  return mappings;
+  try {
+    const mappings = parsePortSpec(convertToStandardNotation(value));
+    for (const m of mappings) validateMapping(m);
+    return mappings;
+  } catch (err) {
+    // Report the value as typed, not the converted long syntax or the re-formatted mapping.
+    if (err instanceof SpecError && err.spec !== value) throw new SpecError(value, err.message);
+    throw err;
+  }
 }
 
 /**
@@ -62,7 +68,8 @@ export function parsePortSpec(raw: string): PortMapping[] {
   const fail = (message: string): never => {
     throw new SpecError(raw, message);
   };
-  let [ip, hostPort, containerField] = splitParts(raw);
+  const [rawIp, hostPort, containerField] = splitParts(raw);
+  let ip = rawIp;
 
   // SplitProtoPort: cut at the first '/'; an empty protocol means tcp.
   const slash = containerField.indexOf('/');
@@ -189,8 +196,7 @@ export function isIpLiteral(s: string): boolean {
 function isIPv4Strict(s: string): boolean {
   const parts = s.split('.');
   return (
-    parts.length === 4 &&
-    parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255)
+    parts.length === 4 && parts.every((p) => /^(0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255)
   );
 }
 
@@ -202,7 +208,9 @@ function splitHostPort(hostport: string): string | { error: string } {
   if (end < 0) return err("missing ']' in address");
   if (end + 1 === hostport.length) return err('missing port in address');
   if (end + 1 !== i) {
-    return err(hostport[end + 1] === ':' ? 'too many colons in address' : 'missing port in address');
+    return err(
+      hostport[end + 1] === ':' ? 'too many colons in address' : 'missing port in address',
+    );
   }
   if (hostport.indexOf('[', 1) >= 0) return err("unexpected '[' in address");
   if (hostport.indexOf(']', end + 1) >= 0) return err("unexpected ']' in address");
