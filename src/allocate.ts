@@ -46,6 +46,7 @@ export function readReservedPorts(
     return out;
   }
   for (const item of text.split(',')) {
+    if (item.trim() === '') continue;
     const [a, b] = item.split('-').map(Number);
     if (!Number.isInteger(a)) continue;
     const end = Number.isInteger(b) ? b! : a!;

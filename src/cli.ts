@@ -350,9 +350,8 @@ async function serve(
     }
     throw err;
   }
-  io.stdout.write(
-    formatBindings(forwarding.bindings, opts.json, identity.configFile !== undefined),
-  );
+  // Signal handlers go in before anything is printed: a caller may signal as soon as it reads.
+  const stopped = waitForStop(forwarding, opts.drainTimeout, logger);
 
   const dir = stateDir();
   const startedAt = new Date().toISOString();
@@ -400,8 +399,11 @@ async function serve(
     );
   };
   process.on('SIGHUP', onHup);
+  io.stdout.write(
+    formatBindings(forwarding.bindings, opts.json, identity.configFile !== undefined),
+  );
   try {
-    await waitForStop(forwarding, opts.drainTimeout, logger);
+    await stopped;
   } finally {
     process.off('SIGHUP', onHup);
     process.off('exit', dropState);

@@ -10,7 +10,12 @@ export class PortpubError extends Error {
   readonly code: string;
   readonly exitCode: number;
 
-  constructor(code: string, message: string, exitCode: number = EXIT_RUNTIME, options?: ErrorOptions) {
+  constructor(
+    code: string,
+    message: string,
+    exitCode: number = EXIT_RUNTIME,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;

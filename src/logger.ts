@@ -48,7 +48,7 @@ export function formatPretty(line: string): string {
   const fields = Object.entries(rec)
     .filter(([k]) => !BASE_KEYS.has(k))
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-  return `${time} ${level.padEnd(5)} ${String(rec.msg ?? '')}${fields.length ? ' ' + fields.join(' ') : ''}\n`;
+  return `${time} ${level.padEnd(5)} ${typeof rec.msg === 'string' ? rec.msg : JSON.stringify(rec.msg ?? '')}${fields.length ? ' ' + fields.join(' ') : ''}\n`;
 }
 
 /** createLogger builds the process logger; library code only ever receives one. */
@@ -57,7 +57,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const format = options.format ?? (dest.isTTY ? 'pretty' : 'json');
   const base = { base: undefined, level: options.level ?? 'info' };
   if (format === 'json') {
-    return dest === process.stderr ? pino(base, pino.destination({ fd: 2, sync: true })) : pino(base, dest);
+    return dest === process.stderr
+      ? pino(base, pino.destination({ fd: 2, sync: true }))
+      : pino(base, dest);
   }
   const pretty = new Writable({
     write(chunk: Buffer, _enc, cb) {

@@ -5,6 +5,16 @@ import { onTestFinished } from 'vitest';
 
 export const BIN = fileURLToPath(new URL('../../bin/portpub.js', import.meta.url));
 
+/** SpawnOpts: extra environment (merged over this process's) and working directory. */
+export interface SpawnOpts {
+  env?: Record<string, string>;
+  cwd?: string;
+}
+
+function spawnEnv(opts: SpawnOpts): { env: NodeJS.ProcessEnv; cwd?: string } {
+  return { env: { ...process.env, ...opts.env }, ...(opts.cwd ? { cwd: opts.cwd } : {}) };
+}
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -13,9 +23,16 @@ export interface CliResult {
 }
 
 /** runCli runs a command that is expected to exit by itself within timeoutMs. */
-export function runCli(args: string[], timeoutMs = 15_000): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  timeoutMs = 15_000,
+  opts: SpawnOpts = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...spawnEnv(opts),
+    });
     onTestFinished(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
@@ -54,8 +71,12 @@ export function startCli(
   args: string[],
   expectLines: number,
   timeoutMs = 15_000,
+  opts: SpawnOpts = {},
 ): Promise<Running> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...spawnEnv(opts),
+  });
   onTestFinished(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
