@@ -4,12 +4,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_CONFIG_FILES, parseComposeText } from './compose.js';
+import { envCommand, findReloadTarget, linkedEnv, portCommand, runWithEnv } from './control.js';
 import { parseCount, parseDuration } from './duration.js';
 import { EXIT_RUNTIME, EXIT_USAGE, PortpubError, UsageError } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from './logger.js';
 import { formatPortLines, joinHostPort } from './report.js';
 import { formatSpec, isIpLiteral, parsePublish, SHORT_SYNTAX, type PortMapping } from './spec.js';
-import { removeState, stateDir, writeState } from './state.js';
+import { readStates, removeState, stateDir, writeState } from './state.js';
 import {
   startForwarding,
   type Binding,
@@ -173,6 +174,111 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       setExit(await runUp(opts, io));
     });
   addServeOptions(up);
+
+  program
+    .command('port')
+    .description(
+      'print where a running portpub published ports, as docker port does: all of them, a ' +
+        "service's (NAME: a service, a --name or a pid), or one target port's",
+    )
+    .argument('[name]', 'service name, run name (--name) or pid; default: every running portpub')
+    .argument('[port]', 'target port, TARGETPORT[/PROTO] (protocol default tcp)')
+    .option('--json', "print docker inspect's Ports shape instead", false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ portpub port              # every binding of every running portpub
+  $ portpub port web          # 80/tcp -> 0.0.0.0:49153 ...
+  $ portpub port web 80       # 0.0.0.0:49153 and [::]:49153
+  $ curl http://$(portpub port web 80 | head -1)/`,
+    )
+    .action((name: string | undefined, port: string | undefined, opts: { json: boolean }) => {
+      const dir = stateDir();
+      io.stdout.write(
+        portCommand(readStates(dir), {
+          ...(name !== undefined ? { name } : {}),
+          ...(port !== undefined ? { port } : {}),
+          json: opts.json,
+          dir,
+        }),
+      );
+    });
+
+  program
+    .command('env')
+    .description('print the variables docker run --link would set for a running service')
+    .argument('<service>', 'service (or run name, or pid) of a running portpub')
+    .option('--alias <alias>', 'link alias: the variable prefix (default: the service name)')
+    .option('--parent <name>', "the linking container's name, for <ALIAS>_NAME", 'portpub')
+    .option('--published', 'point the values at the published host address and ports', false)
+    .addOption(
+      new Option('--format <format>', 'output format')
+        .choices(['export', 'dotenv'])
+        .default('export'),
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ eval "$(portpub env db)"          # DB_PORT=tcp://127.0.0.1:5432, DB_PORT_5432_TCP_ADDR=...
+  $ portpub env db --alias pg --published --format dotenv > .env`,
+    )
+    .action(
+      (
+        service: string,
+        opts: { alias?: string; parent: string; published: boolean; format: 'export' | 'dotenv' },
+      ) => {
+        const dir = stateDir();
+        io.stdout.write(envCommand(readStates(dir), { service, ...opts, dir }));
+      },
+    );
+
+  program
+    .command('run')
+    .description('run a program with the --link variables of running services set')
+    .option(
+      '--link <service[:alias]>',
+      'link a service (repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option('--parent <name>', "the linking container's name, for <ALIAS>_NAME", 'portpub')
+    .option('--published', 'point the values at the published host address and ports', false)
+    .argument('<command>', 'the program to run')
+    .argument('[args...]', 'its arguments (put -- before them)')
+    .addHelpText(
+      'after',
+      `
+Example:
+  $ portpub run --link db:pg -- sh -c 'psql -h $PG_PORT_5432_TCP_ADDR -p $PG_PORT_5432_TCP_PORT'`,
+    )
+    .action(
+      async (
+        command: string,
+        args: string[],
+        opts: { link: string[]; parent: string; published: boolean },
+      ) => {
+        const dir = stateDir();
+        const env = linkedEnv(readStates(dir), opts.link, {
+          parent: opts.parent,
+          published: opts.published,
+          dir,
+        });
+        setExit(await runWithEnv(command, args, env, { stderr: io.stderr }));
+      },
+    );
+
+  program
+    .command('reload')
+    .description('make a running portpub up re-read its config file (sends it SIGHUP)')
+    .option('--pid <pid>', 'which portpub up, when several run', countArg('--pid', 1))
+    .action((opts: { pid?: number }) => {
+      const dir = stateDir();
+      const target = findReloadTarget(readStates(dir), opts.pid, dir);
+      process.kill(target.pid, 'SIGHUP');
+      io.stdout.write(`sent SIGHUP to portpub pid ${target.pid} (${target.configFile ?? ''})\n`);
+    });
 
   program.configureHelp({ sortOptions: false });
   up.configureHelp({ sortOptions: false });

@@ -154,6 +154,27 @@ ${extra}
     expect(none.code).toBe(1);
     expect(none.stderr).toContain(`no public port '${dns}' published for dns`);
 
+    // link variables for the service, and a program run with them
+    const vars = await runCli(['env', 'dns', '--parent', 'app', '--format', 'dotenv'], 15_000, {
+      env,
+    });
+    expect(vars.stdout.split('\n')).toEqual([
+      `DNS_PORT=udp://127.0.0.1:${dns}`,
+      `DNS_PORT_${dns}_UDP=udp://127.0.0.1:${dns}`,
+      `DNS_PORT_${dns}_UDP_ADDR=127.0.0.1`,
+      `DNS_PORT_${dns}_UDP_PORT=${dns}`,
+      `DNS_PORT_${dns}_UDP_PROTO=udp`,
+      'DNS_NAME=/app/dns',
+      '',
+    ]);
+    const linked = await runCli(
+      ['run', '--link', 'dns:resolver', '--published', '--', 'sh', '-c', 'echo "$RESOLVER_PORT"'],
+      15_000,
+      { env },
+    );
+    expect(linked.code).toBe(0);
+    expect(linked.stdout).toBe(`udp://127.0.0.1:${dnsPort}\n`);
+
     // reload: drop the long-syntax mapping, add a fixed one, keep the first
     const added = await freePort();
     writeFileSync(
@@ -163,7 +184,8 @@ ${extra}
         `      - "127.0.0.1:${added}:${web}"\n`,
       ),
     );
-    run.child.kill('SIGHUP');
+    const reload = await runCli(['reload'], 15_000, { env });
+    expect(reload.stdout).toContain(`sent SIGHUP to portpub pid ${run.child.pid}`);
     await waitForLog(run, 'reloaded');
     expect(await kept.echo('kept through the reload')).toBe('kept through the reload');
     expect(await dropped.echo('draining')).toBe('draining');
