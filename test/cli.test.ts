@@ -1,9 +1,11 @@
 // End-to-end tests of the built CLI (bin/portpub.js): Docker's -p contract as a user meets it.
 import { createServer as createTcpServer, connect, type Server } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { readEphemeralRange } from '../src/allocate.js';
-import { parsePortLine, runCli, startCli, withTimeout } from './helpers/cli.js';
+import { BIN, parsePortLine, runCli, startCli, withTimeout } from './helpers/cli.js';
 
 /** echoServer is a TCP echo target on 127.0.0.1 (or host), port 0, closed in cleanup. */
 async function echoServer(host = '127.0.0.1'): Promise<{ server: Server; port: number }> {
@@ -381,4 +383,34 @@ describe('portpub startup failures (exit 1, nothing left listening)', () => {
     expect(r.stderr).toContain('sctp');
     expect(r.stderr).toContain('cannot serve');
   });
+});
+
+describe('portpub without privilege', () => {
+  // Run as nobody: binding below net.ipv4.ip_unprivileged_port_start must fail with advice.
+  const canDrop = process.getuid?.() === 0 && existsSync('/usr/bin/setpriv');
+  it.runIf(canDrop || process.env.CI === 'true')(
+    'a port below 1024 is refused with an explanation (exit 1)',
+    () => {
+      const start = Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8'));
+      expect(start, 'this host lets anyone bind every port').toBeGreaterThan(1);
+      const port = start - 1;
+      const res = spawnSync(
+        '/usr/bin/setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          BIN,
+          '-p',
+          `127.0.0.1:${port}:80`,
+        ],
+        { encoding: 'utf8', timeout: 15_000, env: { ...process.env, XDG_RUNTIME_DIR: '' } },
+      );
+      expect(res.status).toBe(1);
+      expect(res.stderr).toContain(
+        `failed to bind host port 127.0.0.1:${port}/tcp: permission denied (ports below 1024`,
+      );
+    },
+  );
 });
