@@ -75,7 +75,7 @@ export function listenTcp(
     });
     const onListenError = (err: Error): void => {
       server.close();
-      reject(err instanceof Error ? err : new Error(String(err)));
+      reject(err);
     };
     server.once('error', onListenError);
     try {
@@ -251,14 +251,14 @@ function isFdExhaustion(code: string | undefined): boolean {
  * TcpForwarder serves one listening server (from listenTcp), relaying each accepted client to the
  * target: one target connection per client, opened at once so server-speaks-first protocols work.
  *
- * Running out of descriptors: libuv keeps a spare descriptor per loop and, when accept() fails
- * with EMFILE/ENFILE, frees it to accept and close the waiting clients (they see the connection
- * closed) rather than spin on a listening socket that stays readable; the listener survives and
- * serves again once descriptors are free (checked under `ulimit -n`, see the tests). Node exposes
- * no way to pause accepting short of closing the listener, which would give the port away, so
- * the listener is kept. What reaches us is logged, rate-limited: accept errors libuv could not
- * absorb (emitted as 'error' on the server), and target connections that fail with EMFILE/ENFILE,
- * whose clients are reset like any other connect failure.
+ * Running out of descriptors (EMFILE/ENFILE): libuv keeps one spare descriptor per loop; when
+ * accept() fails it frees the spare, accepts and closes every waiting client (they see a plain
+ * close), and takes the spare back, so the listener neither spins nor dies and serves again as
+ * soon as descriptors free up (tested under `ulimit -n 64`). Node offers no way to pause
+ * accepting short of closing the listener, which would give the port away, so the listener is
+ * kept. Two cases reach us, both logged rate-limited: a target connect that fails with EMFILE
+ * (the accept took the last descriptor), whose client is reset like any connect failure; and an
+ * accept error emitted on the server, which happens only if libuv lost its spare.
  */
 export class TcpForwarder {
   /** The bound address of the listening server. */
@@ -338,6 +338,11 @@ export class TcpForwarder {
     if (this.resolveClosing && this.pairs.size === 0) this.resolveClosing();
   }
 
+  /**
+   * onServerError logs accept errors. libuv retries accept() at once after reporting one, so
+   * without a spare descriptor this can be called many times in a row until one frees up: keep
+   * it cheap and rate-limited, and never close the listener over it.
+   */
   private onServerError(err: Error): void {
     const code = errorCode(err);
     const n = this.exhaustion.take(Date.now());
@@ -347,13 +352,14 @@ export class TcpForwarder {
   }
 
   private accept(client: Socket): void {
-    client.on('error', ignore); // replaced by the pair's own listener when one is made
     if (this.closing) {
+      client.on('error', ignore);
       client.resetAndDestroy();
       return;
     }
     const { maxConnections } = this.settings;
     if (maxConnections > 0 && this.pairs.size >= maxConnections) {
+      client.on('error', ignore);
       this.counters.connectionsRejected++;
       const n = this.refusals.take(Date.now());
       if (n > 0) {
@@ -365,7 +371,6 @@ export class TcpForwarder {
       client.resetAndDestroy();
       return;
     }
-    client.off('error', ignore);
     this.counters.connectionsTotal++;
     this.counters.connectionsActive++;
     this.pairs.add(new Pair(this.owner, client));
