@@ -7,5 +7,6 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Network tests bind real sockets; forks keep each file's sockets and fds apart.
     pool: 'forks',
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
