@@ -1,22 +1,12 @@
 // End-to-end tests of the built CLI (bin/portpub.js): Docker's -p contract as a user meets it.
-import { createServer as createTcpServer, connect, type Server } from 'node:net';
+import { createServer as createTcpServer, connect } from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { readEphemeralRange } from '../src/allocate.js';
 import { BIN, parsePortLine, runCli, startCli, withTimeout } from './helpers/cli.js';
-
-/** echoServer is a TCP echo target on 127.0.0.1 (or host), port 0, closed in cleanup. */
-async function echoServer(host = '127.0.0.1'): Promise<{ server: Server; port: number }> {
-  const server = createTcpServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  onTestFinished(() => void server.close());
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  return { server, port: (server.address() as { port: number }).port };
-}
+import { echoServer, freePort } from './helpers/net.js';
 
 /** roundTrip connects to host:port, sends text, ends, and resolves everything read back. */
 function roundTrip(host: string, port: number, text: string): Promise<string> {
@@ -36,15 +26,6 @@ function roundTrip(host: string, port: number, text: string): Promise<string> {
     5000,
     `echo via ${host}:${port}`,
   );
-}
-
-/** freePort finds a port nothing listens on right now (bound on port 0, then closed). */
-async function freePort(): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 const m = (hostIp: string, hostPort: string, targetPort: number, protocol = 'tcp') => ({

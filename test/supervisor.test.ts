@@ -3,16 +3,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePublish } from '../src/spec.js';
 import { startForwarding, type Forwarding, type PublishRequest } from '../src/supervisor.js';
 import { withTimeout } from './helpers/cli.js';
+import { echoServer as echoFixture, freePort } from './helpers/net.js';
 
-async function echoServer(): Promise<number> {
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  onTestFinished(() => void server.close());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as { port: number }).port;
-}
+const echoServer = async (): Promise<number> => (await echoFixture()).port;
 
 async function listenOn(port: number): Promise<Server> {
   const s = createServer();
@@ -22,13 +15,6 @@ async function listenOn(port: number): Promise<Server> {
     s.listen(port, '127.0.0.1', resolve);
   });
   return s;
-}
-
-async function freePort(): Promise<number> {
-  const s = await listenOn(0);
-  const port = (s.address() as { port: number }).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 const req = (spec: string, targetHost = '127.0.0.1', name?: string): PublishRequest[] =>

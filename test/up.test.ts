@@ -2,26 +2,19 @@
 // landed, and SIGHUP reloads that keep live connections on kept mappings.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startCli, withTimeout, type Running } from './helpers/cli.js';
+import { echoServer, freePort } from './helpers/net.js';
+
+const tcpEcho = async (): Promise<number> => (await echoServer()).port;
 
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'portpub-up-'));
   onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function tcpEcho(): Promise<number> {
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => undefined);
-    s.pipe(s);
-  });
-  onTestFinished(() => void server.close());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as { port: number }).port;
 }
 
 async function udpEcho(): Promise<number> {
@@ -30,14 +23,6 @@ async function udpEcho(): Promise<number> {
   s.on('message', (msg, r) => s.send(msg, r.port, r.address));
   await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
   return s.address().port;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 /** open connects and returns an echo function on the live connection. */

@@ -2,6 +2,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { onTestFinished } from 'vitest';
+import { withDeadline } from './net.js';
+
+/** withTimeout: see withDeadline in ./net.ts. */
+export const withTimeout = withDeadline;
 
 export const BIN = fileURLToPath(new URL('../../bin/portpub.js', import.meta.url));
 
@@ -107,25 +111,12 @@ export function startCli(
           exited,
           stop: (signal = 'SIGTERM', ms = 15_000) => {
             child.kill(signal);
-            return withTimeout(exited, ms, `portpub to exit after ${signal}`);
+            return withDeadline(exited, ms, `portpub to exit after ${signal}`);
           },
         });
       }
     });
   });
-}
-
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)),
-        ms,
-      );
-    }),
-  ]);
 }
 
 /** parsePortLine reads `80/tcp -> 127.0.0.1:49153` into its parts. */
