@@ -245,6 +245,7 @@ function bindSocket(
       ipv6Only: type === 'udp6',
       recvBufferSize: LISTEN_RECV_BUFFER,
       sendBufferSize: SEND_BUFFER,
+      lookup: literalLookup,
     });
     const onError = (err: Error): void => {
       socket.close();
@@ -260,6 +261,19 @@ function bindSocket(
       resolve(socket);
     });
   });
+}
+
+/**
+ * literalLookup is the `lookup` of every socket made here: all they bind, connect or send to is
+ * an IP literal already, and Node's default (dns.lookup) would still defer every reply's send
+ * to a process.nextTick of its own. It answers at once.
+ */
+function literalLookup(
+  address: string,
+  family: unknown,
+  callback: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  callback(null, address, typeof family === 'number' ? family : isIP(address));
 }
 
 function closeSocket(socket: dgram.Socket): Promise<void> {
@@ -400,6 +414,13 @@ export class UdpForwarder {
   private resolving: Promise<void> | undefined;
   private resolveFailedAt = -Infinity;
   private readonly awaitingTarget = new Set<Flow>();
+  /**
+   * byPort indexes the live flows by client port, one flow per port. The hot path looks a
+   * datagram's flow up by its port and compares the address, instead of building the string key
+   * (a new string to hash per datagram); a miss, or two clients on one port from different
+   * addresses, falls back to the table.
+   */
+  private readonly byPort = new Map<number, Flow>();
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -515,18 +536,22 @@ export class UdpForwarder {
   }
 
   private fromClient(msg: Buffer, rinfo: dgram.RemoteInfo, via: dgram.Socket): void {
-    // The key doubles as the client's name in logs, so IPv6 gets Go's JoinHostPort brackets.
-    const key =
-      rinfo.family === 'IPv6'
-        ? `[${rinfo.address}]:${rinfo.port}`
-        : `${rinfo.address}:${rinfo.port}`;
-    const session = this.table.get(key);
-    if (session === undefined) {
-      this.openFlow(key, rinfo, via, msg);
-      return;
+    let flow = this.byPort.get(rinfo.port);
+    if (flow === undefined || flow.clientAddress !== rinfo.address) {
+      // The key doubles as the client's name in logs, so IPv6 gets Go's JoinHostPort brackets.
+      const key =
+        rinfo.family === 'IPv6'
+          ? `[${rinfo.address}]:${rinfo.port}`
+          : `${rinfo.address}:${rinfo.port}`;
+      const session = this.table.get(key);
+      if (session === undefined) {
+        this.openFlow(key, rinfo, via, msg);
+        return;
+      }
+      flow = session.value;
+      this.byPort.set(flow.clientPort, flow);
     }
-    const flow = session.value;
-    this.table.touch(session);
+    this.table.touch(flow.session);
     flow.via = via;
     if (flow.pending !== null) {
       if (flow.pending.length < PENDING_LIMIT) flow.pending.push(msg);
@@ -547,6 +572,7 @@ export class UdpForwarder {
     flow.afterReply = (err, bytes) => this.sentToClient(flow, err, bytes);
     const { session, evicted } = this.table.insert(key, flow);
     flow.session = session;
+    this.byPort.set(flow.clientPort, flow);
     this.flowsTotal++;
     if (evicted) {
       this.evictions++;
@@ -569,6 +595,7 @@ export class UdpForwarder {
         type: target.family === 6 ? 'udp6' : 'udp4',
         recvBufferSize: FLOW_RECV_BUFFER,
         sendBufferSize: SEND_BUFFER,
+        lookup: literalLookup,
       });
     } catch (err) {
       this.failFlow(flow, err as Error);
@@ -755,6 +782,7 @@ export class UdpForwarder {
   private endFlow(flow: Flow): void {
     if (flow.closed) return;
     flow.closed = true;
+    if (this.byPort.get(flow.clientPort) === flow) this.byPort.delete(flow.clientPort);
     if (flow.pending !== null && flow.pending.length > 0 && !this.closed) {
       this.drops['flow-closed'] += flow.pending.length;
     }

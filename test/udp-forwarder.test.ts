@@ -299,6 +299,56 @@ describe('UdpForwarder', () => {
     expect(fw.stats()).toMatchObject({ flowsTotal: 1, flowsActive: 1 });
   });
 
+  it('counts every datagram and byte both ways over a long flow', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const client = await udpSocket('udp4', V4);
+    for (let i = 0; i < 300; i++) {
+      const { msg } = await request(client, `n${i}`, port, V4, { tries: 3 });
+      expect(msg.toString()).toBe(`n${i}`);
+    }
+    const s = fw.stats();
+    expect(s.datagramsClientToTarget).toBeGreaterThanOrEqual(300);
+    expect(s.datagramsClientToTarget).toBe(echo.sources.length);
+    expect(s.datagramsTargetToClient).toBe(s.datagramsClientToTarget);
+    expect(s.bytesTargetToClient).toBe(s.bytesClientToTarget);
+    expect(Object.values(s.drops).every((n) => n === 0)).toBe(true);
+  });
+
+  it('keeps a flow through a target restart in mid-flow', async () => {
+    const first = await echoServer('udp4', V4);
+    const targetPort = first.port;
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort });
+    const client = await udpSocket('udp4', V4);
+    for (let i = 0; i < 200; i++) await request(client, `up-${i}`, port, V4, { tries: 3 });
+    closeQuietly(first.socket);
+    // A burst at the closed port: each send leaves an ICMP error that the next one may meet.
+    for (let i = 0; i < 20; i++) client.send(`down-${i}`, port, V4);
+    await waitFor(() => fw.stats().drops['target-refused'] >= 1, 'ECONNREFUSED to be seen');
+    const again = await echoServer('udp4', V4, 'echo', targetPort);
+    const { msg } = await request(client, 'back', port, V4, { timeoutMs: 500, tries: 5 });
+    expect(msg.toString()).toBe('back');
+    expect(again.sources.length).toBeGreaterThan(0);
+    expect(fw.stats()).toMatchObject({ flowsTotal: 1, flowsActive: 1 });
+  });
+
+  it('tells apart two clients on the same port of different addresses', async () => {
+    const echo = await echoServer('udp4', V4, 'port');
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const a = await udpSocket('udp4', '127.0.0.1');
+    const b = await udpSocket('udp4', '127.0.0.2', portOf(a));
+    const seen = { a: new Set<string>(), b: new Set<string>() };
+    for (let i = 0; i < 10; i++) {
+      seen.a.add((await request(a, `a${i}`, port, V4)).msg.toString());
+      seen.b.add((await request(b, `b${i}`, port, V4)).msg.toString());
+    }
+    // One target-side source port per client, and they differ.
+    expect(seen.a.size).toBe(1);
+    expect(seen.b.size).toBe(1);
+    expect([...seen.a][0]).not.toBe([...seen.b][0]);
+    expect(fw.stats()).toMatchObject({ flowsTotal: 2, flowsActive: 2 });
+  });
+
   it('evicts the least recently active flow at maxFlows, and counts it', async () => {
     const echo = await echoServer('udp4', V4, 'port');
     const { logger, lines } = captureLogger();
