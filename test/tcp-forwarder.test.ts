@@ -290,6 +290,18 @@ describe('failures', () => {
     expect(await roundTrip(second, 'alive')).toBe('alive');
   });
 
+  it('names the client in a connect-failure warning with info lines off', async () => {
+    // Without info lines a pair never asks for its client's address at accept; the warning asks.
+    const deadPort = await freePort();
+    const { logger, lines } = captureLogger();
+    logger.level = 'warn';
+    const { port } = await forward({ host: V4, port: deadPort }, { logger });
+    expect(await connectOutcome(port)).toMatchObject({ ended: false, error: 'ECONNRESET' });
+    const warn = lines.find((l) => l.msg === 'cannot connect to target');
+    expect(warn?.client).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(closeLines(lines)).toHaveLength(0);
+  });
+
   it('target refusing (accepts, then resets): the client sees the reset', async () => {
     const target = await tcpServer((s) => s.resetAndDestroy());
     const { logger, lines } = captureLogger();
