@@ -17,6 +17,7 @@ import {
   type Forwarding,
   type PublishRequest,
 } from './supervisor.js';
+import { TcpWorkers } from './workers.js';
 
 /** CliIo is where the CLI writes; tests pass their own. */
 export interface CliIo {
@@ -76,6 +77,7 @@ interface ServeOptions {
   maxConnections: number;
   udpTimeout: number;
   maxUdpFlows: number;
+  tcpWorkers: number;
 }
 
 interface RootOptions extends ServeOptions {
@@ -341,6 +343,12 @@ function addServeOptions(cmd: Command): Command {
       'UDP: most client flows per binding; the least recently used is evicted beyond it',
       countArg('--max-udp-flows', 1),
       4096,
+    )
+    .option(
+      '--tcp-workers <n>',
+      'TCP: accept and relay in n processes (this one and n-1 workers); UDP stays in this one',
+      countArg('--tcp-workers', 1),
+      1,
     );
 }
 
@@ -436,7 +444,16 @@ async function serve(
   reload?: () => PublishRequest[],
 ): Promise<number> {
   let forwarding: Forwarding;
+  let workers: TcpWorkers | undefined;
   try {
+    if (opts.tcpWorkers > 1) {
+      workers = await TcpWorkers.start({
+        count: opts.tcpWorkers - 1,
+        logLevel: opts.logLevel,
+        logFormat: opts.logFormat ?? (io.stderr.isTTY ? 'pretty' : 'json'),
+        logger,
+      });
+    }
     forwarding = await startForwarding({
       publish,
       defaultHostIp: opts.defaultHostIp,
@@ -447,8 +464,10 @@ async function serve(
       },
       udp: { flowTimeoutMs: opts.udpTimeout, maxFlows: opts.maxUdpFlows },
       logger,
+      ...(workers ? { tcpShare: workers } : {}),
     });
   } catch (err) {
+    await workers?.destroy();
     if (err instanceof PortpubError) {
       logger.error({ code: err.code }, err.message);
       io.stderr.write(`portpub: ${err.message}\n`);
@@ -457,7 +476,7 @@ async function serve(
     throw err;
   }
   // Signal handlers go in before anything is printed: a caller may signal as soon as it reads.
-  const stopped = waitForStop(forwarding, opts.drainTimeout, logger);
+  const stopped = waitForStop(forwarding, workers, opts.drainTimeout, logger);
 
   const dir = stateDir();
   const startedAt = new Date().toISOString();
@@ -554,6 +573,7 @@ function prefixLines(prefix: string, text: string): string {
 /** waitForStop serves until SIGINT/SIGTERM, then drains; a second signal cuts at once. */
 function waitForStop(
   forwarding: Forwarding,
+  workers: TcpWorkers | undefined,
   drainTimeoutMs: number,
   logger: Logger,
 ): Promise<void> {
@@ -563,11 +583,12 @@ function waitForStop(
       if (stopping) {
         logger.warn({ signal }, 'second signal: cutting open connections');
         forwarding.destroy();
+        void workers?.destroy();
         return;
       }
       stopping = true;
       logger.info({ signal, drainTimeoutMs }, 'stopping: draining open connections');
-      forwarding.close(drainTimeoutMs).then(
+      Promise.all([forwarding.close(drainTimeoutMs), workers?.close(drainTimeoutMs)]).then(
         () => {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
@@ -577,7 +598,7 @@ function waitForStop(
         (err: unknown) => {
           logger.error({ err }, 'error while stopping');
           forwarding.destroy();
-          resolve();
+          void (workers?.destroy() ?? Promise.resolve()).finally(resolve);
         },
       );
     };

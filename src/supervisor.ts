@@ -1,12 +1,17 @@
 // Starts every published mapping all-or-nothing, reports what was bound, applies reloads, and
 // stops by draining. Arrows point one way: supervisor -> allocate / forwarders -> pure parts.
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { PortAllocator, type Allocation, type Handle } from './allocate.js';
 import { UnsupportedError, UsageError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { joinHostPort, type Binding } from './report.js';
 import { formatSpec, isIpLiteral, type PortMapping } from './spec.js';
-import { TcpForwarder, listenTcp, type TcpStats } from './tcp-forwarder.js';
+import {
+  TcpForwarder,
+  listenTcp,
+  type TcpForwarderOptions,
+  type TcpStats,
+} from './tcp-forwarder.js';
 import { UdpForwarder, bindUdp, type UdpStats } from './udp-forwarder.js';
 
 /** PublishRequest is one parsed `-p` mapping and where its target port lives. */
@@ -36,6 +41,20 @@ export interface UdpOptions {
   maxFlows?: number;
 }
 
+/**
+ * TcpShare takes every listening TCP socket to serve it from other processes too, beside this
+ * one (the CLI's --tcp-workers, src/workers.ts). unserve resolves once they have let go of it.
+ */
+export interface TcpShare {
+  serve(
+    id: number,
+    server: Server,
+    options: Omit<TcpForwarderOptions, 'logger'>,
+    logFields: Record<string, string>,
+  ): void;
+  unserve(id: number): Promise<void>;
+}
+
 export interface ForwardingOptions {
   publish: readonly PublishRequest[];
   /** Host address used when a mapping names none (dockerd --ip); default 0.0.0.0 (+ :: when IPv6 works). */
@@ -45,6 +64,8 @@ export interface ForwardingOptions {
   logger?: Logger;
   /** Shared bookkeeping; a new one (reading the kernel's ranges) by default. */
   allocator?: PortAllocator;
+  /** Also serve every TCP socket from other processes (see TcpShare). */
+  tcpShare?: TcpShare;
 }
 
 interface Forwarder {
@@ -60,6 +81,8 @@ interface Entry {
   bindings: Binding[];
   forwarders: Forwarder[];
   allocation: Allocation<Handle>;
+  /** The TcpShare ids of its TCP sockets. */
+  shared: number[];
 }
 
 /**
@@ -70,6 +93,7 @@ export class Forwarding {
   private entries: Entry[] = [];
   private readonly draining = new Set<Promise<void>>();
   private closed = false;
+  private nextShareId = 1;
 
   private constructor(
     private readonly options: ForwardingOptions,
@@ -130,7 +154,8 @@ export class Forwarding {
     const wantedKeys = new Set(wanted.map(([key]) => key));
     const kept = this.entries.filter((e) => wantedKeys.has(e.key));
     const removed = this.entries.filter((e) => !wantedKeys.has(e.key));
-    for (const e of removed) this.drain(e);
+    // Every process serving a removed socket lets go of it first, so its port can be bound again.
+    await Promise.all(removed.map((e) => this.drain(e)));
     let added: Entry[];
     try {
       added = await this.bindAll(wanted.filter(([key]) => !current.has(key)));
@@ -163,7 +188,7 @@ export class Forwarding {
     this.closed = true;
     const entries = this.entries;
     this.entries = [];
-    for (const e of entries) this.drain(e);
+    for (const e of entries) void this.drain(e);
     const all = Promise.all([...this.draining]).then(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -181,14 +206,18 @@ export class Forwarding {
   /** destroy cuts every connection and closes every socket now. Idempotent. */
   destroy(): void {
     this.closed = true;
-    for (const e of this.entries) this.drain(e);
+    for (const e of this.entries) void this.drain(e);
     this.entries = [];
     for (const fw of this.allForwarders) fw.destroy();
   }
 
   private readonly allForwarders = new Set<Forwarder>();
 
-  private drain(e: Entry): void {
+  /**
+   * drain stops accepting on an entry's sockets and lets its connections finish (tracked in
+   * `draining`); resolves once other processes serving its sockets have let go of them too.
+   */
+  private drain(e: Entry): Promise<void> {
     e.allocation.release();
     for (const fw of e.forwarders) {
       const p = fw.close().finally(() => {
@@ -197,6 +226,14 @@ export class Forwarding {
       });
       this.draining.add(p);
     }
+    return this.unshare(e);
+  }
+
+  private unshare(e: Entry): Promise<void> {
+    const share = this.options.tcpShare;
+    const ids = e.shared.splice(0);
+    if (!share || ids.length === 0) return Promise.resolve();
+    return Promise.all(ids.map((id) => share.unserve(id))).then(() => undefined);
   }
 
   private async bindAll(keys: readonly [string, PublishRequest][]): Promise<Entry[]> {
@@ -216,6 +253,7 @@ export class Forwarding {
         e.allocation.release();
         for (const fw of e.forwarders) fw.destroy();
       }
+      await Promise.all(entries.map((e) => this.unshare(e)));
       throw err;
     }
     for (const e of entries) {
@@ -255,14 +293,17 @@ export class Forwarding {
       protocol,
     }));
     const forwarders: Forwarder[] = [];
+    const logFields: Record<string, string>[] = [];
     try {
       allocation.handles.forEach((handle, i) => {
         const b = bindings[i]!;
-        const logger = this.logger.child({
+        const fields = {
           ...(name ? { service: name } : {}),
           binding: `${joinHostPort(b.hostIp, b.hostPort)}/${protocol}`,
           target: joinHostPort(targetHost, mapping.targetPort),
-        });
+        };
+        logFields.push(fields);
+        const logger = this.logger.child(fields);
         const common = { targetHost, targetPort: mapping.targetPort, logger };
         const fw =
           protocol === 'tcp'
@@ -283,7 +324,21 @@ export class Forwarding {
       allocation.release();
       throw err;
     }
-    return { key, request, bindings, forwarders, allocation };
+    const shared: number[] = [];
+    const share = this.options.tcpShare;
+    if (share && protocol === 'tcp') {
+      allocation.handles.forEach((handle, i) => {
+        const id = this.nextShareId++;
+        share.serve(
+          id,
+          handle as Server,
+          { targetHost, targetPort: mapping.targetPort, ...this.options.tcp },
+          logFields[i]!,
+        );
+        shared.push(id);
+      });
+    }
+    return { key, request, bindings, forwarders, allocation, shared };
   }
 }
 

@@ -64,15 +64,7 @@ export function listenTcp(
     return Promise.reject(new UsageError(`port must be a whole number 0-65535, got ${port}`));
   }
   return new Promise((resolve, reject) => {
-    // allowHalfOpen: a client's FIN must not end our side; pauseOnConnect: read nothing from a
-    // client until its target connection exists (the data stays in the kernel meanwhile).
-    const server = createServer({
-      allowHalfOpen: true,
-      pauseOnConnect: true,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: KEEPALIVE_MS,
-    });
+    const server = relayServer();
     const onListenError = (err: Error): void => {
       server.close();
       reject(err);
@@ -98,6 +90,37 @@ export function listenTcp(
       server.close();
       reject(err instanceof Error ? err : new Error(String(err)));
     }
+  });
+}
+
+/**
+ * adoptTcp serves a listening socket that another process bound and sent over IPC (a TCP
+ * worker's side of --tcp-workers) with the options listenTcp gives its servers. Hand the result
+ * to a TcpForwarder at once: nothing holds early connections here.
+ */
+export function adoptTcp(listening: Server): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = relayServer();
+    server.once('error', reject);
+    server.listen(listening, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+/**
+ * relayServer is the unbound server of every TCP binding. allowHalfOpen: a client's FIN must not
+ * end our side; pauseOnConnect: read nothing from a client until its target connection exists
+ * (the data stays in the kernel meanwhile).
+ */
+function relayServer(): Server {
+  return createServer({
+    allowHalfOpen: true,
+    pauseOnConnect: true,
+    noDelay: true,
+    keepAlive: true,
+    keepAliveInitialDelay: KEEPALIVE_MS,
   });
 }
 
