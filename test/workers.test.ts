@@ -97,25 +97,42 @@ async function echoUntilAWorkerServes(run: Running, port: number, binding: strin
   );
 }
 
+/**
+ * startWorkers runs portpub with --tcp-workers n in front of a fresh echo server and waits until
+ * all n processes exist; `port` is the published one, `procs()` the processes still alive.
+ */
+async function startWorkers(
+  n: number,
+  extra: string[] = [],
+): Promise<{ run: Running; port: number; procs: () => number[] }> {
+  const { env, mark: m } = mark();
+  const target = await echoServer();
+  const run = await startCli(
+    ['-p', `127.0.0.1::${target.port}`, '--tcp-workers', String(n), ...extra],
+    1,
+    15_000,
+    { env },
+  );
+  await waitFor(() => marked(m).length === n, `portpub's ${n} processes`, 10_000);
+  return { run, port: parsePortLine(run.lines[0]!).port, procs: () => marked(m) };
+}
+
+/** openEchoing opens count connections and checks that each echoes (so each is paired). */
+async function openEchoing(port: number, count: number): Promise<net.Socket[]> {
+  const open = await Promise.all(Array.from({ length: count }, () => connectTcp(port)));
+  for (const [i, socket] of open.entries()) {
+    expect(await roundTrip(socket, `open ${i}`)).toBe(`open ${i}`);
+  }
+  return open;
+}
+
 describe('--tcp-workers', () => {
   it('serves from the main process and its workers; SIGTERM drains and stops them all', async () => {
-    const { env, mark: m } = mark();
-    const target = await echoServer();
-    const run = await startCli(
-      ['-p', `127.0.0.1::${target.port}`, '--tcp-workers', '3', '--log-format', 'json'],
-      1,
-      15_000,
-      { env },
-    );
-    await waitFor(() => marked(m).length === 3, 'the main process and 2 workers', 10_000);
-    const { port } = parsePortLine(run.lines[0]!);
+    const { run, port, procs } = await startWorkers(3, ['--log-format', 'json']);
     await echoUntilAWorkerServes(run, port, `127.0.0.1:${port}/tcp`);
 
     // open connections finish after the signal, wherever they were accepted
-    const open = await Promise.all(Array.from({ length: 20 }, () => connectTcp(port)));
-    for (const [i, socket] of open.entries()) {
-      expect(await roundTrip(socket, `before ${i}`)).toBe(`before ${i}`);
-    }
+    const open = await openEchoing(port, 20);
     const before = closeLines(run).length;
     run.child.kill('SIGTERM');
     await waitFor(() => run.stderr().includes('stopping: draining'), 'the drain to start');
@@ -126,24 +143,12 @@ describe('--tcp-workers', () => {
     const result = await withDeadline(run.exited, 15_000, 'portpub to exit');
     expect(result.code).toBe(0);
     expect(closeLines(run).length - before).toBe(20);
-    await waitFor(() => marked(m).length === 0, 'every worker to exit', 5_000);
+    await waitFor(() => procs().length === 0, 'every worker to exit', 5_000);
   });
 
   it('a second signal cuts connections in every process at once', async () => {
-    const { env, mark: m } = mark();
-    const target = await echoServer();
-    const run = await startCli(
-      ['-p', `127.0.0.1::${target.port}`, '--tcp-workers', '3', '--drain-timeout', '1h'],
-      1,
-      15_000,
-      { env },
-    );
-    await waitFor(() => marked(m).length === 3, 'the main process and 2 workers', 10_000);
-    const { port } = parsePortLine(run.lines[0]!);
-    const open = await Promise.all(Array.from({ length: 20 }, () => connectTcp(port)));
-    for (const [i, socket] of open.entries()) {
-      expect(await roundTrip(socket, `held ${i}`)).toBe(`held ${i}`);
-    }
+    const { run, port, procs } = await startWorkers(3, ['--drain-timeout', '1h']);
+    const open = await openEchoing(port, 20);
     // the client sockets are half-open aware: a cut shows as their end (FIN) or a reset
     const cut = open.map(
       (socket) =>
@@ -157,22 +162,14 @@ describe('--tcp-workers', () => {
     run.child.kill('SIGTERM');
     expect((await withDeadline(run.exited, 10_000, 'portpub to exit')).code).toBe(0);
     await withDeadline(Promise.all(cut), 5_000, 'every held connection to be cut');
-    await waitFor(() => marked(m).length === 0, 'every worker to exit', 5_000);
+    await waitFor(() => procs().length === 0, 'every worker to exit', 5_000);
   });
 
   it('workers exit when the main process is killed outright', async () => {
-    const { env, mark: m } = mark();
-    const target = await echoServer();
-    const run = await startCli(
-      ['-p', `127.0.0.1::${target.port}`, '--tcp-workers', '2'],
-      1,
-      15_000,
-      { env },
-    );
-    await waitFor(() => marked(m).length === 2, 'the main process and its worker', 10_000);
+    const { run, procs } = await startWorkers(2);
     run.child.kill('SIGKILL');
     await withDeadline(run.exited, 5_000, 'portpub to die');
-    await waitFor(() => marked(m).length === 0, 'the orphaned worker to exit', 5_000);
+    await waitFor(() => procs().length === 0, 'the orphaned worker to exit', 5_000);
   });
 
   it('a bind failure leaves no worker behind (exit 1, Docker message)', async () => {
