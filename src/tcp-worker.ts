@@ -24,7 +24,7 @@ function reply(msg: FromWorker): void {
 
 async function serve(msg: Extract<ToWorker, { op: 'serve' }>, listening: Server): Promise<void> {
   const server = await adoptTcp(listening);
-  if (stopping || forwarders.has(msg.id)) {
+  if (stopping) {
     server.close();
     return;
   }

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { PortpubError } from './errors.js';
 import { HEAP_FLAGS } from './heap-flags.js';
 import type { Logger, LogFormat } from './logger.js';
+import type { TcpShare } from './supervisor.js';
 import type { TcpForwarderOptions } from './tcp-forwarder.js';
 
 /** WorkerServe is what a worker needs to serve one listening socket (JSON over the IPC channel). */
@@ -59,7 +60,7 @@ export interface TcpWorkersOptions {
  * and not replaced: the listening sockets stay with the other processes, so nothing stops
  * being served, only that worker's open connections are lost.
  */
-export class TcpWorkers {
+export class TcpWorkers implements TcpShare {
   private readonly workers: Worker[] = [];
   private stopping = false;
 
@@ -78,11 +79,6 @@ export class TcpWorkers {
       throw err;
     }
     return pool;
-  }
-
-  /** pids lists the live workers' process ids. */
-  get pids(): number[] {
-    return this.workers.filter(alive).map((w) => w.child.pid!);
   }
 
   /** serve hands a listening TCP server to every worker, to accept from beside this process. */
@@ -118,19 +114,23 @@ export class TcpWorkers {
    * close stops every worker: they stop accepting, let open connections finish for up to
    * drainTimeoutMs, and exit; one still there EXIT_GRACE_MS later is killed. Idempotent.
    */
-  async close(drainTimeoutMs: number): Promise<void> {
-    this.stopping = true;
-    for (const w of this.workers) if (alive(w)) this.send(w, { op: 'stop', drainTimeoutMs });
-    const timer = setTimeout(() => this.kill(), drainTimeoutMs + EXIT_GRACE_MS);
-    await Promise.all(this.workers.map((w) => w.exited));
-    clearTimeout(timer);
+  close(drainTimeoutMs: number): Promise<void> {
+    return this.stopAll({ op: 'stop', drainTimeoutMs }, drainTimeoutMs + EXIT_GRACE_MS);
   }
 
   /** destroy makes every worker cut its connections and exit now; killed if it does not. */
-  async destroy(): Promise<void> {
+  destroy(): Promise<void> {
+    return this.stopAll({ op: 'destroy' }, EXIT_GRACE_MS);
+  }
+
+  /**
+   * stopAll sends msg to every live worker and resolves once all have exited; any still running
+   * killAfterMs later is killed.
+   */
+  private async stopAll(msg: ToWorker, killAfterMs: number): Promise<void> {
     this.stopping = true;
-    for (const w of this.workers) if (alive(w)) this.send(w, { op: 'destroy' });
-    const timer = setTimeout(() => this.kill(), EXIT_GRACE_MS);
+    for (const w of this.workers) if (alive(w)) this.send(w, msg);
+    const timer = setTimeout(() => this.kill(), killAfterMs);
     await Promise.all(this.workers.map((w) => w.exited));
     clearTimeout(timer);
   }
