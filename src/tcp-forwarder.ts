@@ -3,6 +3,7 @@
 import { createServer, connect, isIP, type AddressInfo, type Server, type Socket } from 'node:net';
 import { UsageError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
+import { readBuffer, relayRead, sharedReads } from './read-buffer.js';
 import { joinHostPort } from './report.js';
 
 /**
@@ -453,11 +454,17 @@ function pairOf(socket: Socket): Pair {
   return (socket as PairSocket)[kPair];
 }
 
+/** onClientData is the client's reader where shared reads are not available (see read-buffer). */
 function onClientData(this: Socket, chunk: Buffer): void {
   pairOf(this).fromClient(chunk);
 }
-function onTargetData(this: Socket, chunk: Buffer): void {
-  pairOf(this).fromTarget(chunk);
+function onClientRead(this: Socket, nread: number, buf: Uint8Array): boolean {
+  pairOf(this).clientRead(nread, buf);
+  return true;
+}
+function onTargetRead(this: Socket, nread: number, buf: Uint8Array): boolean {
+  pairOf(this).targetRead(nread, buf);
+  return true;
 }
 function onClientDrain(this: Socket): void {
   pairOf(this).target.resume();
@@ -533,6 +540,7 @@ class Pair {
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: KEEPALIVE_MS,
+      onread: { buffer: readBuffer, callback: onTargetRead },
     });
     this.target = target;
     (client as PairSocket)[kPair] = this;
@@ -570,8 +578,7 @@ class Pair {
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
     if (idleTimeoutMs > 0) this.watchTimeouts(idleTimeoutMs);
-    client.on('data', onClientData);
-    target.on('data', onTargetData);
+    if (!sharedReads(client, onClientRead)) client.on('data', onClientData);
     target.on('drain', onTargetDrain);
     client.on('drain', onClientDrain);
     client.on('end', onClientEnd);
@@ -585,10 +592,16 @@ class Pair {
     if (!this.target.write(chunk)) this.client.pause();
   }
 
-  fromTarget(chunk: Buffer): void {
-    this.down += chunk.length;
-    this.owner.counters.bytesTargetToClient += chunk.length;
-    if (!this.client.write(chunk)) this.target.pause();
+  clientRead(nread: number, buf: Uint8Array): void {
+    this.up += nread;
+    this.owner.counters.bytesClientToTarget += nread;
+    if (!relayRead(this.target, nread, buf)) this.client.pause();
+  }
+
+  targetRead(nread: number, buf: Uint8Array): void {
+    this.down += nread;
+    this.owner.counters.bytesTargetToClient += nread;
+    if (!relayRead(this.client, nread, buf)) this.target.pause();
   }
 
   /** ended passes a FIN on to the other socket, `to`. */
