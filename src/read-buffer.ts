@@ -4,7 +4,7 @@
 // the bytes read, wraps it in a Buffer object and pushes it through the stream machinery to a
 // 'data' listener. With `onread`, the socket reads into a buffer we give it and calls us with the
 // byte count: no allocation and no stream layer per read. Measured through a relay on this
-// 2-core machine: +40-50 % throughput and -35 % CPU per GB, both directions.
+// 2-core machine: +40-50 % throughput and -35 % CPU per GB, both directions, at 64 KiB a read.
 //
 // A relay writes what it just read straight on to the other socket. Usually the kernel takes it
 // all at once (the write completes synchronously) and the buffer is free again before the next
@@ -16,30 +16,53 @@
 // libuv can send anything: the pending write always sends what was written.
 import type { Socket } from 'node:net';
 
-export const READ_BUFFER_SIZE = 64 * 1024;
+/**
+ * READ_BUFFER_SIZE: a read takes up to this much. 256 KiB measured best (iperf3 through portpub,
+ * interleaved runs, Gbit/s and CPU s/GB): 64 KiB (libuv's own size) 6.6-9.7 and 0.80-1.19,
+ * 128 KiB 7.1-10.8 and 0.73-1.07, 256 KiB 10.9-11.5 and 0.62-0.68, 512 KiB 9.1-9.4 and
+ * 0.80-0.85, 1 MiB 10.1 and 0.70 (one stream). Bytes never read are never touched, so a
+ * buffer costs only the pages its reads reach.
+ */
+export const READ_BUFFER_SIZE = 256 * 1024;
 
-/** SPARES_MAX bounds how many released buffers are kept for reuse (1 MiB). */
-const SPARES_MAX = 16;
+/**
+ * SPARES_MAX bounds how many released read buffers, and how many copy buffers, are kept for
+ * reuse (1 MiB each). Under bulk traffic a capture happens every few reads; allocating its two
+ * buffers anew each time, the garbage (freed only by the next GC) pushed a relay's resident memory
+ * up by ~100 MiB at 10 Gbit/s.
+ */
+const SPARES_MAX = 4;
 
 /** OnRead is a read callback: `this` is the socket that read nread bytes into buf. */
 export type OnRead = (this: Socket, nread: number, buf: Uint8Array) => boolean;
 
 interface Capture {
-  /** The bytes a pending write still needs, as they were when written. */
+  /** A copy of the bytes a pending write still needs (the first `length` bytes of `saved`). */
   readonly saved: Buffer;
+  readonly length: number;
   /** The socket whose pending write holds the buffer. */
   readonly writer: Socket;
+  /** writer's entry in `sent` just after this write: its bytes end there. */
+  readonly until: number;
 }
 
 let current: Buffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
 const captures = new Map<Buffer, Capture>();
+/**
+ * sent counts the bytes relayRead wrote to each socket that holds a capture, from its first
+ * capture on. A socket completes its writes in order and writableLength is what it has not
+ * completed, so a capture is over once more bytes were written after it than are pending.
+ */
+const sent = new Map<Socket, number>();
 const spares: Buffer[] = [];
+const copySpares: Buffer[] = [];
 
 /**
  * Counts for tests and diagnostics: accepted sockets set up for shared reads, buffers captured by
- * a pending write, reads whose bytes were copied out of a captured buffer and put back.
+ * a pending write, reads whose bytes were copied out of a captured buffer and put back, and
+ * buffers allocated after the first (spares not at hand).
  */
-export const readBufferCounts = { acceptedShared: 0, captured: 0, restored: 0 };
+export const readBufferCounts = { acceptedShared: 0, captured: 0, restored: 0, allocated: 0 };
 
 /** readBuffer is the buffer the next read of any socket should land in. */
 export function readBuffer(): Buffer {
@@ -52,44 +75,65 @@ export function readBuffer(): Buffer {
  */
 export function relayRead(to: Socket, nread: number, buf: Uint8Array): boolean {
   const view = buf as Buffer;
+  let chunk = view.subarray(0, nread);
+  let copied = false;
   if (captures.size > 0) {
     const capture = captures.get(view);
     if (capture !== undefined) {
-      if (!done(capture.writer)) {
+      if (over(capture)) {
+        release(view);
+      } else {
         // This read overwrote bytes a pending write still needs: take ours out, put those back.
-        const chunk = Buffer.from(view.subarray(0, nread));
-        capture.saved.copy(view, 0);
+        chunk = Buffer.from(chunk);
+        capture.saved.copy(view, 0, 0, capture.length);
         readBufferCounts.restored++;
-        return to.write(chunk);
+        copied = true;
       }
-      release(view);
     }
   }
-  const ok = to.write(view.subarray(0, nread));
+  const ok = to.write(chunk);
+  let total = sent.size > 0 ? sent.get(to) : undefined;
+  if (total !== undefined) sent.set(to, (total += nread));
   // Anything still pending (this chunk, queued or part-sent) now points into the buffer.
-  if (to.writableLength > 0) capture(view, nread, to);
+  if (!copied && to.writableLength > 0) capture(view, nread, to, total ?? nread);
   return ok;
 }
 
-/** done tells whether writer can no longer send from a buffer it was given. */
-function done(writer: Socket): boolean {
+/** over tells whether a capture's write has completed, or can no longer happen. */
+function over(c: Capture): boolean {
   // A destroyed socket's handle is closed at once: libuv drops its pending writes unsent.
-  return writer.writableLength === 0 || writer.destroyed;
+  return c.writer.destroyed || c.writer.writableLength <= sent.get(c.writer)! - c.until;
 }
 
-function capture(buf: Buffer, nread: number, writer: Socket): void {
+function capture(buf: Buffer, nread: number, writer: Socket, until: number): void {
   readBufferCounts.captured++;
-  for (const [b, c] of captures) if (done(c.writer)) release(b);
-  captures.set(buf, { saved: Buffer.from(buf.subarray(0, nread)), writer });
+  for (const [b, c] of captures) if (over(c)) release(b);
+  let saved = copySpares.pop();
+  if (saved === undefined) {
+    saved = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    readBufferCounts.allocated++;
+  }
+  buf.copy(saved, 0, 0, nread);
+  captures.set(buf, { saved, length: nread, writer, until });
+  sent.set(writer, until);
   if (buf === current) {
     let next = spares.pop();
     while (next !== undefined && captures.has(next)) next = spares.pop();
-    current = next ?? Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    if (next === undefined) {
+      next = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+      readBufferCounts.allocated++;
+    }
+    current = next;
   }
 }
 
 function release(buf: Buffer): void {
+  const { saved, writer } = captures.get(buf)!;
   captures.delete(buf);
+  let writerHoldsMore = false;
+  for (const c of captures.values()) if (c.writer === writer) writerHoldsMore = true;
+  if (!writerHoldsMore) sent.delete(writer);
+  if (copySpares.length < SPARES_MAX) copySpares.push(saved);
   if (buf !== current && spares.length < SPARES_MAX && !spares.includes(buf)) spares.push(buf);
 }
 

@@ -335,6 +335,26 @@ describe.each([
   }, 60_000);
 });
 
+describe('shared read buffer', () => {
+  it('a captured buffer is reused once its write completes, not replaced by a new one', async () => {
+    const size = 64 * MiB;
+    const before = { ...readBufferCounts };
+    const target = await tcpServer(() => undefined);
+    const { port } = await forward(target);
+    const client = await connectTcp(port);
+    const got = slowHash(client);
+    const sent = sendPattern(await target.next(), size, 5);
+    expect(await withDeadline(got, 30_000, '64 MiB to a slow reader')).toEqual({
+      bytes: size,
+      sha256: await sent,
+    });
+    const captured = readBufferCounts.captured - before.captured;
+    expect(captured).toBeGreaterThan(20);
+    // One writer, one pending write at a time: two spare read buffers and copies cover it all.
+    expect(readBufferCounts.allocated - before.allocated).toBeLessThanOrEqual(4);
+  });
+});
+
 describe('failures', () => {
   it('target down: the client sees a reset, not an EOF; the next client is served', async () => {
     const deadPort = await freePort();
