@@ -64,6 +64,11 @@ const copySpares: Buffer[] = [];
  */
 export const readBufferCounts = { acceptedShared: 0, captured: 0, restored: 0, allocated: 0 };
 
+/** capturesHeld is how many buffers are set aside for pending writes now (tests). */
+export function capturesHeld(): number {
+  return captures.size;
+}
+
 /** readBuffer is the buffer the next read of any socket should land in. */
 export function readBuffer(): Buffer {
   return current;
@@ -105,9 +110,17 @@ function over(c: Capture): boolean {
   return c.writer.destroyed || c.writer.writableLength <= sent.get(c.writer)! - c.until;
 }
 
+/**
+ * sweepCaptures releases every capture whose write is over. Captures are swept whenever a new one
+ * is made; a pair that finishes sweeps too, so a quiet process keeps no closed socket here.
+ */
+export function sweepCaptures(): void {
+  for (const [b, c] of captures) if (over(c)) release(b);
+}
+
 function capture(buf: Buffer, nread: number, writer: Socket, until: number): void {
   readBufferCounts.captured++;
-  for (const [b, c] of captures) if (over(c)) release(b);
+  sweepCaptures();
   let saved = copySpares.pop();
   if (saved === undefined) {
     saved = Buffer.allocUnsafe(READ_BUFFER_SIZE);

@@ -3,7 +3,7 @@
 import { createServer, connect, isIP, type AddressInfo, type Server, type Socket } from 'node:net';
 import { UsageError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
-import { readBuffer, relayRead, sharedReads } from './read-buffer.js';
+import { readBuffer, relayRead, sharedReads, sweepCaptures } from './read-buffer.js';
 import { joinHostPort } from './report.js';
 
 /**
@@ -687,6 +687,7 @@ class Pair {
     this.open = -1;
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
+    sweepCaptures();
     this.owner.finished(this);
     if (!this.owner.logger.isLevelEnabled('info')) return;
     this.owner.logger.info(

@@ -31,7 +31,7 @@ import {
   type LogLine,
 } from './helpers/net.js';
 import { buildForChild } from './helpers/udp.js';
-import { readBufferCounts, setAcceptedSharedReads } from '../src/read-buffer.js';
+import { capturesHeld, readBufferCounts, setAcceptedSharedReads } from '../src/read-buffer.js';
 
 const V4 = '127.0.0.1';
 const V6 = '::1';
@@ -332,6 +332,8 @@ describe.each([
     expect(readBufferCounts.acceptedShared - before.acceptedShared).toBe(shared ? pairs : 0);
     expect(readBufferCounts.captured).toBeGreaterThan(before.captured);
     expect(readBufferCounts.restored).toBeGreaterThan(before.restored);
+    // Once every pair has finished, nothing is held for a write any more.
+    expect(capturesHeld()).toBe(0);
   }, 60_000);
 });
 
