@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -29,6 +28,7 @@ import {
   waitFor,
   withDeadline,
   type LogLine,
+  type Received,
 } from './helpers/net.js';
 import { buildForChild } from './helpers/udp.js';
 import { capturesHeld, readBufferCounts, setAcceptedSharedReads } from '../src/read-buffer.js';
@@ -270,30 +270,9 @@ describe('relay', () => {
   );
 });
 
-/**
- * slowHash consumes a socket like hashIncoming, but stops reading for a moment after every
- * 256 KiB, so the relay writing to it keeps meeting a full socket buffer.
- */
-function slowHash(socket: net.Socket): Promise<{ bytes: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  let sincePause = 0;
-  return new Promise((resolve, reject) => {
-    socket.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-      sincePause += chunk.length;
-      hash.update(chunk);
-      if (sincePause >= 256 * 1024) {
-        sincePause = 0;
-        socket.pause();
-        setTimeout(() => socket.resume(), 2);
-      }
-    });
-    socket.once('error', reject);
-    socket.once('end', () => resolve({ bytes, sha256: hash.digest('hex') }));
-    socket.resume();
-  });
-}
+/** slowHash is hashIncoming as a reader that stops for a moment after every 256 KiB. */
+const slowHash = (socket: net.Socket): Promise<Received> =>
+  hashIncoming(socket, { pauseEvery: 256 * 1024 });
 
 describe.each([
   { reads: 'shared', shared: true },

@@ -340,14 +340,28 @@ export interface Received {
   sha256: string;
 }
 
-/** hashIncoming consumes the socket to its end and resolves the count and SHA-256 of its bytes. */
-export function hashIncoming(socket: net.Socket): Promise<Received> {
+/**
+ * hashIncoming consumes the socket to its end and resolves the count and SHA-256 of its bytes.
+ * With pauseEvery, it stops reading for 2 ms after every that many bytes: a slow reader, so
+ * whoever writes to it keeps meeting a full socket buffer.
+ */
+export function hashIncoming(
+  socket: net.Socket,
+  { pauseEvery = 0 }: { pauseEvery?: number } = {},
+): Promise<Received> {
   const hash = createHash('sha256');
   let bytes = 0;
+  let sincePause = 0;
   return new Promise((resolve, reject) => {
     socket.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
       hash.update(chunk);
+      sincePause += chunk.length;
+      if (pauseEvery > 0 && sincePause >= pauseEvery) {
+        sincePause = 0;
+        socket.pause();
+        setTimeout(() => socket.resume(), 2);
+      }
     });
     socket.once('error', reject);
     socket.once('end', () => resolve({ bytes, sha256: hash.digest('hex') }));
