@@ -121,23 +121,21 @@ export function sweepCaptures(): void {
 function capture(buf: Buffer, nread: number, writer: Socket, until: number): void {
   readBufferCounts.captured++;
   sweepCaptures();
-  let saved = copySpares.pop();
-  if (saved === undefined) {
-    saved = Buffer.allocUnsafe(READ_BUFFER_SIZE);
-    readBufferCounts.allocated++;
-  }
+  const saved = takeSpare(copySpares);
   buf.copy(saved, 0, 0, nread);
   captures.set(buf, { saved, length: nread, writer, until });
   sent.set(writer, until);
-  if (buf === current) {
-    let next = spares.pop();
-    while (next !== undefined && captures.has(next)) next = spares.pop();
-    if (next === undefined) {
-      next = Buffer.allocUnsafe(READ_BUFFER_SIZE);
-      readBufferCounts.allocated++;
-    }
-    current = next;
-  }
+  if (buf === current) current = takeSpare(spares);
+}
+
+/** takeSpare takes a buffer from pool that no capture holds, or allocates one. */
+function takeSpare(pool: Buffer[]): Buffer {
+  let spare = pool.pop();
+  // A read buffer can be captured again while it waits here (a socket still reading into it).
+  while (spare !== undefined && captures.has(spare)) spare = pool.pop();
+  if (spare !== undefined) return spare;
+  readBufferCounts.allocated++;
+  return Buffer.allocUnsafe(READ_BUFFER_SIZE);
 }
 
 function release(buf: Buffer): void {
