@@ -6,7 +6,7 @@ export {
   formatSpec,
   type PortMapping,
   type Protocol,
-} from './spec.js';
+} from './docker/spec.js';
 export {
   startForwarding,
   Forwarding,
@@ -16,16 +16,16 @@ export {
   type PublishRequest,
   type TcpOptions,
   type UdpOptions,
-} from './supervisor.js';
-export { PortAllocator, type PortRange } from './allocate.js';
+} from './publish/supervisor.js';
+export { PortAllocator, type PortRange } from './publish/allocate.js';
 export {
   TcpForwarder,
   listenTcp,
   type TcpForwarderOptions,
   type TcpStats,
-} from './tcp-forwarder.js';
-export { UdpForwarder, bindUdp, type UdpForwarderOptions, type UdpStats } from './udp-forwarder.js';
-export { formatPortLines } from './report.js';
+} from './tcp/forwarder.js';
+export { UdpForwarder, bindUdp, type UdpForwarderOptions, type UdpStats } from './udp/forwarder.js';
+export { formatPortLines } from './docker/report.js';
 export { createLogger, type Logger } from './logger.js';
 export {
   PortpubError,

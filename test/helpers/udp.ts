@@ -1,13 +1,13 @@
 // UDP test fixtures on loopback: echo targets, clients with deadlines, forwarders, polling, and a
 // build of the UDP modules for child processes. Everything opened here is closed at the test's end.
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { onTestFinished, type TestContext } from 'vitest';
-import { bindUdp, UdpForwarder, type UdpForwarderOptions } from '../../src/udp-forwarder.js';
+import { bindUdp, UdpForwarder, type UdpForwarderOptions } from '../../src/udp/forwarder.js';
 
 export type UdpType = 'udp4' | 'udp6';
 
@@ -161,8 +161,11 @@ export function buildForChild(entry: string): string {
       fileName: `${name}.ts`,
       compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
     });
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
     writeFileSync(join(dir, `${name}.js`), outputText);
-    for (const m of outputText.matchAll(/from '\.\/([\w.-]+)\.js'/g)) todo.push(m[1]!);
+    for (const m of outputText.matchAll(/from '(\.\.?\/[\w./-]+)\.js'/g)) {
+      todo.push(posix.join(posix.dirname(name), m[1]!));
+    }
   }
   return dir;
 }

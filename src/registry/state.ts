@@ -1,0 +1,236 @@
+// Discoverable bindings: each running portpub writes `<dir>/<pid>.json` so `portpub port` can find
+// it; files of processes that died without cleaning up are detected and removed by readers.
+// Synchronous on purpose: the files are tiny, and removeState must work in a process 'exit' handler.
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PortpubError, EXIT_RUNTIME } from '../errors.js';
+import { PROTOCOLS } from '../docker/spec.js';
+import type { Binding } from '../docker/report.js';
+
+/** State is what one running portpub publishes about itself. */
+export interface State {
+  pid: number;
+  /** ISO 8601 time the process started serving. */
+  startedAt: string;
+  /** Name given with the run (for a plain `-p` run); services carry their own in `bindings`. */
+  name?: string;
+  /** Absolute path of the config file being served, if any. */
+  configFile?: string;
+  bindings: Binding[];
+  /**
+   * Kernel start time of `pid` (`/proc/<pid>/stat` field 22), filled in by writeState where /proc
+   * exists, so a reader can tell the writer from an unrelated process that later got the same pid.
+   */
+  procStart?: string;
+}
+
+/** ERR_STATE_DIR is the code for a state directory portpub will not use. */
+export const ERR_STATE_DIR = 'ERR_STATE_DIR';
+
+const STATE_FILE = /^([1-9][0-9]*)\.json$/;
+const TEMP_FILE = /^\.([1-9][0-9]*)\.[0-9a-f]+\.tmp$/;
+
+/**
+ * stateDir is where state files live: `$XDG_RUNTIME_DIR/portpub` (per-user, tmpfs, cleared at
+ * logout) or else `<os.tmpdir()>/portpub-<uid>`. It only computes the path; ensureStateDir creates
+ * and checks it.
+ */
+export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const runtime = env.XDG_RUNTIME_DIR;
+  if (runtime && runtime.startsWith('/')) return join(runtime, 'portpub');
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return join(tmpdir(), `portpub-${uid}`);
+}
+
+/**
+ * ensureStateDir creates `dir` with mode 0700 if needed and checks that it is a real directory
+ * (not a symlink) owned by this user, tightening its mode to 0700 if it is looser. In a shared
+ * /tmp anyone could have created the directory first; another owner is refused with ERR_STATE_DIR.
+ */
+export function ensureStateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkStateDir(dir);
+}
+
+/**
+ * writeState writes `<dir>/<pid>.json` atomically: a temp file in the same directory (mode 0600),
+ * flushed, then renamed over the final name, so a reader sees the old file or the new, never half.
+ */
+export function writeState(dir: string, state: State): void {
+  ensureStateDir(dir);
+  const procStart = state.procStart ?? processStartTime(state.pid);
+  const record: State = procStart === undefined ? state : { ...state, procStart };
+  const tmp = join(dir, `.${state.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, stateFile(dir, state.pid));
+  } catch (err) {
+    removeQuietly(tmp);
+    throw err;
+  }
+}
+
+/** removeState deletes `<dir>/<pid>.json`; a file already gone is not an error. */
+export function removeState(dir: string, pid: number): void {
+  removeQuietly(stateFile(dir, pid));
+}
+
+/**
+ * readStates returns the state of every live portpub, oldest first. Files whose process is gone
+ * (`kill(pid, 0)` says ESRCH, or the pid now belongs to a process started at another time) and
+ * files that are not valid state are deleted, as are temp files left by dead writers. A missing
+ * directory means nothing is running.
+ */
+export function readStates(dir: string): State[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  checkStateDir(dir);
+
+  const live: State[] = [];
+  for (const name of names) {
+    const temp = TEMP_FILE.exec(name);
+    if (temp) {
+      if (!isAlive(Number(temp[1]))) removeQuietly(join(dir, name));
+      continue;
+    }
+    const match = STATE_FILE.exec(name);
+    if (!match) continue;
+    const pid = Number(match[1]);
+    const path = join(dir, name);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed meanwhile
+      throw err;
+    }
+    const state = parseState(text, pid);
+    if (!state || !isAlive(pid) || !sameProcess(state)) {
+      removeQuietly(path);
+      continue;
+    }
+    live.push(state);
+  }
+  return live.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.pid - b.pid);
+}
+
+function stateFile(dir: string, pid: number): string {
+  if (!Number.isSafeInteger(pid) || pid <= 0) {
+    throw new PortpubError(ERR_STATE_DIR, `invalid pid for a state file: ${pid}`, EXIT_RUNTIME);
+  }
+  return join(dir, `${pid}.json`);
+}
+
+function checkStateDir(dir: string): void {
+  const st = lstatSync(dir);
+  const refuse = (why: string): never => {
+    throw new PortpubError(ERR_STATE_DIR, `refusing state directory ${dir}: ${why}`, EXIT_RUNTIME);
+  };
+  if (!st.isDirectory()) refuse(st.isSymbolicLink() ? 'it is a symbolic link' : 'not a directory');
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  if (uid !== undefined && st.uid !== uid) refuse(`owned by uid ${st.uid}, not ${uid}`);
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** isAlive is `kill(pid, 0)`: ESRCH means gone; EPERM means alive but someone else's. */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** sameProcess: where both are known, the pid's kernel start time must still be the recorded one. */
+function sameProcess(state: State): boolean {
+  if (state.procStart === undefined) return true;
+  const now = processStartTime(state.pid);
+  return now === undefined || now === state.procStart;
+}
+
+/**
+ * processStartTime reads field 22 (starttime, clock ticks since boot) of `/proc/<pid>/stat`.
+ * The command name (field 2) may contain spaces and parentheses, so fields are counted from the
+ * last ')'. Undefined where there is no /proc.
+ */
+export function processStartTime(pid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields[19]; // fields[0] is field 3 (state)
+}
+
+function parseState(text: string, pid: number): State | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null) return undefined;
+  const s = v as Record<string, unknown>;
+  const optionalString = (x: unknown) => x === undefined || typeof x === 'string';
+  if (
+    s.pid !== pid ||
+    typeof s.startedAt !== 'string' ||
+    !optionalString(s.name) ||
+    !optionalString(s.configFile) ||
+    !optionalString(s.procStart) ||
+    !Array.isArray(s.bindings) ||
+    !s.bindings.every(isBinding)
+  ) {
+    return undefined;
+  }
+  return v as State;
+}
+
+function isBinding(v: unknown): v is Binding {
+  if (typeof v !== 'object' || v === null) return false;
+  const b = v as Record<string, unknown>;
+  return (
+    (b.name === undefined || typeof b.name === 'string') &&
+    typeof b.hostIp === 'string' &&
+    Number.isInteger(b.hostPort) &&
+    typeof b.targetHost === 'string' &&
+    Number.isInteger(b.targetPort) &&
+    (PROTOCOLS as readonly unknown[]).includes(b.protocol)
+  );
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}

@@ -1,0 +1,238 @@
+// End-to-end: `portpub up` serving a docker-compose.yml, `portpub port` asking where things
+// landed, and SIGHUP reloads that keep live connections on kept mappings.
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { runCli, startCli, withTimeout, type Running } from '../helpers/cli.js';
+import { echoServer, freePort } from '../helpers/net.js';
+
+const tcpEcho = async (): Promise<number> => (await echoServer()).port;
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'portpub-up-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function udpEcho(): Promise<number> {
+  const s = createSocket('udp4');
+  onTestFinished(() => void s.close());
+  s.on('message', (msg, r) => s.send(msg, r.port, r.address));
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  return s.address().port;
+}
+
+/** open connects and returns an echo function on the live connection. */
+async function open(port: number): Promise<{ sock: Socket; echo(t: string): Promise<string> }> {
+  const sock = connect({ host: '127.0.0.1', port });
+  onTestFinished(() => void sock.destroy());
+  sock.setEncoding('utf8');
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    }),
+    5000,
+    `connect to ${port}`,
+  );
+  const echo = (text: string) =>
+    withTimeout(
+      new Promise<string>((resolve, reject) => {
+        let got = '';
+        const onData = (d: string) => {
+          got += d;
+          if (got.length >= text.length) {
+            sock.off('data', onData);
+            resolve(got);
+          }
+        };
+        sock.on('data', onData);
+        sock.once('error', reject);
+        sock.write(text);
+      }),
+      5000,
+      `echo on ${port}`,
+    );
+  return { sock, echo };
+}
+
+async function udpRoundTrip(port: number, text: string): Promise<string> {
+  const c: UdpSocket = createSocket('udp4');
+  onTestFinished(() => void c.close());
+  const got = new Promise<string>((resolve) => c.once('message', (m) => resolve(m.toString())));
+  c.send(text, port, '127.0.0.1');
+  return withTimeout(got, 5000, `udp echo via ${port}`);
+}
+
+/** waitForLog resolves once portpub's stderr has a JSON line with this msg (count-th one). */
+async function waitForLog(run: Running, msg: string, count = 1): Promise<void> {
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      const poll = () => {
+        const n = run
+          .stderr()
+          .split('\n')
+          .filter((l) => l.includes(`"msg":"${msg}"`)).length;
+        if (n >= count) resolve();
+        else setTimeout(poll, 20);
+      };
+      poll();
+    }),
+    10_000,
+    `log "${msg}"`,
+  );
+}
+
+describe('portpub up', () => {
+  it('serves a docker-compose.yml; portpub port reports it; SIGHUP reloads', async () => {
+    const dir = tempDir();
+    const env = { XDG_RUNTIME_DIR: dir };
+    const web = await tcpEcho();
+    const dns = await udpEcho();
+    const fixed = await freePort();
+    const file = join(dir, 'docker-compose.yml');
+    const compose = (extra: string) => `
+services:
+  web:
+    image: nginx
+    ports:
+      - "127.0.0.1:${fixed}:${web}"
+      - target: ${web}
+        host_ip: 127.0.0.1
+        protocol: tcp
+${extra}
+  dns:
+    image: dnsmasq
+    ports:
+      - "127.0.0.1::${dns}/udp"
+`;
+    writeFileSync(file, compose(''));
+    const run = await startCli(['up', '-f', file], 3, 15_000, { env });
+    const lines = run.lines;
+    expect(lines).toHaveLength(3);
+    const ephemeralLine = lines.find((l) => l.startsWith('web: ') && !l.endsWith(`:${fixed}`))!;
+    const ephemeral = Number(/:(\d+)$/.exec(ephemeralLine)![1]);
+    expect(lines).toContain(`web: ${web}/tcp -> 127.0.0.1:${fixed}`);
+    const dnsLine = lines.find((l) => l.startsWith('dns: '))!;
+    const dnsPort = Number(/:(\d+)$/.exec(dnsLine)![1]);
+    expect(dnsLine).toBe(`dns: ${dns}/udp -> 127.0.0.1:${dnsPort}`);
+
+    // traffic flows on every binding
+    const kept = await open(fixed);
+    expect(await kept.echo('fixed')).toBe('fixed');
+    const dropped = await open(ephemeral);
+    expect(await dropped.echo('ephemeral')).toBe('ephemeral');
+    expect(await udpRoundTrip(dnsPort, 'dns?')).toBe('dns?');
+
+    // portpub port NAME prints what docker port prints
+    const port = await runCli(['port', 'web'], 15_000, { env });
+    expect(port.code).toBe(0);
+    expect(port.stdout.split('\n').filter(Boolean).sort()).toEqual(
+      [`${web}/tcp -> 127.0.0.1:${fixed}`, `${web}/tcp -> 127.0.0.1:${ephemeral}`].sort(),
+    );
+    const one = await runCli(['port', 'dns', `${dns}/udp`], 15_000, { env });
+    expect(one.stdout).toBe(`127.0.0.1:${dnsPort}\n`);
+    const none = await runCli(['port', 'dns', `${dns}`], 15_000, { env });
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain(`no public port '${dns}' published for dns`);
+
+    // link variables for the service, and a program run with them
+    const vars = await runCli(['env', 'dns', '--parent', 'app', '--format', 'dotenv'], 15_000, {
+      env,
+    });
+    expect(vars.stdout.split('\n')).toEqual([
+      `DNS_PORT=udp://127.0.0.1:${dns}`,
+      `DNS_PORT_${dns}_UDP=udp://127.0.0.1:${dns}`,
+      `DNS_PORT_${dns}_UDP_ADDR=127.0.0.1`,
+      `DNS_PORT_${dns}_UDP_PORT=${dns}`,
+      `DNS_PORT_${dns}_UDP_PROTO=udp`,
+      'DNS_NAME=/app/dns',
+      '',
+    ]);
+    const linked = await runCli(
+      ['run', '--link', 'dns:resolver', '--published', '--', 'sh', '-c', 'echo "$RESOLVER_PORT"'],
+      15_000,
+      { env },
+    );
+    expect(linked.code).toBe(0);
+    expect(linked.stdout).toBe(`udp://127.0.0.1:${dnsPort}\n`);
+
+    // reload: drop the long-syntax mapping, add a fixed one, keep the first
+    const added = await freePort();
+    writeFileSync(
+      file,
+      compose('').replace(
+        / {6}- target: \d+\n {8}host_ip: 127.0.0.1\n {8}protocol: tcp\n/,
+        `      - "127.0.0.1:${added}:${web}"\n`,
+      ),
+    );
+    const reload = await runCli(['reload'], 15_000, { env });
+    expect(reload.stdout).toContain(`sent SIGHUP to portpub pid ${run.child.pid}`);
+    await waitForLog(run, 'reloaded');
+    expect(await kept.echo('kept through the reload')).toBe('kept through the reload');
+    expect(await dropped.echo('draining')).toBe('draining');
+    expect(await (await open(added)).echo('added')).toBe('added');
+    await expect(open(ephemeral)).rejects.toThrow();
+    const after = await runCli(['port', 'web'], 15_000, { env });
+    expect(after.stdout.split('\n').filter(Boolean).sort()).toEqual(
+      [`${web}/tcp -> 127.0.0.1:${fixed}`, `${web}/tcp -> 127.0.0.1:${added}`].sort(),
+    );
+
+    // a broken file keeps the running configuration
+    writeFileSync(file, compose('      - "127.0.0.1:1:2/xyz"'));
+    run.child.kill('SIGHUP');
+    await waitForLog(run, 'reload failed: keeping the running configuration');
+    expect(run.stderr()).toContain('invalid proto: xyz');
+    expect(await kept.echo('still')).toBe('still');
+
+    kept.sock.end();
+    dropped.sock.end();
+    expect((await run.stop()).code).toBe(0);
+    // the state file is gone with the process
+    const gone = await runCli(['port', 'web'], 15_000, { env });
+    expect(gone.code).toBe(1);
+  });
+
+  it('rejects a bad file before binding anything (exit 2)', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'portpub.yaml');
+    writeFileSync(file, 'services:\n  web:\n    ports:\n      - "80/xyz"\n');
+    const r = await runCli(['up', '-f', file], 15_000, { env: { XDG_RUNTIME_DIR: dir } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('invalid proto: xyz');
+    expect(r.stderr).toContain('services.web.ports[0]');
+  });
+
+  it('finds portpub.yaml in the working directory and warns about the base-60 trap', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'portpub.yaml'), 'services:\n  ssh:\n    ports:\n      - 22:22\n');
+    const r = await runCli(['up', '--dry-run', '--json'], 15_000, {
+      cwd: dir,
+      env: { XDG_RUNTIME_DIR: dir },
+    });
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      mappings: [
+        {
+          name: 'ssh',
+          hostIp: '',
+          hostPort: '22',
+          targetHost: '127.0.0.1',
+          targetPort: 22,
+          protocol: 'tcp',
+        },
+      ],
+    });
+    expect(r.stderr).toContain('1342');
+  });
+
+  it('with no config file says what it looked for (exit 2)', async () => {
+    const dir = tempDir();
+    const r = await runCli(['up'], 15_000, { cwd: dir, env: { XDG_RUNTIME_DIR: dir } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('portpub.yaml');
+  });
+});

@@ -1,0 +1,646 @@
+import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import {
+  MAX_UDP_PAYLOAD_V4,
+  MAX_UDP_PAYLOAD_V6,
+  UdpForwarder,
+  bindUdp,
+  type UdpForwarderOptions,
+  type UdpListener,
+} from '../../src/udp/forwarder.js';
+import {
+  buildForChild,
+  closeQuietly,
+  echoServer,
+  forward,
+  needs,
+  nextMessage,
+  portOf,
+  request,
+  udpSocket,
+  waitFor,
+  type UdpType,
+} from '../helpers/udp.js';
+
+const V4 = '127.0.0.1';
+const V6 = '::1';
+
+async function bindKept(host: string, port = 0): Promise<UdpListener> {
+  const l = await bindUdp(host, port);
+  onTestFinished(() => l.close());
+  return l;
+}
+
+/** captureLogger records pino's JSON lines so a test can count warnings. */
+function captureLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) {
+        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      }
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug', base: undefined }, sink), lines };
+}
+
+function localV4(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((infos) => infos ?? [])
+    .filter((i) => i.family === 'IPv4')
+    .map((i) => i.address);
+}
+
+describe('bindUdp', () => {
+  it('binds one socket for a specific address, picking a port for port 0', async () => {
+    const l = await bindKept(V4);
+    expect(l.host).toBe(V4);
+    expect(l.port).toBeGreaterThan(0);
+    expect(l.sockets).toHaveLength(1);
+    expect(l.sockets[0]!.address()).toEqual({ address: V4, family: 'IPv4', port: l.port });
+    expect(l.refresh).toBeUndefined();
+  });
+
+  it('rejects with the raw EADDRINUSE when the address is taken', async () => {
+    const holder = await udpSocket('udp4', V4);
+    const err = (await bindUdp(V4, portOf(holder)).catch(
+      (e: unknown) => e,
+    )) as NodeJS.ErrnoException;
+    expect(err.code).toBe('EADDRINUSE');
+    expect(err.syscall).toBe('bind');
+    expect(err).not.toHaveProperty('exitCode');
+  });
+
+  it('rejects a hostname or a bad port with a usage error', async () => {
+    await expect(bindUdp('localhost', 0)).rejects.toMatchObject({
+      code: 'ERR_USAGE',
+      message: 'bindUdp: host must be an IP literal, got localhost',
+    });
+    await expect(bindUdp(V4, 70000)).rejects.toMatchObject({ code: 'ERR_USAGE' });
+  });
+
+  it('binds a wildcard as a catch-all plus one socket per local address, on one port', async () => {
+    const l = await bindKept('0.0.0.0');
+    const addresses = l.sockets.map((s) => s.address());
+    expect(addresses[0]).toEqual({ address: '0.0.0.0', family: 'IPv4', port: l.port });
+    expect(
+      addresses
+        .slice(1)
+        .map((a) => a.address)
+        .sort(),
+    ).toEqual([...new Set(localV4())].sort());
+    for (const a of addresses) expect(a.port).toBe(l.port);
+    expect(l.refresh).toBeTypeOf('function');
+  });
+
+  it('binds 0.0.0.0 and :: (v6-only) on the same port, like Docker', async () => {
+    const l4 = await bindKept('0.0.0.0');
+    const l6 = await bindKept('::', l4.port);
+    expect(l6.port).toBe(l4.port);
+    expect(l6.sockets[0]!.address()).toMatchObject({ address: '::', port: l4.port });
+  });
+
+  it('refuses a wildcard whose port any socket of the family holds, leaving nothing bound', async () => {
+    const holder = await udpSocket('udp4', V4);
+    const port = portOf(holder);
+    await expect(bindUdp('0.0.0.0', port)).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    closeQuietly(holder);
+    // All or nothing: the port is entirely free again (an exclusive wildcard bind succeeds).
+    await udpSocket('udp4', '0.0.0.0', port);
+  });
+
+  it('refuses a second wildcard binding of the same port (another portpub)', async () => {
+    const first = await bindKept('0.0.0.0');
+    await expect(bindUdp('0.0.0.0', first.port)).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(bindUdp(V4, first.port)).rejects.toMatchObject({ code: 'EADDRINUSE' });
+  });
+
+  it('close() releases every socket and is idempotent', async () => {
+    const l = await bindUdp('0.0.0.0', 0);
+    l.close();
+    l.close();
+    await udpSocket('udp4', '0.0.0.0', l.port);
+  });
+});
+
+describe('UdpForwarder options', () => {
+  const base: UdpForwarderOptions = { targetHost: V4, targetPort: 9 };
+  const bad: { options: Partial<UdpForwarderOptions>; error: RegExp }[] = [
+    { options: { targetHost: '' }, error: /^targetHost: expected a hostname or IP address/ },
+    { options: { targetPort: 0 }, error: /^targetPort: expected an integer 1-65535, got 0$/ },
+    { options: { targetPort: 65536 }, error: /^targetPort: .*got 65536$/ },
+    { options: { flowTimeoutMs: 0 }, error: /^flowTimeoutMs: expected milliseconds > 0, got 0$/ },
+    { options: { flowTimeoutMs: NaN }, error: /^flowTimeoutMs: .*got NaN$/ },
+    { options: { maxFlows: 0 }, error: /^maxFlows: expected an integer >= 1, got 0$/ },
+    { options: { maxFlows: 2.5 }, error: /^maxFlows: .*got 2.5$/ },
+    { options: { addressWatchIntervalMs: -1 }, error: /^addressWatchIntervalMs: .*got -1$/ },
+    { options: { now: 1 as unknown as () => number }, error: /^now: expected a function/ },
+    {
+      options: { logger: 'x' as unknown as pino.Logger },
+      error: /^logger: expected a pino Logger$/,
+    },
+  ];
+  it.each(bad)('rejects $options', async ({ options, error }) => {
+    const l = await bindKept(V4);
+    const make = () => new UdpForwarder(l, { ...base, ...options });
+    expect(make).toThrow(error);
+    expect(make).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+  });
+
+  it('takes undefined options as their defaults', async () => {
+    const l = await bindKept(V4);
+    const fw = new UdpForwarder(l, { ...base, flowTimeoutMs: undefined, maxFlows: undefined });
+    onTestFinished(() => fw.destroy());
+    expect(fw.address).toEqual({ address: V4, family: 'IPv4', port: l.port });
+  });
+});
+
+describe('UdpForwarder', () => {
+  it.each([
+    ['udp4', V4],
+    ['udp6', V6],
+  ] as [UdpType, string][])('echoes a round trip over %s', async (type, host) => {
+    const echo = await echoServer(type, host);
+    const { fw, port } = await forward(host, { targetHost: host, targetPort: echo.port });
+    const client = await udpSocket(type, host);
+    const { msg, rinfo } = await request(client, 'hello', port, host);
+    expect(msg.toString()).toBe('hello');
+    expect(rinfo).toMatchObject({ address: host, port });
+    const s = fw.stats();
+    expect(s).toMatchObject({
+      flowsActive: 1,
+      flowsTotal: 1,
+      datagramsClientToTarget: 1,
+      datagramsTargetToClient: 1,
+      bytesClientToTarget: 5,
+      bytesTargetToClient: 5,
+      evictions: 0,
+    });
+    expect(Object.values(s.drops).every((n) => n === 0)).toBe(true);
+    // An empty datagram is a datagram too.
+    expect((await request(client, Buffer.alloc(0), port, host)).msg.length).toBe(0);
+  });
+
+  it('serves 500 clients at once, each reply reaching exactly its sender', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const clients = await Promise.all(Array.from({ length: 500 }, () => udpSocket('udp4', V4)));
+    const received = clients.map(() => [] as string[]);
+    clients.forEach((c, i) => c.on('message', (m) => received[i]!.push(m.toString())));
+    await Promise.all(
+      clients.map(async (c, i) => {
+        // Resend on loss (kernel buffers are finite); bounded tries, each with a deadline.
+        const { msg } = await request(c, `client-${i}`, port, V4, { timeoutMs: 1_500, tries: 5 });
+        expect(msg.toString()).toBe(`client-${i}`);
+      }),
+    );
+    received.forEach((got, i) => {
+      expect(got.length).toBeGreaterThan(0);
+      expect(new Set(got)).toEqual(new Set([`client-${i}`]));
+    });
+    expect(fw.stats()).toMatchObject({ flowsActive: 500, flowsTotal: 500, evictions: 0 });
+    expect(new Set(echo.sources).size).toBe(500);
+  });
+
+  it('keeps one target-side source port per client, and a new one after expiry', async () => {
+    const echo = await echoServer('udp4', V4, 'port');
+    const { fw, port } = await forward(V4, {
+      targetHost: V4,
+      targetPort: echo.port,
+      flowTimeoutMs: 100,
+    });
+    const client = await udpSocket('udp4', V4);
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      seen.add((await request(client, `n${i}`, port, V4)).msg.toString());
+    }
+    expect(seen.size).toBe(1);
+    const [first] = seen;
+    await waitFor(() => fw.stats().flowsActive === 0, 'the flow to expire', 3_000);
+    const again = (await request(client, 'after', port, V4)).msg.toString();
+    expect(again).not.toBe(first);
+    expect(fw.stats()).toMatchObject({ flowsTotal: 2, flowsActive: 1 });
+  });
+
+  it('keeps a flow alive while the client sends, even if the target never answers', async () => {
+    const silent = await udpSocket('udp4', V4);
+    const sources: number[] = [];
+    silent.on('message', (_m, r) => sources.push(r.port));
+    const { fw, port } = await forward(V4, {
+      targetHost: V4,
+      targetPort: portOf(silent),
+      flowTimeoutMs: 150,
+    });
+    const client = await udpSocket('udp4', V4);
+    const started = Date.now();
+    // One-way traffic for 3+ timeouts (docker-proxy before 28.0.2 cut such flows: moby#49649).
+    for (let i = 0; Date.now() - started < 500 && i < 100; i++) {
+      const n = sources.length;
+      client.send(`one-way-${i}`, port, V4);
+      await waitFor(() => sources.length > n, 'the target to receive it', 2_000);
+      await waitFor(() => Date.now() - started >= (i + 1) * 50, 'the next send time', 1_000);
+    }
+    expect(new Set(sources).size).toBe(1);
+    expect(fw.stats().flowsTotal).toBe(1);
+  });
+
+  it.each([
+    ['udp4', V4, MAX_UDP_PAYLOAD_V4],
+    ['udp6', V6, MAX_UDP_PAYLOAD_V6],
+  ] as [UdpType, string, number][])(
+    'relays the largest %s datagram whole, both ways (%s, %i bytes)',
+    async (type, host, size) => {
+      const echo = await echoServer(type, host);
+      const { fw, port } = await forward(host, { targetHost: host, targetPort: echo.port });
+      const client = await udpSocket(type, host);
+      const payload = Buffer.alloc(size);
+      for (let i = 0; i < size; i++) payload[i] = (i * 7 + 3) & 0xff;
+      const { msg } = await request(client, payload, port, host, { tries: 3 });
+      expect(msg.length).toBe(size);
+      expect(msg.equals(payload)).toBe(true);
+      expect(fw.stats()).toMatchObject({ bytesClientToTarget: size, bytesTargetToClient: size });
+    },
+  );
+
+  it('drops and counts a datagram too large for the target family (IPv6 client, IPv4 target)', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { fw, port } = await forward(V6, { targetHost: V4, targetPort: echo.port });
+    const client = await udpSocket('udp6', V6);
+    client.send(Buffer.alloc(MAX_UDP_PAYLOAD_V4 + 1), port, V6);
+    await waitFor(() => fw.stats().drops['too-large'] === 1, 'the drop to be counted');
+    // The flow itself is fine: a datagram that fits still goes through.
+    expect((await request(client, 'small', port, V6)).msg.toString()).toBe('small');
+    expect(fw.stats().flowsTotal).toBe(1);
+  });
+
+  it('survives ICMP port unreachable: traffic flows once the target comes up', async () => {
+    const hold = await udpSocket('udp4', V4);
+    const targetPort = portOf(hold);
+    closeQuietly(hold); // nothing listens on targetPort now
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort });
+    const client = await udpSocket('udp4', V4);
+    // A burst while nothing listens: the first send's ICMP error is pending when the next send
+    // runs, which fails that send (the forwarder resends it) or surfaces on the reader.
+    for (let i = 0; i < 5; i++) client.send(`early-${i}`, port, V4);
+    await waitFor(() => fw.stats().drops['target-refused'] >= 1, 'ECONNREFUSED to be seen');
+    expect(fw.stats()).toMatchObject({ flowsActive: 1, datagramsTargetToClient: 0 });
+    const echo = await echoServer('udp4', V4, 'echo', targetPort);
+    const { msg } = await request(client, 'late', port, V4, { timeoutMs: 500, tries: 5 });
+    expect(msg.toString()).toBe('late');
+    expect(echo.sources.length).toBeGreaterThan(0);
+    expect(fw.stats()).toMatchObject({ flowsTotal: 1, flowsActive: 1 });
+  });
+
+  it('counts every datagram and byte both ways over a long flow', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const client = await udpSocket('udp4', V4);
+    for (let i = 0; i < 300; i++) {
+      const { msg } = await request(client, `n${i}`, port, V4, { tries: 3 });
+      expect(msg.toString()).toBe(`n${i}`);
+    }
+    const s = fw.stats();
+    expect(s.datagramsClientToTarget).toBeGreaterThanOrEqual(300);
+    expect(s.datagramsClientToTarget).toBe(echo.sources.length);
+    expect(s.datagramsTargetToClient).toBe(s.datagramsClientToTarget);
+    expect(s.bytesTargetToClient).toBe(s.bytesClientToTarget);
+    expect(Object.values(s.drops).every((n) => n === 0)).toBe(true);
+  });
+
+  it('keeps a flow through a target restart in mid-flow', async () => {
+    const first = await echoServer('udp4', V4);
+    const targetPort = first.port;
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort });
+    const client = await udpSocket('udp4', V4);
+    for (let i = 0; i < 200; i++) await request(client, `up-${i}`, port, V4, { tries: 3 });
+    closeQuietly(first.socket);
+    // A burst at the closed port: each send leaves an ICMP error that the next one may meet.
+    for (let i = 0; i < 20; i++) client.send(`down-${i}`, port, V4);
+    await waitFor(() => fw.stats().drops['target-refused'] >= 1, 'ECONNREFUSED to be seen');
+    const again = await echoServer('udp4', V4, 'echo', targetPort);
+    const { msg } = await request(client, 'back', port, V4, { timeoutMs: 500, tries: 5 });
+    expect(msg.toString()).toBe('back');
+    expect(again.sources.length).toBeGreaterThan(0);
+    expect(fw.stats()).toMatchObject({ flowsTotal: 1, flowsActive: 1 });
+  });
+
+  it('tells apart two clients on the same port of different addresses', async () => {
+    const echo = await echoServer('udp4', V4, 'port');
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const a = await udpSocket('udp4', '127.0.0.1');
+    const b = await udpSocket('udp4', '127.0.0.2', portOf(a));
+    const seen = { a: new Set<string>(), b: new Set<string>() };
+    for (let i = 0; i < 10; i++) {
+      seen.a.add((await request(a, `a${i}`, port, V4)).msg.toString());
+      seen.b.add((await request(b, `b${i}`, port, V4)).msg.toString());
+    }
+    // One target-side source port per client, and they differ.
+    expect(seen.a.size).toBe(1);
+    expect(seen.b.size).toBe(1);
+    expect([...seen.a][0]).not.toBe([...seen.b][0]);
+    expect(fw.stats()).toMatchObject({ flowsTotal: 2, flowsActive: 2 });
+  });
+
+  it('evicts the least recently active flow at maxFlows, and counts it', async () => {
+    const echo = await echoServer('udp4', V4, 'port');
+    const { logger, lines } = captureLogger();
+    const { fw, port } = await forward(V4, {
+      targetHost: V4,
+      targetPort: echo.port,
+      maxFlows: 2,
+      logger,
+    });
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => udpSocket('udp4', V4)));
+    const ask = async (s: dgram.Socket) => (await request(s, 'x', port, V4)).msg.toString();
+    const a1 = await ask(a!);
+    const b1 = await ask(b!);
+    expect(await ask(a!)).toBe(a1); // a is now the most recent, b the least
+    const c1 = await ask(c!); // table full: b is evicted
+    expect(fw.stats()).toMatchObject({ flowsActive: 2, flowsTotal: 3, evictions: 1 });
+    expect(await ask(a!)).toBe(a1);
+    expect(await ask(c!)).toBe(c1);
+    const b2 = await ask(b!); // b comes back on a new flow, evicting a
+    expect(b2).not.toBe(b1);
+    expect(fw.stats()).toMatchObject({ flowsActive: 2, flowsTotal: 4, evictions: 2 });
+    // One warning per 5 s for a flood of evictions, not one per eviction.
+    const warns = lines.filter((l) => l.reason === 'flow-evicted');
+    expect(warns).toHaveLength(1);
+    expect(warns[0]).toMatchObject({ level: 40, client: `${V4}:${portOf(b!)}` });
+  });
+
+  it('rate-limits drop warnings to one per reason per 5 s, with the count suppressed', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { logger, lines } = captureLogger();
+    const clock = { t: 0 };
+    const { fw, port } = await forward(V6, {
+      targetHost: V4,
+      targetPort: echo.port,
+      logger,
+      now: () => clock.t,
+    });
+    const client = await udpSocket('udp6', V6);
+    const big = Buffer.alloc(MAX_UDP_PAYLOAD_V4 + 1);
+    for (let i = 0; i < 5; i++) client.send(big, port, V6);
+    await waitFor(() => fw.stats().drops['too-large'] === 5, '5 drops');
+    const tooLarge = () => lines.filter((l) => l.reason === 'too-large');
+    expect(tooLarge()).toHaveLength(1);
+    clock.t += 5_000;
+    client.send(big, port, V6);
+    await waitFor(() => fw.stats().drops['too-large'] === 6, 'a 6th drop');
+    expect(tooLarge()).toHaveLength(2);
+    expect(tooLarge()[1]).toMatchObject({ level: 40, suppressed: 4 });
+  });
+
+  it('logs flow open and expiry at debug with the client and the target source port', async () => {
+    const echo = await echoServer('udp4', V4, 'port');
+    const { logger, lines } = captureLogger();
+    const { fw, port } = await forward(V4, {
+      targetHost: V4,
+      targetPort: echo.port,
+      flowTimeoutMs: 50,
+      logger,
+    });
+    const client = await udpSocket('udp4', V4);
+    const sourcePort = Number((await request(client, 'x', port, V4)).msg.toString());
+    await waitFor(() => fw.stats().flowsActive === 0, 'expiry', 3_000);
+    const client1 = `${V4}:${portOf(client)}`;
+    expect(lines.find((l) => l.msg === 'udp flow opened')).toMatchObject({
+      level: 20,
+      client: client1,
+      local: V4,
+      targetSourcePort: sourcePort,
+    });
+    expect(lines.find((l) => l.msg === 'udp flow expired')).toMatchObject({
+      level: 20,
+      client: client1,
+      targetSourcePort: sourcePort,
+      toTarget: 1,
+      toClient: 1,
+    });
+  });
+
+  it.each([
+    ['IPv6 client to an IPv4 target', 'udp6', V6, 'udp4', V4],
+    ['IPv4 client to an IPv6 target', 'udp4', V4, 'udp6', V6],
+  ] as [string, UdpType, string, UdpType, string][])(
+    'relays an %s and back',
+    async (_name, clientType, listenHost, targetType, targetHost) => {
+      const echo = await echoServer(targetType, targetHost, 'port');
+      const { port } = await forward(listenHost, { targetHost, targetPort: echo.port });
+      const client = await udpSocket(clientType, listenHost);
+      const first = await request(client, 'a', port, listenHost);
+      expect(first.rinfo).toMatchObject({ address: listenHost, port });
+      expect((await request(client, 'b', port, listenHost)).msg.toString()).toBe(
+        first.msg.toString(),
+      );
+      expect(echo.sources).toHaveLength(2);
+    },
+  );
+
+  it('relays through a wildcard listener and resolves a hostname target', async () => {
+    const { address, family } = await lookup('localhost');
+    const echo = await echoServer(family === 6 ? 'udp6' : 'udp4', address);
+    const { fw, port } = await forward('0.0.0.0', {
+      targetHost: 'localhost',
+      targetPort: echo.port,
+    });
+    const client = await udpSocket('udp4', V4);
+    const { msg, rinfo } = await request(client, 'by-name', port, V4);
+    expect(msg.toString()).toBe('by-name');
+    expect(rinfo.address).toBe(V4);
+    expect(fw.address).toEqual({ address: '0.0.0.0', family: 'IPv4', port });
+  });
+
+  it('counts a target name that does not resolve as flow-setup drops', async () => {
+    const { logger, lines } = captureLogger();
+    const { fw, port } = await forward(V4, {
+      targetHost: 'does-not-exist.invalid',
+      targetPort: 9,
+      logger,
+    });
+    const client = await udpSocket('udp4', V4);
+    client.send('x', port, V4);
+    await waitFor(() => fw.stats().drops['flow-setup'] === 1, 'the drop', 10_000);
+    expect(fw.stats().flowsActive).toBe(0);
+    client.send('y', port, V4); // fails fast for a while instead of looking up again
+    await waitFor(() => fw.stats().drops['flow-setup'] === 2, 'the second drop');
+    expect(lines.filter((l) => l.reason === 'flow-setup')).toHaveLength(1);
+  });
+
+  it('close() closes the listener and every flow socket, and is idempotent', async () => {
+    const echo = await echoServer('udp4', V4, 'port');
+    const { fw, port } = await forward('0.0.0.0', { targetHost: V4, targetPort: echo.port });
+    const client = await udpSocket('udp4', V4);
+    const sourcePort = Number((await request(client, 'x', port, V4)).msg.toString());
+    await fw.close();
+    await fw.close();
+    fw.destroy();
+    expect(fw.stats().flowsActive).toBe(0);
+    // Both the host port and the flow's source port are free again.
+    await udpSocket('udp4', '0.0.0.0', port);
+    await udpSocket('udp4', V4, sourcePort);
+    // And nothing answers any more.
+    client.send('late', port, V4);
+    await expect(nextMessage(client, 200)).rejects.toThrow(/no datagram/);
+  });
+
+  it('destroy() stops everything immediately', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const client = await udpSocket('udp4', V4);
+    await request(client, 'x', port, V4);
+    fw.destroy();
+    fw.destroy();
+    await expect(fw.close()).resolves.toBeUndefined();
+    await waitFor(() => {
+      try {
+        const s = dgram.createSocket('udp4');
+        s.on('error', () => undefined);
+        s.bind(port, V4, () => s.close());
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'the port to be bindable');
+  });
+});
+
+// The reply-source test needs addresses of its own: it runs in a child process in a new network
+// namespace (`unshare -n`, root only), importing a build of src/udp-forwarder.ts.
+const canUnshare =
+  process.platform === 'linux' &&
+  spawnSync('unshare', ['-n', 'ip', 'link', 'set', 'lo', 'up'], { timeout: 5_000 }).status === 0;
+
+const CHILD = String.raw`
+import dgram from 'node:dgram';
+import { execFileSync } from 'node:child_process';
+import { bindUdp, UdpForwarder } from './udp/forwarder.js';
+
+const deadline = setTimeout(() => { console.error('child: deadline passed'); process.exit(3); }, 15000);
+const bound = (type, address) => new Promise((resolve, reject) => {
+  const s = dgram.createSocket(type);
+  s.once('error', reject);
+  s.bind(0, address, () => resolve(s));
+});
+/**
+ * from asks host:port from a fresh client bound to another local address (so a reply from the
+ * wildcard socket would carry the client's own address as its source) and returns the reply's
+ * source.
+ */
+async function from(type, host, port, clientAddress) {
+  const c = await bound(type, clientAddress);
+  try {
+    for (let i = 0; i < 5; i++) {
+      const got = new Promise((resolve) => {
+        const t = setTimeout(() => resolve(null), 500);
+        c.once('message', (_m, r) => { clearTimeout(t); resolve(r.address + ' ' + r.port); });
+      });
+      c.send('ping', port, host);
+      const r = await got;
+      if (r) return r;
+    }
+    return 'no reply';
+  } finally { c.close(); }
+}
+async function until(cond, what) {
+  for (const end = Date.now() + 5000; !cond(); ) {
+    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+const has = (l, a) => l.sockets.some((s) => s.address().address === a);
+
+const echo = await bound('udp4', '127.0.0.1');
+echo.on('message', (m, r) => echo.send(m, r.port, r.address));
+const target = { targetHost: '127.0.0.1', targetPort: echo.address().port, addressWatchIntervalMs: 50 };
+const l4 = await bindUdp('0.0.0.0', 0);
+const fw4 = new UdpForwarder(l4, target);
+const l6 = await bindUdp('::', l4.port);
+const fw6 = new UdpForwarder(l6, target);
+const out = { port: l4.port, bound4: l4.sockets.map((s) => s.address().address), bound6: l6.sockets.map((s) => s.address().address), from: {} };
+out.from['127.0.0.2'] = await from('udp4', '127.0.0.2', l4.port, '127.0.0.1');
+out.from['127.0.0.1'] = await from('udp4', '127.0.0.1', l4.port, '127.0.0.2');
+out.from['127.0.0.5'] = await from('udp4', '127.0.0.5', l4.port, '127.0.0.1');
+out.from['fd00::2'] = await from('udp6', 'fd00::2', l6.port, '::1');
+out.from['::1'] = await from('udp6', '::1', l6.port, 'fd00::2');
+execFileSync('ip', ['addr', 'add', '127.0.0.3/8', 'dev', 'lo']);
+await until(() => has(l4, '127.0.0.3'), 'the watcher to bind 127.0.0.3');
+out.from['127.0.0.3'] = await from('udp4', '127.0.0.3', l4.port, '127.0.0.1');
+execFileSync('ip', ['addr', 'del', '127.0.0.2/8', 'dev', 'lo']);
+await until(() => !has(l4, '127.0.0.2'), 'the watcher to close 127.0.0.2');
+out.closed2 = true;
+out.stats4 = fw4.stats();
+await fw4.close();
+await fw6.close();
+echo.close();
+clearTimeout(deadline);
+console.log(JSON.stringify(out));
+`;
+
+describe('reply source address (own network namespace)', () => {
+  it('replies from the address the client sent to, with the listener on a wildcard', async (ctx) => {
+    needs(ctx, [!canUnshare && 'unshare -n (root, util-linux) and ip (iproute2)']);
+    const dir = buildForChild('udp/forwarder');
+    writeFileSync(join(dir, 'child.mjs'), CHILD);
+    const script = [
+      'set -e',
+      'ip link set lo up',
+      'ip addr add 127.0.0.2/8 dev lo',
+      'ip -6 addr add fd00::2/128 dev lo nodad',
+      `exec ${JSON.stringify(process.execPath)} child.mjs`,
+    ].join('\n');
+    const child = spawn('unshare', ['-n', 'bash', '-c', script], { cwd: dir });
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`namespace child did not finish in 20 s\n${stderr}`));
+      }, 20_000);
+      child.on('close', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const out = JSON.parse(stdout) as {
+      port: number;
+      bound4: string[];
+      bound6: string[];
+      from: Record<string, string>;
+      closed2: boolean;
+    };
+    const p = out.port;
+    // The catch-all first, then one socket per interface address (in the kernel's order).
+    expect(out.bound4[0]).toBe('0.0.0.0');
+    expect(out.bound4.slice(1).sort()).toEqual(['127.0.0.1', '127.0.0.2']);
+    expect(out.bound6[0]).toBe('::');
+    expect(out.bound6.slice(1).sort()).toEqual(['::1', 'fd00::2']);
+    expect(out.from).toEqual({
+      '127.0.0.2': `127.0.0.2 ${p}`,
+      '127.0.0.1': `127.0.0.1 ${p}`,
+      // Not a local interface address: caught by the wildcard, but the reply's source is the
+      // routing table's choice (documented limitation, as docker-proxy before Engine 28).
+      '127.0.0.5': `127.0.0.1 ${p}`,
+      'fd00::2': `fd00::2 ${p}`,
+      '::1': `::1 ${p}`,
+      // Added while running: the address watcher bound it.
+      '127.0.0.3': `127.0.0.3 ${p}`,
+    });
+    expect(out.closed2).toBe(true);
+  });
+});

@@ -1,0 +1,231 @@
+import { spawn } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { Binding } from '../../src/docker/report.js';
+import {
+  ensureStateDir,
+  processStartTime,
+  readStates,
+  removeState,
+  stateDir,
+  writeState,
+  type State,
+} from '../../src/registry/state.js';
+
+const onLinux = process.platform === 'linux';
+const isRoot = process.getuid?.() === 0;
+
+/** scratch makes a fresh directory removed when the test ends; `dir` inside it does not exist yet. */
+function scratch(): { root: string; dir: string } {
+  const root = mkdtempSync(join(tmpdir(), 'portpub-state-test-'));
+  onTestFinished(() => rmSync(root, { recursive: true, force: true }));
+  return { root, dir: join(root, 'portpub') };
+}
+
+const bindings: Binding[] = [
+  {
+    name: 'web',
+    hostIp: '0.0.0.0',
+    hostPort: 8080,
+    targetHost: '127.0.0.1',
+    targetPort: 80,
+    protocol: 'tcp',
+  },
+  {
+    name: 'web',
+    hostIp: '::',
+    hostPort: 8080,
+    targetHost: '127.0.0.1',
+    targetPort: 80,
+    protocol: 'tcp',
+  },
+  {
+    name: 'dns',
+    hostIp: '127.0.0.1',
+    hostPort: 5353,
+    targetHost: '10.0.0.2',
+    targetPort: 53,
+    protocol: 'udp',
+  },
+];
+
+const stateOf = (pid: number, extra: Partial<State> = {}): State => ({
+  pid,
+  startedAt: '2026-01-02T03:04:05.000Z',
+  configFile: '/srv/portpub.yaml',
+  bindings,
+  ...extra,
+});
+
+/** deadPid is the pid of a process that has exited and been reaped. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+  const pid = child.pid!;
+  await new Promise<void>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', () => resolve());
+  });
+  return pid;
+}
+
+describe('stateDir', () => {
+  it.each([
+    { env: { XDG_RUNTIME_DIR: '/run/user/1000' }, expected: '/run/user/1000/portpub' },
+    { env: {}, expected: join(tmpdir(), `portpub-${process.getuid?.() ?? 0}`) },
+    {
+      env: { XDG_RUNTIME_DIR: '' },
+      expected: join(tmpdir(), `portpub-${process.getuid?.() ?? 0}`),
+    },
+    {
+      env: { XDG_RUNTIME_DIR: 'relative/dir' },
+      expected: join(tmpdir(), `portpub-${process.getuid?.() ?? 0}`),
+    },
+  ])('is $expected for $env', ({ env, expected }) => {
+    expect(stateDir(env)).toBe(expected);
+  });
+});
+
+describe('ensureStateDir', () => {
+  it('creates the directory with mode 0700 and tightens a looser one', () => {
+    const { dir } = scratch();
+    ensureStateDir(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    chmodSync(dir, 0o755);
+    ensureStateDir(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+
+  it('refuses a symbolic link', () => {
+    const { root, dir } = scratch();
+    const real = join(root, 'real');
+    mkdirSync(real, { mode: 0o700 });
+    symlinkSync(real, dir);
+    expect(() => ensureStateDir(dir)).toThrow(
+      expect.objectContaining({
+        code: 'ERR_STATE_DIR',
+        message: `refusing state directory ${dir}: it is a symbolic link`,
+      }),
+    );
+  });
+
+  it.runIf(isRoot)('refuses a directory owned by another uid', () => {
+    const { dir } = scratch();
+    mkdirSync(dir, { mode: 0o700 });
+    chownSync(dir, 4242, 4242);
+    expect(() => ensureStateDir(dir)).toThrow(
+      expect.objectContaining({
+        code: 'ERR_STATE_DIR',
+        message: `refusing state directory ${dir}: owned by uid 4242, not 0`,
+      }),
+    );
+    expect(() => readStates(dir)).toThrow(expect.objectContaining({ code: 'ERR_STATE_DIR' }));
+  });
+});
+
+describe('writeState / readStates / removeState', () => {
+  it('round-trips the state of a live process through a 0600 file and leaves no temp file', () => {
+    const { dir } = scratch();
+    writeState(dir, stateOf(process.pid, { name: 'main' }));
+    expect(readdirSync(dir)).toEqual([`${process.pid}.json`]);
+    expect(statSync(join(dir, `${process.pid}.json`)).mode & 0o777).toBe(0o600);
+
+    const states = readStates(dir);
+    expect(states).toHaveLength(1);
+    expect(states[0]).toMatchObject(stateOf(process.pid, { name: 'main' }));
+    if (onLinux) expect(states[0]!.procStart).toBe(processStartTime(process.pid));
+  });
+
+  it('replaces a previous state atomically', () => {
+    const { dir } = scratch();
+    writeState(dir, stateOf(process.pid));
+    writeState(dir, stateOf(process.pid, { bindings: bindings.slice(2) }));
+    expect(readStates(dir)[0]!.bindings).toEqual(bindings.slice(2));
+    expect(readdirSync(dir)).toEqual([`${process.pid}.json`]);
+  });
+
+  it('drops and deletes the file of a process that has exited', async () => {
+    const { dir } = scratch();
+    const pid = await deadPid();
+    writeState(dir, stateOf(pid));
+    writeState(dir, stateOf(process.pid));
+    expect(existsSync(join(dir, `${pid}.json`))).toBe(true);
+
+    expect(readStates(dir).map((s) => s.pid)).toEqual([process.pid]);
+    expect(existsSync(join(dir, `${pid}.json`))).toBe(false);
+  });
+
+  it.runIf(onLinux)(
+    'drops a file whose pid now belongs to a process started at another time',
+    () => {
+      const { dir } = scratch();
+      writeState(dir, stateOf(process.pid, { procStart: '1' }));
+      expect(readStates(dir)).toEqual([]);
+      expect(readdirSync(dir)).toEqual([]);
+    },
+  );
+
+  it.each([
+    { what: 'not JSON', text: '{"pid": ' },
+    { what: 'a pid that is not the file name', text: JSON.stringify(stateOf(1)) },
+    { what: 'no bindings', text: JSON.stringify({ ...stateOf(process.pid), bindings: undefined }) },
+    {
+      what: 'a malformed binding',
+      text: JSON.stringify(
+        stateOf(process.pid, {
+          bindings: [{ ...bindings[0]!, hostPort: '8080' } as unknown as Binding],
+        }),
+      ),
+    },
+    { what: 'a JSON array', text: '[]' },
+  ])('deletes a corrupt file: $what', ({ text }) => {
+    const { dir } = scratch();
+    ensureStateDir(dir);
+    writeFileSync(join(dir, `${process.pid}.json`), text);
+    expect(readStates(dir)).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("cleans temp files of dead writers, keeps a live writer's and unrelated files", async () => {
+    const { dir } = scratch();
+    ensureStateDir(dir);
+    const dead = await deadPid();
+    writeFileSync(join(dir, `.${dead}.abcdef.tmp`), '{');
+    writeFileSync(join(dir, `.${process.pid}.abcdef.tmp`), '{');
+    writeFileSync(join(dir, 'README'), 'not a state file');
+    expect(readStates(dir)).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual([`.${process.pid}.abcdef.tmp`, 'README']);
+  });
+
+  it('lists live processes oldest first', () => {
+    const { dir } = scratch();
+    writeState(dir, stateOf(process.pid, { startedAt: '2026-01-02T00:00:00.000Z' }));
+    writeState(dir, stateOf(process.ppid, { startedAt: '2026-01-01T00:00:00.000Z' }));
+    expect(readStates(dir).map((s) => s.pid)).toEqual([process.ppid, process.pid]);
+  });
+
+  it('removes a state file, and does not mind when it is already gone', () => {
+    const { dir } = scratch();
+    writeState(dir, stateOf(process.pid));
+    removeState(dir, process.pid);
+    expect(readdirSync(dir)).toEqual([]);
+    expect(() => removeState(dir, process.pid)).not.toThrow();
+  });
+
+  it('reads nothing from a directory that does not exist', () => {
+    const { dir } = scratch();
+    expect(readStates(dir)).toEqual([]);
+  });
+});
