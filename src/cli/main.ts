@@ -4,12 +4,24 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_CONFIG_FILES, parseComposeText } from '../docker/compose.js';
-import { envCommand, findReloadTarget, linkedEnv, portCommand, runWithEnv } from '../registry/queries.js';
+import {
+  envCommand,
+  findReloadTarget,
+  linkedEnv,
+  portCommand,
+  runWithEnv,
+} from '../registry/queries.js';
 import { parseCount, parseDuration } from '../duration.js';
 import { EXIT_RUNTIME, EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../logger.js';
 import { formatPortLines, joinHostPort } from '../docker/report.js';
-import { formatSpec, isIpLiteral, parsePublish, SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
+import {
+  formatSpec,
+  isIpLiteral,
+  parsePublish,
+  SHORT_SYNTAX,
+  type PortMapping,
+} from '../docker/spec.js';
 import { readStates, removeState, stateDir, writeState } from '../registry/state.js';
 import {
   startForwarding,

@@ -1,7 +1,11 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePublish } from '../../src/docker/spec.js';
-import { startForwarding, type Forwarding, type PublishRequest } from '../../src/publish/supervisor.js';
+import {
+  startForwarding,
+  type Forwarding,
+  type PublishRequest,
+} from '../../src/publish/supervisor.js';
 import { withTimeout } from '../helpers/cli.js';
 import { echoServer as echoFixture, freePort } from '../helpers/net.js';
 

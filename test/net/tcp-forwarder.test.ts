@@ -31,7 +31,11 @@ import {
   type Received,
 } from '../helpers/net.js';
 import { buildForChild } from '../helpers/udp.js';
-import { capturesHeld, readBufferCounts, setAcceptedSharedReads } from '../../src/tcp/shared-reads.js';
+import {
+  capturesHeld,
+  readBufferCounts,
+  setAcceptedSharedReads,
+} from '../../src/tcp/shared-reads.js';
 
 const V4 = '127.0.0.1';
 const V6 = '::1';

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { formatDotenv, formatExport, linkEnv, parseLink, type EnvVar } from '../../src/docker/links.js';
+import {
+  formatDotenv,
+  formatExport,
+  linkEnv,
+  parseLink,
+  type EnvVar,
+} from '../../src/docker/links.js';
 
 const lines = (vars: EnvVar[]): string[] => vars.map(([k, v]) => `${k}=${v}`);
 
