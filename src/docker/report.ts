@@ -1,5 +1,6 @@
 // What `docker port` prints, pure: bound addresses in, docker/cli's lines (same text, same natural
 // sort, same errors) out. Reference: docker/cli `cli/command/container/port.go`.
+import { joinHostPort } from '../address.js';
 import { PortpubError, UsageError, EXIT_RUNTIME } from '../errors.js';
 import type { Protocol } from './spec.js';
 
@@ -89,10 +90,7 @@ export function toPortMap(bindings: readonly Binding[]): PortMap {
   return out;
 }
 
-/** joinHostPort is Go's net.JoinHostPort: a host containing ':' is bracketed. */
-export function joinHostPort(host: string, port: number | string): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
+export { joinHostPort };
 
 /** naturalSort returns a sorted copy, ordered by naturalCompare. */
 export function naturalSort(lines: readonly string[]): string[] {

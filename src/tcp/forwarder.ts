@@ -4,7 +4,7 @@ import { createServer, connect, isIP, type AddressInfo, type Server, type Socket
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { readBuffer, relayRead, sharedReads, sweepCaptures } from './shared-reads.js';
-import { joinHostPort } from '../docker/report.js';
+import { joinHostPort } from '../address.js';
 
 /**
  * LISTEN_BACKLOG is what Go (so docker-proxy) asks for: the kernel caps it at
