@@ -1,0 +1,137 @@
+// Options shared by the serving commands (`portpub -p` and `portpub up`), and the argument
+// parsers that turn option text into values or a commander usage error (exit 2).
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { parseCount, parseDuration } from '../duration.js';
+import { PortpubError } from '../errors.js';
+import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../logger.js';
+import { isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
+import type { CliIo } from './context.js';
+
+/** ServeOptions are the options of every command that serves ports. */
+export interface ServeOptions {
+  defaultHostIp: string;
+  json: boolean;
+  logLevel: (typeof LOG_LEVELS)[number];
+  logFormat?: LogFormat;
+  drainTimeout: number;
+  connectTimeout: number;
+  idleTimeout: number;
+  maxConnections: number;
+  udpTimeout: number;
+  maxUdpFlows: number;
+  tcpWorkers: number;
+}
+
+/** addServeOptions adds the options every serving command shares. */
+export function addServeOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--default-host-ip <ip>',
+      'host address for mappings that name none (like dockerd --ip); 0.0.0.0 also binds ::',
+      ipArg('--default-host-ip'),
+      '0.0.0.0',
+    )
+    .option('--json', 'print the mappings (or the --dry-run plan) as one JSON document', false)
+    .addOption(
+      new Option('--log-level <level>', 'log level on stderr')
+        .choices(LOG_LEVELS as string[])
+        .default('info'),
+    )
+    .addOption(
+      new Option(
+        '--log-format <format>',
+        'log format (default: pretty on a terminal, else json)',
+      ).choices(['json', 'pretty']),
+    )
+    .option(
+      '--drain-timeout <duration>',
+      'on SIGINT/SIGTERM, how long open connections may finish before they are cut',
+      durationArg('--drain-timeout'),
+      10_000,
+    )
+    .option(
+      '--connect-timeout <duration>',
+      'TCP: how long to wait for the target to accept a connection',
+      durationArg('--connect-timeout'),
+      5_000,
+    )
+    .option(
+      '--idle-timeout <duration>',
+      'TCP: close connections idle this long in both directions (0 = never, like Docker)',
+      durationArg('--idle-timeout'),
+      0,
+    )
+    .option(
+      '--max-connections <n>',
+      'TCP: most open connections per binding; more are refused (0 = unlimited)',
+      countArg('--max-connections'),
+      0,
+    )
+    .option(
+      '--udp-timeout <duration>',
+      'UDP: a client flow ends this long after its last datagram to the target',
+      durationArg('--udp-timeout', 1),
+      90_000,
+    )
+    .option(
+      '--max-udp-flows <n>',
+      'UDP: most client flows per binding; the least recently used is evicted beyond it',
+      countArg('--max-udp-flows', 1),
+      4096,
+    )
+    .option(
+      '--tcp-workers <n>',
+      'TCP: accept and relay in n processes (this one and n-1 workers); UDP stays in this one',
+      countArg('--tcp-workers', 1),
+      1,
+    );
+}
+
+/** makeLogger builds the process logger from the serving options; it writes to io.stderr. */
+export function makeLogger(opts: ServeOptions, io: CliIo): Logger {
+  return createLogger({
+    level: opts.logLevel,
+    ...(opts.logFormat ? { format: opts.logFormat } : {}),
+    destination: io.stderr,
+  });
+}
+
+/** parseSpecArg parses one -p value; a bad one is a commander usage error with Docker's text. */
+export function parseSpecArg(value: string): PortMapping[] {
+  try {
+    return parsePublish(value);
+  } catch (err) {
+    if (err instanceof PortpubError) throw new InvalidArgumentError(err.message);
+    throw err;
+  }
+}
+
+export function ipArg(flag: string) {
+  return (value: string): string => {
+    if (!isIpLiteral(value))
+      throw new InvalidArgumentError(`${flag}: invalid IP address: ${value}`);
+    return value;
+  };
+}
+
+export function durationArg(flag: string, min = 0) {
+  return (value: string): number => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms < min) {
+      throw new InvalidArgumentError(
+        `${flag} takes a duration such as 500ms, 10s, 2m or 1h${min > 0 ? ' (more than 0)' : ''}`,
+      );
+    }
+    return ms;
+  };
+}
+
+export function countArg(flag: string, min = 0) {
+  return (value: string): number => {
+    const n = parseCount(value);
+    if (n === undefined || n < min) {
+      throw new InvalidArgumentError(`${flag} takes a whole number >= ${min}`);
+    }
+    return n;
+  };
+}

@@ -1,0 +1,53 @@
+// The commander program: global settings, then every command, each from its own file.
+//
+// Adding a command (the registration pattern):
+//   1. Create src/cli/<name>.ts exporting `register<Name>(program: Command, ctx: CliContext)`.
+//      It calls `program.command('<name>')...action(...)`, writes only to ctx.io.stdout/stderr,
+//      listens to signals only through ctx.host, and reports a non-zero exit with
+//      ctx.setExit(code) (or throws a PortpubError: main() prints it and exits with its
+//      exitCode). It never calls process.exit, process.on or console.*.
+//   2. Import it here and add it to COMMANDS, one line each. The order is the order in --help.
+// Tests run any command in-process with main(argv, io) from ./main.ts.
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import type { CliContext } from './context.js';
+import { registerEnv } from './env.js';
+import { registerPort } from './port.js';
+import { registerReload } from './reload.js';
+import { registerRun } from './run.js';
+import { registerServe } from './serve.js';
+import { registerUp } from './up.js';
+
+/** RegisterCommand adds one subcommand to the program. */
+export type RegisterCommand = (program: Command, ctx: CliContext) => void;
+
+const COMMANDS: readonly RegisterCommand[] = [
+  registerUp,
+  registerPort,
+  registerEnv,
+  registerRun,
+  registerReload,
+];
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  }
+).version;
+
+/** buildProgram makes a fresh program writing to ctx.io; commander errors throw (exitOverride). */
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('portpub')
+    .version(VERSION, '-v, --version')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.io.stdout.write(s),
+      writeErr: (s) => ctx.io.stderr.write(s),
+    })
+    .showHelpAfterError('(run portpub --help for usage)')
+    .configureHelp({ sortOptions: false });
+  registerServe(program, ctx);
+  program.enablePositionalOptions();
+  for (const register of COMMANDS) register(program, ctx);
+  return program;
+}

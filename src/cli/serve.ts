@@ -1,0 +1,85 @@
+// The root command, `portpub -p SPEC...`: Docker's -p on a bare host. It binds every mapping,
+// prints them as docker port does, and relays to --target until SIGINT/SIGTERM.
+import type { Command } from 'commander';
+import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
+import { EXIT_USAGE } from '../errors.js';
+import type { CliContext } from './context.js';
+import { formatPlan } from './format.js';
+import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
+import { serve, warnSctp } from './serving.js';
+
+const EXAMPLES = `
+Examples:
+  # what docker run -p 127.0.0.1:8080:80 does, with the service on 127.0.0.1:80
+  $ portpub -p 127.0.0.1:8080:80
+
+  # forward to another host's port (Docker's "container IP")
+  $ portpub -p 5432:5432 --target db.internal
+
+  # ephemeral host port on loopback; prints "3000/tcp -> 127.0.0.1:<port>"
+  $ portpub -p 127.0.0.1::3000
+
+  # several mappings, TCP and UDP, a range and an IPv6 address
+  $ portpub -p 8080:80 -p 5353:53/udp -p 9000-9002:9000-9002 -p [::1]:8443:443
+
+  # long syntax, as docker run accepts it
+  $ portpub -p published=8080,target=80,protocol=tcp
+
+  # check specs without binding anything, as JSON
+  $ portpub --dry-run --json -p 8000-8010:80 -p 127.0.0.1::53/udp
+`;
+
+interface RootOptions extends ServeOptions {
+  publish: PortMapping[][];
+  target: string;
+  name?: string;
+  dryRun: boolean;
+}
+
+/** registerServe makes the program itself the `-p` runner (it has no subcommand name). */
+export function registerServe(program: Command, ctx: CliContext): void {
+  program
+    .description(
+      `Publish ports like docker run -p, without Docker: bind host ports and relay TCP and UDP\n` +
+        `to a target address. -p takes ${SHORT_SYNTAX} or docker run's long syntax.`,
+    )
+    .addHelpText('after', EXAMPLES)
+    .option(
+      '-p, --publish <spec>',
+      `publish a target port on the host (repeatable): ${SHORT_SYNTAX}`,
+      (value: string, prev: PortMapping[][]) => [...prev, parseSpecArg(value)],
+      [] as PortMapping[][],
+    )
+    .option(
+      '-t, --target <host>',
+      `address the target ports live on (Docker's container IP); IP or hostname`,
+      '127.0.0.1',
+    )
+    .option('--name <name>', 'a name for this run, for `portpub port NAME`')
+    .option('--dry-run', 'parse and validate, print the plan, bind nothing', false)
+    .action(async (opts: RootOptions) => {
+      ctx.setExit(await runPublish(opts, ctx));
+    });
+  addServeOptions(program);
+}
+
+/** runPublish is the main job: bind every -p, print the mappings, serve until a signal. */
+async function runPublish(opts: RootOptions, ctx: CliContext): Promise<number> {
+  const { io } = ctx;
+  const mappings = opts.publish.flat();
+  if (mappings.length === 0) {
+    io.stderr.write(
+      `portpub: nothing to publish: give at least one -p ${SHORT_SYNTAX}\n` +
+        `(run portpub --help for usage)\n`,
+    );
+    return EXIT_USAGE;
+  }
+  const logger = makeLogger(opts, io);
+  if (opts.dryRun) {
+    io.stdout.write(formatPlan(mappings, opts.target, opts));
+    warnSctp(mappings, logger);
+    return 0;
+  }
+  const publish = mappings.map((mapping) => ({ mapping, targetHost: opts.target }));
+  return serve(publish, opts, ctx, logger, opts.name !== undefined ? { name: opts.name } : {});
+}

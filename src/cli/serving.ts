@@ -1,0 +1,185 @@
+// The lifecycle both serving commands share: bind everything (all or nothing), print the
+// bindings, publish them in the state directory for `portpub port`, serve until a stop signal,
+// drain, and (for `up`) apply a reload on SIGHUP.
+import { formatSpec, type PortMapping } from '../docker/spec.js';
+import { PortpubError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
+import { removeState, stateDir, writeState } from '../registry/state.js';
+import { TcpWorkers } from '../workers/pool.js';
+import type { CliContext, CliHost } from './context.js';
+import { formatBindings } from './format.js';
+import type { ServeOptions } from './options.js';
+
+/** Identity is how `portpub port` finds this run: a --name, or the config file of `up`. */
+export interface Identity {
+  name?: string;
+  configFile?: string;
+}
+
+/**
+ * serve binds everything (all or nothing), prints the bindings, publishes them in the state
+ * directory for `portpub port`, and runs until SIGINT/SIGTERM. With `reload`, SIGHUP applies the
+ * configuration it returns; a bad one is logged and the running one kept.
+ */
+export async function serve(
+  publish: PublishRequest[],
+  opts: ServeOptions,
+  ctx: CliContext,
+  logger: Logger,
+  identity: Identity,
+  reload?: () => PublishRequest[],
+): Promise<number> {
+  const { io, host } = ctx;
+  let forwarding: Forwarding;
+  let workers: TcpWorkers | undefined;
+  try {
+    workers = await startWorkers(opts, ctx, logger);
+    forwarding = await startForwarding({
+      publish,
+      defaultHostIp: opts.defaultHostIp,
+      tcp: {
+        connectTimeoutMs: opts.connectTimeout,
+        idleTimeoutMs: opts.idleTimeout,
+        maxConnections: opts.maxConnections,
+      },
+      udp: { flowTimeoutMs: opts.udpTimeout, maxFlows: opts.maxUdpFlows },
+      logger,
+      ...(workers ? { tcpShare: workers } : {}),
+    });
+  } catch (err) {
+    await workers?.destroy();
+    if (err instanceof PortpubError) {
+      logger.error({ code: err.code }, err.message);
+      io.stderr.write(`portpub: ${err.message}\n`);
+      return err.exitCode;
+    }
+    throw err;
+  }
+  // Signal handlers go in before anything is printed: a caller may signal as soon as it reads.
+  const stopped = waitForStop(host, forwarding, workers, opts.drainTimeout, logger);
+  const state = publishState(forwarding, identity, logger);
+  const offExit = host.onExit(state.drop);
+  const offReload = host.onReload(() => onReload(forwarding, logger, state.write, reload));
+  io.stdout.write(
+    formatBindings(forwarding.bindings, opts.json, identity.configFile !== undefined),
+  );
+  try {
+    await stopped;
+  } finally {
+    offReload();
+    offExit();
+    state.drop();
+  }
+  return 0;
+}
+
+async function startWorkers(
+  opts: ServeOptions,
+  ctx: CliContext,
+  logger: Logger,
+): Promise<TcpWorkers | undefined> {
+  if (opts.tcpWorkers <= 1) return undefined;
+  return TcpWorkers.start({
+    count: opts.tcpWorkers - 1,
+    logLevel: opts.logLevel,
+    logFormat: opts.logFormat ?? (ctx.io.stderr.isTTY ? 'pretty' : 'json'),
+    logger,
+  });
+}
+
+/** publishState writes this run's state file now, and returns how to rewrite and remove it. */
+function publishState(
+  forwarding: Forwarding,
+  identity: Identity,
+  logger: Logger,
+): { write: () => void; drop: () => void } {
+  const dir = stateDir();
+  const startedAt = new Date().toISOString();
+  const write = () => {
+    try {
+      writeState(dir, { pid: process.pid, startedAt, ...identity, bindings: forwarding.bindings });
+    } catch (err) {
+      logger.warn(
+        { err, dir },
+        'cannot write the state file: `portpub port` will not see this run',
+      );
+    }
+  };
+  write();
+  return { write, drop: () => removeState(dir, process.pid) };
+}
+
+/** onReload applies a new configuration on SIGHUP; a bad one keeps the running one. */
+function onReload(
+  forwarding: Forwarding,
+  logger: Logger,
+  published: () => void,
+  reload?: () => PublishRequest[],
+): void {
+  if (!reload) {
+    logger.info('SIGHUP ignored: nothing to reload (use portpub up -f FILE)');
+    return;
+  }
+  logger.info('SIGHUP: reloading the configuration');
+  const failed = (err: unknown) =>
+    logger.error(
+      { err: err instanceof Error ? err.message : String(err) },
+      'reload failed: keeping the running configuration',
+    );
+  let next: PublishRequest[];
+  try {
+    next = reload();
+  } catch (err) {
+    failed(err);
+    return;
+  }
+  forwarding.update(next).then((r) => {
+    logger.info(r, 'reloaded');
+    published();
+  }, failed);
+}
+
+/** waitForStop serves until SIGINT/SIGTERM, then drains; a second signal cuts at once. */
+function waitForStop(
+  host: CliHost,
+  forwarding: Forwarding,
+  workers: TcpWorkers | undefined,
+  drainTimeoutMs: number,
+  logger: Logger,
+): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const off = host.onStop((signal) => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: cutting open connections');
+        forwarding.destroy();
+        void workers?.destroy();
+        return;
+      }
+      stopping = true;
+      logger.info({ signal, drainTimeoutMs }, 'stopping: draining open connections');
+      Promise.all([forwarding.close(drainTimeoutMs), workers?.close(drainTimeoutMs)]).then(
+        () => {
+          off();
+          logger.info('stopped');
+          resolve();
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'error while stopping');
+          forwarding.destroy();
+          void (workers?.destroy() ?? Promise.resolve()).finally(resolve);
+        },
+      );
+    });
+  });
+}
+
+/** warnSctp says, for a plan, which mappings parse but cannot be served. */
+export function warnSctp(mappings: readonly PortMapping[], logger: Logger): void {
+  for (const m of mappings) {
+    if (m.protocol === 'sctp') {
+      logger.warn({ mapping: formatSpec(m) }, 'sctp parses, but portpub cannot serve it');
+    }
+  }
+}
