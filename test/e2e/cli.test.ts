@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { readEphemeralRange } from '../../src/publish/allocate.js';
 import { BIN, parsePortLine, runCli, startCli, withTimeout } from '../helpers/cli.js';
-import { echoServer, freePort } from '../helpers/net.js';
+import { echoServer, freePort, freePorts } from '../helpers/net.js';
 
 /** roundTrip connects to host:port, sends text, ends, and resolves everything read back. */
 function roundTrip(host: string, port: number, text: string): Promise<string> {
@@ -225,7 +225,7 @@ describe('portpub serving', () => {
 
   it('publishes a pair of ranges one-to-one and a pool at its first free port', async () => {
     const a = await echoServer();
-    const base = await freePort();
+    const base = await freePorts(2);
     const run = await startCli(
       [
         '-p',

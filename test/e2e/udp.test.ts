@@ -4,7 +4,8 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import { BIN, parsePortLine, startCli } from '../helpers/cli.js';
-import { closeQuietly, needs, portOf, udpSocket, waitFor } from '../helpers/udp.js';
+import { needs, waitFor } from '../helpers/udp.js';
+import { freePort } from '../helpers/net.js';
 
 const DNSMASQ = '/usr/sbin/dnsmasq';
 const ANSWER = '10.1.2.3';
@@ -29,12 +30,9 @@ function needTools(ctx: TestContext): void {
   ]);
 }
 
-/** freeUdpPort returns a port nothing on 127.0.0.1 uses right now (for a child to bind). */
-async function freeUdpPort(): Promise<number> {
-  const s = await udpSocket('udp4', '127.0.0.1');
-  const port = portOf(s);
-  closeQuietly(s);
-  return port;
+/** freeUdpPort returns a port nothing on 127.0.0.1 uses, from this worker's block (for a child to bind). */
+function freeUdpPort(): Promise<number> {
+  return freePort();
 }
 
 interface Dig {

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { onTestFinished } from 'vitest';
+import { reservePorts } from './ports.js';
 
 /**
  * track registers x's cleanup for the end of the current test and returns x. Without an explicit
@@ -155,11 +156,17 @@ export function echoServer(host = '127.0.0.1'): Promise<TcpServer> {
   return tcpServer((socket) => socket.pipe(socket), host);
 }
 
-/** freePort returns a port nothing listens on right now (bound, then released): a dead target. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const fixture = await tcpServer(() => undefined, host);
-  await fixture.close();
-  return fixture.port;
+/**
+ * freePort returns a port nothing listens on (TCP or UDP) from this worker's own port block
+ * (helpers/ports.ts): a dead target, or a port to hand to portpub. freePorts(n) returns the first
+ * of n consecutive ones.
+ */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return reservePorts(1, host);
+}
+
+export function freePorts(count: number, host = '127.0.0.1'): Promise<number> {
+  return reservePorts(count, host);
 }
 
 /**
