@@ -5,8 +5,9 @@ import { createSocket } from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { readEphemeralRange } from '../../src/publish/allocate.js';
-import { BIN, parsePortLine, runCli, startCli, withTimeout } from '../helpers/cli.js';
+import { parsePortLine, runCli, startCli, withTimeout } from '../helpers/cli.js';
 import { echoServer, freePort, freePorts } from '../helpers/net.js';
+import { AS_NOBODY, binForNobody, SETPRIV } from '../helpers/nobody.js';
 
 /** roundTrip connects to host:port, sends text, ends, and resolves everything read back. */
 function roundTrip(host: string, port: number, text: string): Promise<string> {
@@ -376,16 +377,8 @@ describe('portpub without privilege', () => {
       expect(start, 'this host lets anyone bind every port').toBeGreaterThan(1);
       const port = start - 1;
       const res = spawnSync(
-        '/usr/bin/setpriv',
-        [
-          '--reuid=65534',
-          '--regid=65534',
-          '--clear-groups',
-          process.execPath,
-          BIN,
-          '-p',
-          `127.0.0.1:${port}:80`,
-        ],
+        SETPRIV,
+        [...AS_NOBODY, process.execPath, binForNobody(), '-p', `127.0.0.1:${port}:80`],
         { encoding: 'utf8', timeout: 15_000, env: { ...process.env, XDG_RUNTIME_DIR: '' } },
       );
       expect(res.status).toBe(1);
