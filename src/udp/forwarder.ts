@@ -44,19 +44,23 @@ const DEFAULTS = {
 // ---------------------------------------------------------------------------------------------
 // Binding
 
+/** PORT_ATTEMPTS bounds how often a wildcard bind to port 0 picks a new port after losing a race. */
+const PORT_ATTEMPTS = 8;
+
 /** UdpListener: the bound sockets of one UDP binding (one host IP, one port). */
 export interface UdpListener {
   readonly host: string;
   readonly port: number;
   /**
-   * sockets: for a specific address, its one socket. For a wildcard, the catch-all wildcard
-   * socket first, then one socket per local address of the family.
+   * sockets: for a specific address, or any address bound with `single`, its one socket. For a
+   * wildcard, one socket per local address of the family (and the wildcard alone, as a
+   * placeholder holding the port, while the family has no local address).
    */
   readonly sockets: readonly dgram.Socket[];
   close(): void;
   /**
-   * refresh (wildcard listeners only) binds sockets for local addresses that appeared and closes
-   * those whose address went away. The forwarder calls it periodically.
+   * refresh (per-address wildcard listeners only) binds sockets for local addresses that appeared
+   * and closes those whose address went away. The forwarder calls it periodically.
    */
   refresh?: () => Promise<ListenerChange>;
 }
@@ -69,67 +73,102 @@ export interface ListenerChange {
   failed: { address: string; error: NodeJS.ErrnoException }[];
 }
 
+/** BindUdpOptions: how bindUdp serves a wildcard. */
+export interface BindUdpOptions {
+  /**
+   * single: bind exactly one socket, the wildcard itself or the given address, with no
+   * per-address sockets and no address watching. For an engine that chooses each reply's source
+   * with IP_PKTINFO (the native one); a reply sent from a plain wildcard socket leaves from the
+   * address routing picks.
+   */
+  single?: boolean;
+}
+
 /**
  * bindUdp is the bind primitive the allocator calls (bind-to-allocate: the sockets are kept).
+ * No socket here ever sets SO_REUSEADDR: Linux lets any user's SO_REUSEADDR socket share an
+ * address with another SO_REUSEADDR socket (no uid check, unlike SO_REUSEPORT, which Node 20's
+ * dgram cannot set), and the newest one takes the traffic. A socket bound without it makes every
+ * other bind of its address, and of the wildcard on its port, fail with EADDRINUSE.
  *
- * A specific address gets one plain socket. A wildcard (0.0.0.0 or ::) needs more, because Node
- * cannot read IP_PKTINFO or choose a reply's source address, and a reply sent from a wildcard
- * socket leaves from whatever source the routing table picks (moby/libnetwork#1729: "reply from
- * unexpected source"). So a wildcard binding is:
+ * A specific address (or `single`) gets one plain socket. A wildcard (0.0.0.0 or ::) without
+ * `single` needs more, because Node cannot read IP_PKTINFO or choose a reply's source address,
+ * and a reply sent from a wildcard socket leaves from whatever source the routing table picks
+ * (moby/libnetwork#1729: "reply from unexpected source"). So a wildcard binding is:
  *
- *  1. an exclusive probe bind of the wildcard (no SO_REUSEADDR) that fails with EADDRINUSE if any
- *     socket of the family holds the port, exactly like a plain wildcard bind; it also picks the
- *     port when port is 0. It is closed right after: see the race note below;
- *  2. the wildcard itself with SO_REUSEADDR, as a catch-all;
- *  3. one socket per address os.networkInterfaces() lists for the family (IPv6 link-local ones
- *     with their zone), same port, SO_REUSEADDR.
+ *  1. an exclusive probe bind of the wildcard that fails with EADDRINUSE if any socket of the
+ *     family holds the port on any address, exactly like a plain wildcard bind; it also picks
+ *     the port when port is 0. It is closed right after (see the race note below);
+ *  2. one exclusive socket per address os.networkInterfaces() lists for the family (IPv6
+ *     link-local ones with their zone), same port. Distinct addresses on one port coexist
+ *     without SO_REUSEADDR; together they also shut the wildcard out for everyone else.
  *
- * What the kernel does with that (Linux, verified in test/udp-forwarder.test.ts): UDP lookup
- * prefers a socket bound to the exact destination address over a wildcard one regardless of bind
- * order, so a datagram to a listed address reaches that address's socket and its reply leaves
- * from that address. A datagram to a local address that is not listed (127.0.0.5 on a plain lo
- * with 127.0.0.1/8, or an address added since the last refresh) reaches the catch-all; it is
- * served, but its reply leaves from the routing-chosen source (127.0.0.1 for a loopback client),
- * the docker-proxy-before-28.0 behaviour. '::' sockets are IPV6_V6ONLY so 0.0.0.0:P and [::]:P
- * coexist.
+ * A datagram to a listed address reaches that address's socket and its reply leaves from that
+ * address. There is no catch-all (it would need SO_REUSEADDR): a datagram to a local address that
+ * is not listed (127.0.0.5 on a plain lo with 127.0.0.1/8, or an address added since the last
+ * refresh) is not served, and portpub holds no socket there for it. '::' sockets are IPV6_V6ONLY
+ * so 0.0.0.0:P and [::]:P coexist.
  *
- * The price of SO_REUSEADDR, and the race note: all these sockets must set it to share the port,
- * and Linux then lets any other socket that also sets it bind one of the same addresses, with the
- * newest taking that address's unicast traffic. The probe shuts out everything bound before us
- * (a second portpub, a DNS server); a SO_REUSEADDR socket bound in the microseconds between the
- * probe's close and our binds, or later, is not detected. Sockets without SO_REUSEADDR (most
- * programs) still get EADDRINUSE from the kernel.
+ * The race note: between the probe's close and the per-address binds another program may bind
+ * the port. Every bind here is exclusive, so that is detected, never shared: with port 0 a new
+ * port is picked (at most PORT_ATTEMPTS times), otherwise the bind fails with EADDRINUSE.
  *
  * An address that is listed but cannot be bound with EADDRNOTAVAIL (an IPv6 address still in
- * duplicate address detection, one removed while we scan) is skipped: the catch-all covers it and
- * refresh() retries it. Any other failure closes everything bound so far and rejects with the raw
- * Node error (err.code EADDRINUSE, EACCES, EADDRNOTAVAIL, ...): all or nothing.
+ * duplicate address detection, one removed while we scan) is skipped and refresh() retries it.
+ * Any other failure closes everything bound so far and rejects with the raw Node error (err.code
+ * EADDRINUSE, EACCES, EADDRNOTAVAIL, ...): all or nothing.
  */
-export async function bindUdp(host: string, port: number): Promise<UdpListener> {
+export async function bindUdp(
+  host: string,
+  port: number,
+  options: BindUdpOptions = {},
+): Promise<UdpListener> {
   const family = isIP(host);
   if (family === 0) throw new UsageError(`bindUdp: host must be an IP literal, got ${host}`);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new UsageError(`bindUdp: port must be an integer 0-65535, got ${port}`);
   }
+  if (typeof options !== 'object' || options === null) {
+    throw new UsageError('bindUdp: options must be an object such as { single: true }');
+  }
   const type = family === 6 ? 'udp6' : 'udp4';
-  if (!isWildcard(host)) {
-    const socket = await bindSocket(type, host, port, false);
+  if (!isWildcard(host) || options.single === true) {
+    const socket = await bindSocket(type, host, port);
     return new UdpBinding(host, socket.address().port, type, [socket], false);
   }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await bindPerAddress(host, port, type);
+    } catch (err) {
+      // With port 0 the probe found the port free: EADDRINUSE means someone bound it since.
+      const lostRace = port === 0 && (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (!lostRace || attempt >= PORT_ATTEMPTS) throw err;
+    }
+  }
+}
 
-  const probe = await bindSocket(type, host, port, false);
+/** bindPerAddress is one attempt at a wildcard binding (see bindUdp). */
+async function bindPerAddress(
+  host: string,
+  port: number,
+  type: 'udp4' | 'udp6',
+): Promise<UdpListener> {
+  const probe = await bindSocket(type, host, port);
   const chosen = probe.address().port;
+  const addresses = localAddresses(type === 'udp6' ? 6 : 4);
+  if (addresses.length === 0) return new UdpBinding(host, chosen, type, [probe], true);
   await closeSocket(probe);
   const sockets: dgram.Socket[] = [];
   try {
-    sockets.push(await bindSocket(type, host, chosen, true));
-    for (const address of localAddresses(family === 6 ? 6 : 4)) {
+    for (const address of addresses) {
       try {
-        sockets.push(await bindSocket(type, address, chosen, true));
+        sockets.push(await bindSocket(type, address, chosen));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EADDRNOTAVAIL') throw err;
       }
     }
+    // Every listed address vanished while we bound: hold the port with the wildcard instead.
+    if (sockets.length === 0) sockets.push(await bindSocket(type, host, chosen));
   } catch (err) {
     for (const s of sockets) s.close();
     throw err;
@@ -137,7 +176,11 @@ export async function bindUdp(host: string, port: number): Promise<UdpListener> 
   return new UdpBinding(host, chosen, type, sockets, true);
 }
 
-/** UdpBinding is bindUdp's listener; a wildcard one can refresh its per-address sockets. */
+/**
+ * UdpBinding is bindUdp's listener; a per-address wildcard one can refresh its sockets. While the
+ * family has no local address it holds the wildcard itself (no address to serve, but the port
+ * stays ours) and trades it for per-address sockets once addresses appear.
+ */
 class UdpBinding implements UdpListener {
   private readonly list: dgram.Socket[];
   private closed = false;
@@ -149,10 +192,10 @@ class UdpBinding implements UdpListener {
     readonly port: number,
     private readonly type: 'udp4' | 'udp6',
     sockets: dgram.Socket[],
-    wildcard: boolean,
+    perAddress: boolean,
   ) {
     this.list = sockets;
-    this.refresh = wildcard ? () => this.refreshOnce() : undefined;
+    this.refresh = perAddress ? () => this.refreshOnce() : undefined;
   }
 
   get sockets(): readonly dgram.Socket[] {
@@ -177,19 +220,21 @@ class UdpBinding implements UdpListener {
     const change: ListenerChange = { added: [], removed: [], failed: [] };
     if (this.closed) return change;
     const wanted = new Set(localAddresses(this.type === 'udp6' ? 6 : 4));
-    // list[0] is the catch-all; the rest are keyed by the address they were bound to.
-    for (let i = this.list.length - 1; i >= 1; i--) {
+    for (let i = this.list.length - 1; i >= 0; i--) {
       const s = this.list[i]!;
       const bound = boundAddress(s);
       if (wanted.delete(bound)) continue;
+      // The wildcard placeholder stays until an address takes its place.
+      if (bound === this.host && wanted.size === 0) continue;
+      if (bound === this.host) await closeSocket(s);
+      else s.close();
       this.list.splice(i, 1);
-      s.close();
       change.removed.push(s);
     }
     for (const address of wanted) {
       if (this.closed) break;
       try {
-        const s = await bindSocket(this.type, address, this.port, true);
+        const s = await bindSocket(this.type, address, this.port);
         if (this.closed) {
           s.close();
           break;
@@ -201,14 +246,27 @@ class UdpBinding implements UdpListener {
         if (e.code !== 'EADDRNOTAVAIL') change.failed.push({ address, error: e });
       }
     }
+    if (this.list.length === 0 && !this.closed) {
+      // Nothing could take the placeholder's place: hold the port with it again.
+      try {
+        const s = await bindSocket(this.type, this.host, this.port);
+        if (this.closed) s.close();
+        else {
+          this.list.push(s);
+          change.added.push(s);
+        }
+      } catch (err) {
+        change.failed.push({ address: this.host, error: err as NodeJS.ErrnoException });
+      }
+    }
     return change;
   }
 }
 
-/** boundAddresses remembers what each per-address socket was bound to (its zone included). */
+/** boundAddresses remembers what each socket was bound to (its zone included). */
 const boundAddresses = new WeakMap<dgram.Socket, string>();
 
-function boundAddress(s: dgram.Socket): string {
+export function boundAddress(s: dgram.Socket): string {
   return boundAddresses.get(s) ?? '';
 }
 
@@ -231,17 +289,15 @@ function localAddresses(family: 4 | 6): string[] {
   return [...out];
 }
 
-/** bindSocket binds one socket, resolving once bound or rejecting with the raw bind error. */
-function bindSocket(
-  type: 'udp4' | 'udp6',
-  address: string,
-  port: number,
-  reuseAddr: boolean,
-): Promise<dgram.Socket> {
+/**
+ * bindSocket binds one socket without SO_REUSEADDR, resolving once bound or rejecting with the
+ * raw bind error.
+ */
+function bindSocket(type: 'udp4' | 'udp6', address: string, port: number): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket({
       type,
-      reuseAddr,
+      reuseAddr: false,
       ipv6Only: type === 'udp6',
       recvBufferSize: LISTEN_RECV_BUFFER,
       sendBufferSize: SEND_BUFFER,
@@ -808,11 +864,13 @@ export class UdpForwarder {
     }
     for (const s of change.added) this.adopt(s);
     if (change.removed.length > 0) {
-      // Replies for clients that wrote to a vanished address go out of the catch-all.
+      // A reply can no longer leave from a vanished address: its flows end (the client's next
+      // datagram, to an address that exists, opens a new one).
       const removed = new Set(change.removed);
-      const catchAll = this.listener.sockets[0];
       for (const flow of this.table.values()) {
-        if (removed.has(flow.via) && catchAll) flow.via = catchAll;
+        if (!removed.has(flow.via)) continue;
+        this.table.remove(flow.session);
+        this.endFlow(flow);
       }
     }
     if (change.added.length > 0 || change.removed.length > 0) {
@@ -828,7 +886,7 @@ export class UdpForwarder {
       this.warnings.warn(
         'address-bind',
         { address, err: error },
-        'udp could not bind a new local address (its replies use the catch-all socket)',
+        'udp could not bind a new local address: datagrams to it are not served',
       );
     }
   }

@@ -87,25 +87,40 @@ describe('bindUdp', () => {
     await expect(bindUdp(V4, 70000)).rejects.toMatchObject({ code: 'ERR_USAGE' });
   });
 
-  it('binds a wildcard as a catch-all plus one socket per local address, on one port', async () => {
+  it('binds a wildcard as one exclusive socket per local address, on one port', async () => {
     const l = await bindKept('0.0.0.0');
     const addresses = l.sockets.map((s) => s.address());
-    expect(addresses[0]).toEqual({ address: '0.0.0.0', family: 'IPv4', port: l.port });
-    expect(
-      addresses
-        .slice(1)
-        .map((a) => a.address)
-        .sort(),
-    ).toEqual([...new Set(localV4())].sort());
+    expect(addresses.map((a) => a.address).sort()).toEqual([...new Set(localV4())].sort());
     for (const a of addresses) expect(a.port).toBe(l.port);
     expect(l.refresh).toBeTypeOf('function');
+    // No catch-all: nothing, ours included, can bind the wildcard or a listed address there.
+    await expect(bindUdp('0.0.0.0', l.port, { single: true })).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
+  });
+
+  it.each([
+    ['0.0.0.0', 'IPv4'],
+    ['::', 'IPv6'],
+  ])('binds exactly one socket for %s with single: true', async (host, family) => {
+    const single = await bindUdp(host, 0, { single: true });
+    onTestFinished(() => single.close());
+    expect(single.sockets).toHaveLength(1);
+    expect(single.sockets[0]!.address()).toEqual({ address: host, family, port: single.port });
+    expect(single.refresh).toBeUndefined();
+    // It holds the port for every address of the family.
+    await expect(bindUdp(family === 'IPv4' ? V4 : V6, single.port)).rejects.toMatchObject({
+      code: 'EADDRINUSE',
+    });
   });
 
   it('binds 0.0.0.0 and :: (v6-only) on the same port, like Docker', async () => {
     const l4 = await bindKept('0.0.0.0');
     const l6 = await bindKept('::', l4.port);
     expect(l6.port).toBe(l4.port);
-    expect(l6.sockets[0]!.address()).toMatchObject({ address: '::', port: l4.port });
+    expect(l6.sockets.length).toBeGreaterThan(0);
+    for (const s of l6.sockets)
+      expect(s.address()).toMatchObject({ family: 'IPv6', port: l4.port });
   });
 
   it('refuses a wildcard whose port any socket of the family holds, leaving nothing bound', async () => {
@@ -625,17 +640,15 @@ describe('reply source address (own network namespace)', () => {
       closed2: boolean;
     };
     const p = out.port;
-    // The catch-all first, then one socket per interface address (in the kernel's order).
-    expect(out.bound4[0]).toBe('0.0.0.0');
-    expect(out.bound4.slice(1).sort()).toEqual(['127.0.0.1', '127.0.0.2']);
-    expect(out.bound6[0]).toBe('::');
-    expect(out.bound6.slice(1).sort()).toEqual(['::1', 'fd00::2']);
+    // One exclusive socket per interface address (in the kernel's order), no catch-all.
+    expect(out.bound4.sort()).toEqual(['127.0.0.1', '127.0.0.2']);
+    expect(out.bound6.sort()).toEqual(['::1', 'fd00::2']);
     expect(out.from).toEqual({
       '127.0.0.2': `127.0.0.2 ${p}`,
       '127.0.0.1': `127.0.0.1 ${p}`,
-      // Not a local interface address: caught by the wildcard, but the reply's source is the
-      // routing table's choice (documented limitation, as docker-proxy before Engine 28).
-      '127.0.0.5': `127.0.0.1 ${p}`,
+      // Local but not an interface address: not served by the TypeScript engine (a catch-all
+      // would need SO_REUSEADDR, which lets other users in; documented in the README).
+      '127.0.0.5': 'no reply',
       'fd00::2': `fd00::2 ${p}`,
       '::1': `::1 ${p}`,
       // Added while running: the address watcher bound it.
