@@ -1,0 +1,252 @@
+/* The engine thread: one edge-triggered epoll set for every listener and connection of one Node
+ * environment, a wake-up eventfd, timeouts from the listeners' queues, and events handed to
+ * JavaScript in batches through one thread-safe function (one call per batch, not per event). */
+#define _GNU_SOURCE
+#include "engine.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* BATCH is how many epoll events one wait returns at most. */
+#define BATCH 256
+/* RETRY_MS paces retries of work that failed for want of descriptors (accept, pipes). */
+#define RETRY_MS 100
+
+static struct {
+  uint8_t kind;
+} wake_tag = {K_WAKE};
+
+int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts); /* cannot fail for CLOCK_MONOTONIC with a valid pointer */
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void list_init(struct link *h) { h->prev = h->next = h; }
+int list_empty(const struct link *h) { return h->next == h; }
+void list_remove(struct link *n) {
+  if (n->next == NULL || n->next == n) return; /* not linked */
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = n;
+}
+void list_push_tail(struct link *h, struct link *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+
+/* stat_add changes one counter of the listener's JavaScript-visible stats. Writers are serialised
+ * by engine->lock; the store is atomic so a reader on the main thread never sees a torn value. */
+void stat_add(struct listener *l, int slot, double delta) {
+  double v = l->stats[slot] + delta;
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  __atomic_store_n((uint64_t *)&l->stats[slot], bits, __ATOMIC_RELAXED);
+}
+
+/* format_addr writes ip:port ([ip]:port for IPv6) as Node's remoteAddress/remotePort would. */
+void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "unknown";
+  unsigned port = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    if (!inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip)) strcpy(ip, "unknown");
+    port = ntohs(a->sin_port);
+    snprintf(out, cap, "%s:%u", ip, port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    if (!inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip)) strcpy(ip, "unknown");
+    port = ntohs(a->sin6_port);
+    snprintf(out, cap, "[%s]:%u", ip, port);
+  } else {
+    snprintf(out, cap, "unknown");
+  }
+}
+
+/* engine_emit queues one event for JavaScript and asks for a call if none is pending. Called
+ * with engine->lock held, from either thread. */
+void engine_emit(struct engine *e, const struct event *ev) {
+  pthread_mutex_lock(&e->ev_lock);
+  if (e->nevs == e->cap_evs) {
+    size_t cap = e->cap_evs ? e->cap_evs * 2 : 64;
+    struct event *grown = realloc(e->evs, cap * sizeof *grown);
+    if (grown == NULL) {
+      e->oom = 1; /* reported by the next batch: the JavaScript side resynchronises from stats */
+      pthread_mutex_unlock(&e->ev_lock);
+      return;
+    }
+    e->evs = grown;
+    e->cap_evs = cap;
+  }
+  e->evs[e->nevs++] = *ev;
+  int call = !e->call_pending;
+  e->call_pending = 1;
+  pthread_mutex_unlock(&e->ev_lock);
+  if (call) {
+    /* napi_closing after teardown began: nobody is left to tell. */
+    (void)napi_call_threadsafe_function((napi_threadsafe_function)e->tsfn, NULL,
+                                        napi_tsfn_nonblocking);
+  }
+}
+
+static void wake(struct engine *e) {
+  uint64_t one = 1;
+  /* EAGAIN means the counter is already non-zero: the engine will wake anyway. */
+  while (write(e->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+static void drain_wake(struct engine *e) {
+  uint64_t n;
+  while (read(e->wakefd, &n, sizeof n) < 0 && errno == EINTR) {
+  }
+}
+
+static void reopen_spare(struct engine *e) {
+  if (e->spare_fd < 0) e->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* next_timeout is the epoll_wait delay: 0 when work is queued, else the nearest deadline. */
+static int next_timeout(struct engine *e) {
+  int64_t best = e->again_head != NULL ? 0 : -1;
+  if (e->wait_head != NULL && best < 0) {
+    best = e->wait_until > e->now_ms ? e->wait_until - e->now_ms : 0;
+  }
+  for (struct listener *l = e->listeners; l; l = l->next) {
+    if (l->dead) continue;
+    int64_t d = tcp_timeouts(e, l);
+    int64_t retry = l->accept_retry == 2 ? 0 : RETRY_MS;
+    if (l->accept_retry && (best < 0 || retry < best)) best = retry;
+    if (d >= 0 && (best < 0 || d < best)) best = d;
+  }
+  if (best > 1000000) best = 1000000;
+  return (int)best;
+}
+
+static void *loop(void *arg) {
+  struct engine *e = arg;
+  struct epoll_event evs[BATCH];
+  int timeout = -1;
+  pthread_mutex_lock(&e->lock);
+  while (!e->stopping) {
+    pthread_mutex_unlock(&e->lock);
+    int n = epoll_wait(e->epfd, evs, BATCH, timeout);
+    int werr = errno;
+    pthread_mutex_lock(&e->lock);
+    e->now_ms = mono_ms();
+    if (n < 0 && werr != EINTR) {
+      /* EBADF/EINVAL cannot happen with our own epfd; leave rather than spin. */
+      fprintf(stderr, "portpub native engine: epoll_wait: %s\n", strerror(werr));
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      uint8_t kind = *(uint8_t *)evs[i].data.ptr;
+      if (kind == K_WAKE) {
+        drain_wake(e);
+      } else if (kind == K_LISTENER) {
+        struct listener *l = evs[i].data.ptr;
+        if (!l->dead && !l->closing) tcp_on_listener(e, l);
+      } else {
+        tcp_on_side(e, evs[i].data.ptr, evs[i].events);
+      }
+    }
+    /* Connections that used their budget, or waited for a pipe, run again. */
+    if (e->wait_head != NULL && e->now_ms >= e->wait_until) {
+      struct conn *w = e->wait_head;
+      e->wait_head = NULL;
+      while (w) {
+        struct conn *c = w;
+        w = c->again;
+        c->again = e->again_head;
+        c->queued = 1;
+        e->again_head = c;
+      }
+    }
+    struct conn *list = e->again_head;
+    e->again_head = NULL;
+    while (list) {
+      struct conn *c = list;
+      list = c->again;
+      c->again = NULL;
+      c->queued = 0;
+      tcp_run(e, c);
+    }
+    for (struct listener *l = e->listeners; l; l = l->next) {
+      if (l->dead) continue;
+      if (l->accept_retry) {
+        l->accept_retry = 0;
+        reopen_spare(e);
+        if (!l->closing) tcp_on_listener(e, l);
+      }
+    }
+    timeout = next_timeout(e);
+    tcp_reap(e);
+  }
+  pthread_mutex_unlock(&e->lock);
+  return NULL;
+}
+
+int engine_start(struct engine *e) {
+  e->epfd = e->wakefd = e->spare_fd = -1;
+  if (pthread_mutex_init(&e->lock, NULL) != 0) return -1;
+  if (pthread_mutex_init(&e->ev_lock, NULL) != 0) return -1;
+  e->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (e->epfd < 0) return -1;
+  e->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (e->wakefd < 0) return -1;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_tag};
+  if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wakefd, &ev) < 0) return -1;
+  reopen_spare(e);
+  e->next_conn_id = 1;
+  e->now_ms = mono_ms();
+  int rc = pthread_create(&e->thread, NULL, loop, e);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  e->thread_started = 1;
+  return 0;
+}
+
+/* engine_wake tells the engine thread that the main thread changed its state. */
+void engine_post(struct engine *e, struct cmd c) {
+  (void)c;
+  wake(e);
+}
+
+/* engine_stop ends the thread and closes everything the engine owns (environment teardown). */
+void engine_stop(struct engine *e) {
+  if (e->thread_started) {
+    pthread_mutex_lock(&e->lock);
+    e->stopping = 1;
+    pthread_mutex_unlock(&e->lock);
+    wake(e);
+    pthread_join(e->thread, NULL);
+    e->thread_started = 0;
+  }
+  tcp_free_all(e);
+  for (int i = 0; i < e->npool; i++) {
+    close(e->pool[i][0]);
+    close(e->pool[i][1]);
+  }
+  e->npool = 0;
+  if (e->spare_fd >= 0) close(e->spare_fd);
+  if (e->wakefd >= 0) close(e->wakefd);
+  if (e->epfd >= 0) close(e->epfd);
+  e->spare_fd = e->wakefd = e->epfd = -1;
+  free(e->evs);
+  free(e->evs_spare);
+  e->evs = e->evs_spare = NULL;
+}

@@ -1,0 +1,164 @@
+/* The native data plane's shared declarations: one engine per Node environment, one engine
+ * thread with an edge-triggered epoll set, listeners and connections it owns, and the batched
+ * events it hands to JavaScript. Everything here is touched by the engine thread only, except
+ * where a comment says the main thread may read it (under engine->lock). */
+#ifndef PORTPUB_ENGINE_H
+#define PORTPUB_ENGINE_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Kinds of objects registered in the epoll set; every registered struct starts with one. */
+enum kind { K_WAKE = 1, K_LISTENER, K_SIDE };
+
+/* Event types sent to JavaScript (mirrored in src/engine/native-tcp.ts). */
+enum ev_type { EV_OPENED = 1, EV_CLOSED, EV_REJECTED, EV_ACCEPT_ERROR, EV_DRAINED };
+
+/* How a connection ended (mirrored in src/engine/native-tcp.ts as TcpEnding). */
+enum how {
+  HOW_NONE = 0, HOW_END, HOW_RESET_BY_CLIENT, HOW_RESET_BY_TARGET, HOW_IDLE_TIMEOUT,
+  HOW_LINGER_TIMEOUT, HOW_DESTROYED, HOW_CONNECT_FAILED
+};
+
+/* Counter slots of a listener's stats array (TcpStats, in this order). */
+enum stat_slot {
+  ST_ACTIVE, ST_TOTAL, ST_REJECTED, ST_CONNECT_FAILURES, ST_UP, ST_DOWN, ST_COUNT
+};
+
+/* One event record; the client address is already text. */
+struct event {
+  double type, listener, conn, how, err, up, down, duration_ms;
+  char client[64];
+};
+
+/* A list link, intrusive (the owner embeds it); a list head is a link pointing at itself. */
+struct link {
+  struct link *prev, *next;
+};
+
+struct conn;
+
+/* side is one socket of a connection: what epoll events point at. */
+struct side {
+  uint8_t kind; /* K_SIDE */
+  uint8_t idx;  /* 0 client, 1 target */
+  struct conn *conn;
+};
+
+/* dir is one direction of a relay: bytes from side `from` to the other, through a pipe. */
+struct dir {
+  int pipe_r, pipe_w; /* -1 when no pipe is held (nothing in flight) */
+  uint32_t in_pipe;   /* bytes in the pipe */
+  uint8_t eof;        /* the source sent its FIN (read returned 0) */
+  uint8_t done;       /* the FIN was passed on: shutdown(SHUT_WR) on the destination */
+};
+
+enum conn_state { C_CONNECTING, C_OPEN, C_HALF, C_DEAD };
+
+struct listener;
+
+struct conn {
+  struct side sides[2];
+  int fd[2];           /* client, target; -1 once closed */
+  uint8_t readable[2]; /* edge-triggered readiness, cleared on EAGAIN */
+  uint8_t writable[2];
+  uint8_t state;
+  uint8_t how;
+  uint8_t queued; /* on the engine's run-again (1) or pipe-wait (2) list */
+  int err;        /* errno that ended it, 0 if none */
+  struct dir dir[2]; /* 0: client -> target, 1: target -> client */
+  uint64_t id;
+  uint64_t up, down;
+  int64_t opened_ms, active_ms;
+  struct listener *l;
+  struct link all;     /* listener's connections */
+  struct link tq;      /* one of the listener's timeout queues */
+  struct conn *again;  /* run-again list */
+  struct conn *next_free;
+  struct sockaddr_storage peer;
+};
+
+struct listener {
+  uint8_t kind; /* K_LISTENER */
+  uint8_t closing;
+  uint8_t dead;
+  uint8_t log_opened;
+  uint8_t accept_retry; /* accept again: 2 at once (burst budget spent), 1 after a pause */
+  int fd;
+  uint32_t id;
+  struct sockaddr_storage target;
+  socklen_t target_len;
+  int64_t connect_ms, idle_ms, linger_ms;
+  uint64_t max_conns, nconns;
+  double *stats; /* ST_COUNT doubles in a JavaScript ArrayBuffer; written with atomic stores */
+  struct link all;
+  struct link q_connect, q_open, q_half; /* ordered by last activity: oldest first */
+  struct listener *next;
+};
+
+enum cmd_type { CMD_ADD = 1, CMD_CLOSE, CMD_DESTROY, CMD_STOP };
+
+struct cmd {
+  int type;
+  uint32_t id;
+  struct listener *l; /* CMD_ADD */
+};
+
+struct engine {
+  int epfd, wakefd, spare_fd;
+  pthread_t thread;
+  int thread_started;
+  pthread_mutex_t lock; /* held by the engine thread while it works; the main thread takes it
+                           to read connections or post commands */
+  /* commands from the main thread, under lock */
+  struct cmd *cmds;
+  size_t ncmds, cap_cmds;
+  /* events for the main thread, under ev_lock */
+  pthread_mutex_t ev_lock;
+  struct event *evs, *evs_spare;
+  size_t nevs, cap_evs, cap_spare;
+  int call_pending;
+  void *tsfn; /* napi_threadsafe_function */
+  /* engine-thread state */
+  struct listener *listeners;
+  struct conn *again_head;
+  struct conn *wait_head; /* connections waiting for a pipe (descriptors ran out) */
+  int64_t wait_until;
+  struct conn *free_conns;
+  struct conn *graveyard;
+  int pool[64][2]; /* idle pipes */
+  int npool;
+  uint64_t next_conn_id;
+  int64_t now_ms;
+  int stopping;
+  int oom; /* events were lost for want of memory: reported once */
+};
+
+/* engine.c */
+int engine_start(struct engine *e);
+void engine_stop(struct engine *e);
+void engine_post(struct engine *e, struct cmd c);
+void engine_emit(struct engine *e, const struct event *ev);
+int64_t mono_ms(void);
+void list_init(struct link *h);
+void list_remove(struct link *n);
+void list_push_tail(struct link *h, struct link *n);
+int list_empty(const struct link *h);
+void stat_add(struct listener *l, int slot, double delta);
+void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap);
+
+/* tcp.c */
+void tcp_on_listener(struct engine *e, struct listener *l);
+void tcp_on_side(struct engine *e, struct side *s, uint32_t events);
+void tcp_run(struct engine *e, struct conn *c);
+void tcp_close_listener(struct engine *e, struct listener *l);
+void tcp_destroy_listener(struct engine *e, struct listener *l);
+int64_t tcp_timeouts(struct engine *e, struct listener *l); /* next deadline delay, -1 none */
+void tcp_reap(struct engine *e);
+void tcp_free_all(struct engine *e);
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+#endif
