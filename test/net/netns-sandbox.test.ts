@@ -69,7 +69,9 @@ describe('Sandbox', () => {
   it('dials TCP inside the namespace on a port the host already uses', async (ctx) => {
     requireTools(ctx);
     const host = net.createServer((c) => c.end('host'));
-    onTestFinished(() => host.close());
+    onTestFinished(() => {
+      host.close();
+    });
     await new Promise<void>((r) => host.listen(0, '127.0.0.1', r));
     const port = (host.address() as net.AddressInfo).port;
 
@@ -79,14 +81,14 @@ describe('Sandbox', () => {
     await out.line(/ready/);
 
     const s = await withDeadline(box.dialTcp(port), 5_000, 'dialTcp');
-    onTestFinished(() => s.destroy());
+    onTestFinished(() => void s.destroy());
     const reply = new Promise<string>((r) => s.once('data', (d) => r(String(d))));
     s.write('hi');
     expect(await withDeadline(reply, 5_000, 'reply')).toBe('ns:hi');
 
     // The host's own listener on that port is untouched.
     const c = net.connect(port, '127.0.0.1');
-    onTestFinished(() => c.destroy());
+    onTestFinished(() => void c.destroy());
     const hostReply = new Promise<string>((r) => c.once('data', (d) => r(String(d))));
     expect(await withDeadline(hostReply, 5_000, 'host reply')).toBe('host');
   });
@@ -102,7 +104,9 @@ describe('Sandbox', () => {
 
     for (let i = 0; i < 3; i++) {
       const u = await withDeadline(box.dialUdp(port), 5_000, 'dialUdp');
-      onTestFinished(() => u.close());
+      onTestFinished(() => {
+        u.close();
+      });
       const reply = nextMessage(u, 5_000);
       u.send(`d${i}`);
       expect(String((await reply).msg)).toBe(`ns:d${i}`);
@@ -166,7 +170,7 @@ describe('Sandbox', () => {
     const parent = spawn(process.execPath, ['--input-type=module', '-e', script], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    onTestFinished(() => parent.kill('SIGKILL'));
+    onTestFinished(() => void parent.kill('SIGKILL'));
     const line = await withDeadline(
       new Promise<string>((r) => parent.stdout.setEncoding('utf8').once('data', r)),
       10_000,
@@ -222,7 +226,7 @@ describe('Sandbox', () => {
       ],
       { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' },
     );
-    onTestFinished(() => child.kill('SIGKILL'));
+    onTestFinished(() => void child.kill('SIGKILL'));
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
