@@ -5,6 +5,7 @@ import { parseCount, parseDuration } from '../duration.js';
 import { PortpubError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../logger.js';
 import { isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
+import { parseListenAddress } from '../observe/http.js';
 import type { CliIo } from './context.js';
 
 /** ServeOptions are the options of every command that serves ports. */
@@ -20,6 +21,9 @@ export interface ServeOptions {
   udpTimeout: number;
   maxUdpFlows: number;
   tcpWorkers: number;
+  /** --metrics and --ui: HOST:PORT of the Prometheus endpoint and the live page (src/observe). */
+  metrics?: string;
+  ui?: string;
 }
 
 /** addServeOptions adds the options every serving command shares. */
@@ -84,7 +88,13 @@ export function addServeOptions(cmd: Command): Command {
       'TCP: accept and relay in n processes (this one and n-1 workers); UDP stays in this one',
       countArg('--tcp-workers', 1),
       1,
-    );
+    )
+    .option(
+      '--metrics <addr>',
+      'serve Prometheus metrics on HOST:PORT/metrics',
+      addrArg('--metrics'),
+    )
+    .option('--ui <addr>', 'serve a live page of the mappings on HOST:PORT', addrArg('--ui'));
 }
 
 /** makeLogger builds the process logger from the serving options; it writes to io.stderr. */
@@ -104,6 +114,18 @@ export function parseSpecArg(value: string): PortMapping[] {
     if (err instanceof PortpubError) throw new InvalidArgumentError(err.message);
     throw err;
   }
+}
+
+/** addrArg checks a HOST:PORT endpoint address (src/observe's grammar) and keeps the text. */
+export function addrArg(flag: string) {
+  return (value: string): string => {
+    try {
+      parseListenAddress(value, flag);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+    return value;
+  };
 }
 
 export function ipArg(flag: string) {

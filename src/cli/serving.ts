@@ -5,8 +5,9 @@ import { formatSpec, type PortMapping } from '../docker/spec.js';
 import { PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
-import { removeState, stateDir, writeState } from '../registry/state.js';
+import { removeState, stateDir, writeState, type ServiceState } from '../registry/state.js';
 import { TcpWorkers } from '../workers/pool.js';
+import { startObserve, type Observe } from '../observe/start.js';
 import type { CliContext, CliHost } from './context.js';
 import { formatBindings } from './format.js';
 import type { ServeOptions } from './options.js';
@@ -15,6 +16,9 @@ import type { ServeOptions } from './options.js';
 export interface Identity {
   name?: string;
   configFile?: string;
+  /** `up`: the compose project, and each service's expose:/container_name: (see State). */
+  project?: string;
+  services?: ServiceState[];
 }
 
 /**
@@ -28,11 +32,12 @@ export async function serve(
   ctx: CliContext,
   logger: Logger,
   identity: Identity,
-  reload?: () => PublishRequest[],
+  reload?: () => Promise<PublishRequest[]>,
 ): Promise<number> {
   const { io, host } = ctx;
   let forwarding: Forwarding;
   let workers: TcpWorkers | undefined;
+  let observe: Observe;
   try {
     workers = await startWorkers(opts, ctx, logger);
     forwarding = await startForwarding({
@@ -47,6 +52,7 @@ export async function serve(
       logger,
       ...(workers ? { tcpShare: workers } : {}),
     });
+    observe = await observeServing(forwarding, workers, opts, identity, logger);
   } catch (err) {
     await workers?.destroy();
     if (err instanceof PortpubError) {
@@ -70,8 +76,31 @@ export async function serve(
     offReload();
     offExit();
     state.drop();
+    await observe.close();
   }
   return 0;
+}
+
+/** observeServing starts the control socket, --metrics and --ui; on failure it cuts `forwarding`. */
+function observeServing(
+  forwarding: Forwarding,
+  workers: TcpWorkers | undefined,
+  opts: ServeOptions,
+  identity: Identity,
+  logger: Logger,
+): Promise<Observe> {
+  return startObserve({
+    served: forwarding,
+    ...(workers ? { workers: (c: boolean) => workers.report(c) } : {}),
+    ...(identity.name !== undefined ? { name: identity.name } : {}),
+    ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
+    ...(opts.ui !== undefined ? { ui: opts.ui } : {}),
+    stateDir: stateDir(),
+    logger,
+  }).catch((err: unknown) => {
+    forwarding.destroy();
+    throw err;
+  });
 }
 
 async function startWorkers(
@@ -115,7 +144,7 @@ function onReload(
   forwarding: Forwarding,
   logger: Logger,
   published: () => void,
-  reload?: () => PublishRequest[],
+  reload?: () => Promise<PublishRequest[]>,
 ): void {
   if (!reload) {
     logger.info('SIGHUP ignored: nothing to reload (use portpub up -f FILE)');
@@ -127,17 +156,13 @@ function onReload(
       { err: err instanceof Error ? err.message : String(err) },
       'reload failed: keeping the running configuration',
     );
-  let next: PublishRequest[];
-  try {
-    next = reload();
-  } catch (err) {
-    failed(err);
-    return;
-  }
-  forwarding.update(next).then((r) => {
-    logger.info(r, 'reloaded');
-    published();
-  }, failed);
+  // The file is read off the event loop (compose-load.ts), so traffic flows meanwhile.
+  reload()
+    .then((next) => forwarding.update(next))
+    .then((r) => {
+      logger.info(r, 'reloaded');
+      published();
+    }, failed);
 }
 
 /** waitForStop serves until SIGINT/SIGTERM, then drains; a second signal cuts at once. */

@@ -12,7 +12,9 @@ import {
   type TcpForwarderOptions,
   type TcpStats,
 } from '../tcp/forwarder.js';
-import { UdpForwarder, bindUdp, type UdpStats } from '../udp/forwarder.js';
+import { bindUdp } from '../udp/bind.js';
+import { UdpForwarder, type UdpStats } from '../udp/forwarder.js';
+import type { ConnectionInfo } from '../forwarder.js';
 
 /** PublishRequest is one parsed `-p` mapping and where its target port lives. */
 export interface PublishRequest {
@@ -70,6 +72,8 @@ export interface ForwardingOptions {
 
 interface Forwarder {
   stats(): TcpStats | UdpStats;
+  /** connections: the live view (src/forwarder.ts); optional until every engine offers it. */
+  connections?(): ConnectionInfo[];
   close(): Promise<void>;
   destroy(): void;
 }
@@ -136,6 +140,11 @@ export class Forwarding {
         return b.protocol === 'tcp' ? { ...b, tcp: s as TcpStats } : { ...b, udp: s as UdpStats };
       }),
     );
+  }
+
+  /** connections lists each binding's live connections and flows, in stats() order. */
+  connections(): ConnectionInfo[][] {
+    return this.entries.flatMap((e) => e.forwarders.map((fw) => fw.connections?.() ?? []));
   }
 
   /**

@@ -10,7 +10,8 @@ import { PortpubError } from '../errors.js';
 import { HEAP_FLAGS } from '../heap-flags.js';
 import type { Logger, LogFormat } from '../logger.js';
 import type { TcpShare } from '../publish/supervisor.js';
-import type { TcpForwarderOptions } from '../tcp/forwarder.js';
+import type { TcpForwarderOptions, TcpStats } from '../tcp/forwarder.js';
+import type { ConnectionInfo } from '../forwarder.js';
 
 /** WorkerServe is what a worker needs to serve one listening socket (JSON over the IPC channel). */
 export interface WorkerServe {
@@ -26,10 +27,21 @@ export type ToWorker =
   | WorkerServe
   | { op: 'unserve'; id: number }
   | { op: 'stop'; drainTimeoutMs: number }
-  | { op: 'destroy' };
+  | { op: 'destroy' }
+  | { op: 'report'; seq: number; connections: boolean };
+
+/** WorkerReport is a worker's counters (and live connections, if asked) for one served socket. */
+export interface WorkerReport {
+  logFields: Record<string, string>;
+  stats: TcpStats;
+  connections?: ConnectionInfo[];
+}
 
 /** Messages from a worker. */
-export type FromWorker = { op: 'ready' } | { op: 'unserved'; id: number };
+export type FromWorker =
+  | { op: 'ready' }
+  | { op: 'unserved'; id: number }
+  | { op: 'report'; seq: number; forwarders: WorkerReport[] };
 
 /** The worker entry point: from dist/workers.js and from src/workers.ts alike, the built one. */
 const WORKER_ENTRY = fileURLToPath(new URL('./worker.js', import.meta.url));
@@ -45,6 +57,8 @@ interface Worker {
   exited: Promise<void>;
   /** Replies awaited per served id, resolved by 'unserved' or by the worker's exit. */
   unserving: Map<number, () => void>;
+  /** Answers awaited to 'report' requests, by sequence number. */
+  reports: Map<number, (r: WorkerReport[]) => void>;
 }
 
 export interface TcpWorkersOptions {
@@ -63,6 +77,7 @@ export interface TcpWorkersOptions {
 export class TcpWorkers implements TcpShare {
   private readonly workers: Worker[] = [];
   private stopping = false;
+  private nextReport = 1;
 
   private constructor(private readonly logger: Logger) {}
 
@@ -111,6 +126,28 @@ export class TcpWorkers implements TcpShare {
   }
 
   /**
+   * report asks every live worker for its counters (the live views sum them with this
+   * process's); a worker that does not answer within timeoutMs is left out of this one.
+   */
+  report(connections: boolean, timeoutMs = 1_000): Promise<WorkerReport[]> {
+    const seq = this.nextReport++;
+    const asks = this.workers.filter(alive).map(
+      (w) =>
+        new Promise<WorkerReport[]>((resolve) => {
+          const timer = setTimeout(() => done([]), timeoutMs);
+          const done = (r: WorkerReport[]) => {
+            clearTimeout(timer);
+            w.reports.delete(seq);
+            resolve(r);
+          };
+          w.reports.set(seq, done);
+          this.send(w, { op: 'report', seq, connections });
+        }),
+    );
+    return Promise.all(asks).then((all) => all.flat());
+  }
+
+  /**
    * close stops every worker: they stop accepting, let open connections finish for up to
    * drainTimeoutMs, and exit; one still there EXIT_GRACE_MS later is killed. Idempotent.
    */
@@ -145,6 +182,7 @@ export class TcpWorkers implements TcpShare {
       index,
       child,
       unserving: new Map(),
+      reports: new Map(),
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
     };
     this.workers.push(worker);
@@ -152,11 +190,14 @@ export class TcpWorkers implements TcpShare {
       if (msg.op === 'unserved') {
         worker.unserving.get(msg.id)?.();
         worker.unserving.delete(msg.id);
+      } else if (msg.op === 'report') {
+        worker.reports.get(msg.seq)?.(msg.forwarders);
       }
     });
     child.once('exit', (code, signal) => {
       for (const done of worker.unserving.values()) done();
       worker.unserving.clear();
+      for (const done of [...worker.reports.values()]) done([]);
       if (!this.stopping) {
         this.logger.error(
           { worker: index, pid: child.pid, code, signal },

@@ -5,7 +5,8 @@
 import type { Server } from 'node:net';
 import { createLogger, LOG_LEVELS } from '../logger.js';
 import { adoptTcp, TcpForwarder } from '../tcp/forwarder.js';
-import type { FromWorker, ToWorker } from './pool.js';
+import type { Forwarder } from '../forwarder.js';
+import type { FromWorker, ToWorker, WorkerReport } from './pool.js';
 
 const [index = '0', level = 'info', format = 'json'] = process.argv.slice(2);
 const logger = createLogger({
@@ -16,6 +17,8 @@ const logger = createLogger({
 const forwarders = new Map<number, TcpForwarder>();
 /** Forwarders told to stop accepting (a reload removed them) whose connections still drain. */
 const draining = new Set<TcpForwarder>();
+/** The log fields of each forwarder's binding: how the main process matches a report to it. */
+const fieldsOf = new WeakMap<TcpForwarder, Record<string, string>>();
 let stopping = false;
 
 function reply(msg: FromWorker): void {
@@ -30,7 +33,21 @@ async function serve(msg: Extract<ToWorker, { op: 'serve' }>, listening: Server)
   }
   const fw = new TcpForwarder(server, { ...msg.options, logger: logger.child(msg.logFields) });
   forwarders.set(msg.id, fw);
+  fieldsOf.set(fw, msg.logFields);
   logger.debug(msg.logFields, 'worker serving');
+}
+
+/** report is this worker's part of the live views (portpub stats, --metrics, --ui). */
+function report(connections: boolean): WorkerReport[] {
+  return [...forwarders.values()].map((fw) => {
+    // connections() is the shared Forwarder shape; optional until every engine has it.
+    const live = (fw as Partial<Forwarder<unknown>>).connections?.bind(fw);
+    return {
+      logFields: fieldsOf.get(fw) ?? {},
+      stats: fw.stats(),
+      ...(connections && live ? { connections: live() } : {}),
+    };
+  });
 }
 
 function stop(drainTimeoutMs: number): void {
@@ -71,6 +88,9 @@ process.on('message', (msg: ToWorker, handle: unknown) => {
       break;
     case 'destroy':
       destroy();
+      break;
+    case 'report':
+      reply({ op: 'report', seq: msg.seq, forwarders: report(msg.connections) });
   }
 });
 // The main process is gone (exited or killed): nothing may outlive it.
