@@ -24,7 +24,8 @@ export {
   type TcpForwarderOptions,
   type TcpStats,
 } from './tcp/forwarder.js';
-export { UdpForwarder, bindUdp, type UdpForwarderOptions, type UdpStats } from './udp/forwarder.js';
+export { UdpForwarder, type UdpForwarderOptions, type UdpStats } from './udp/forwarder.js';
+export { bindUdp } from './udp/bind.js';
 export { formatPortLines } from './docker/report.js';
 export { createLogger, type Logger } from './logger.js';
 export {

@@ -7,7 +7,8 @@ import { dirname, join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { onTestFinished, type TestContext } from 'vitest';
-import { bindUdp, UdpForwarder, type UdpForwarderOptions } from '../../src/udp/forwarder.js';
+import { bindUdp } from '../../src/udp/bind.js';
+import { UdpForwarder, type UdpForwarderOptions } from '../../src/udp/forwarder.js';
 
 export type UdpType = 'udp4' | 'udp6';
 

@@ -7,14 +7,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import {
-  MAX_UDP_PAYLOAD_V4,
-  MAX_UDP_PAYLOAD_V6,
-  UdpForwarder,
-  bindUdp,
-  type UdpForwarderOptions,
-  type UdpListener,
-} from '../../src/udp/forwarder.js';
+import { bindUdp, type UdpListener } from '../../src/udp/bind.js';
+import { UdpForwarder, type UdpForwarderOptions } from '../../src/udp/forwarder.js';
 import {
   buildForChild,
   closeQuietly,
@@ -31,6 +25,9 @@ import {
 
 const V4 = '127.0.0.1';
 const V6 = '::1';
+/** The largest UDP payloads: over IPv4 65535 - 20 IP - 8 UDP; over IPv6 (no jumbograms) 65535 - 8. */
+const MAX_UDP_PAYLOAD_V4 = 65_507;
+const MAX_UDP_PAYLOAD_V6 = 65_527;
 
 async function bindKept(host: string, port = 0): Promise<UdpListener> {
   const l = await bindUdp(host, port);
@@ -537,7 +534,8 @@ const canUnshare =
 const CHILD = String.raw`
 import dgram from 'node:dgram';
 import { execFileSync } from 'node:child_process';
-import { bindUdp, UdpForwarder } from './udp/forwarder.js';
+import { bindUdp } from './udp/bind.js';
+import { UdpForwarder } from './udp/forwarder.js';
 
 const deadline = setTimeout(() => { console.error('child: deadline passed'); process.exit(3); }, 15000);
 const bound = (type, address) => new Promise((resolve, reject) => {
