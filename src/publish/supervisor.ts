@@ -14,7 +14,7 @@ import {
 } from '../tcp/forwarder.js';
 import { bindUdp } from '../udp/bind.js';
 import { UdpForwarder, type UdpStats } from '../udp/forwarder.js';
-import type { ConnectionInfo } from '../forwarder.js';
+import type { ConnectionInfo, TcpDialer, UdpDialer } from '../forwarder.js';
 
 /** PublishRequest is one parsed `-p` mapping and where its target port lives. */
 export interface PublishRequest {
@@ -23,6 +23,12 @@ export interface PublishRequest {
   targetHost: string;
   /** Service name (compose files); shown in logs, output and `portpub port`. */
   name?: string;
+  /**
+   * dial opens the target side instead of dialling targetHost (a TcpDialer for tcp, a UdpDialer
+   * for udp): `portpub run` reaches the service inside its namespace this way. targetHost is then
+   * only the label shown and stored. Such a mapping is served by this process alone (no workers).
+   */
+  dial?: TcpDialer | UdpDialer;
 }
 
 /** BindingStats is a binding with its live counters. */
@@ -319,10 +325,12 @@ export class Forwarding {
             ? new TcpForwarder(handle as Awaited<ReturnType<typeof listenTcp>>, {
                 ...common,
                 ...this.options.tcp,
+                ...(request.dial ? { dial: request.dial as TcpDialer } : {}),
               })
             : new UdpForwarder(handle as Awaited<ReturnType<typeof bindUdp>>, {
                 ...common,
                 ...this.options.udp,
+                ...(request.dial ? { dial: request.dial as UdpDialer } : {}),
               });
         forwarders.push(fw);
         this.allForwarders.add(fw);
@@ -335,7 +343,7 @@ export class Forwarding {
     }
     const shared: number[] = [];
     const share = this.options.tcpShare;
-    if (share && protocol === 'tcp') {
+    if (share && protocol === 'tcp' && !request.dial) {
       allocation.handles.forEach((handle, i) => {
         const id = this.nextShareId++;
         share.serve(
