@@ -98,6 +98,23 @@ export class Flow {
     socket.connect(port, address, this.onConnect);
   }
 
+  /**
+   * adopt takes a target-side socket a dialer opened, already connected; one that is not
+   * connected fails the flow.
+   */
+  adopt(socket: dgram.Socket): void {
+    try {
+      socket.on('error', this.onSocketError);
+      this.socket = socket;
+      socket.remoteAddress();
+    } catch (err) {
+      this.owner.failed(this, new Error('dial: expected a connected dgram socket', { cause: err }));
+      return;
+    }
+    socket.on('message', this.onReply);
+    this.onConnect();
+  }
+
   /** fromClient relays one client datagram, or queues it while the target side is set up. */
   fromClient(msg: Buffer, via: dgram.Socket): void {
     this.via = via;
@@ -118,7 +135,11 @@ export class Flow {
     }
     this.pending = null;
     this.inflight.length = 0;
-    this.socket?.close();
+    try {
+      this.socket?.close();
+    } catch {
+      // A dialer's socket someone else closed already.
+    }
   }
 
   /** onConnect runs when the target socket is connected: note its addresses, flush the queue. */

@@ -6,7 +6,7 @@ import type dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { joinHostPort } from '../address.js';
-import type { BoundAddress, ConnectionInfo, Forwarder } from '../forwarder.js';
+import type { BoundAddress, ConnectionInfo, Forwarder, UdpDialer } from '../forwarder.js';
 import type { Logger } from '../logger.js';
 import { boundAddress, type ListenerChange, type UdpListener } from './bind.js';
 import { Flow, type FlowOwner } from './flow.js';
@@ -46,6 +46,7 @@ export class UdpForwarder implements Forwarder<UdpStats> {
   private readonly now: Clock;
   private readonly targetHost: string;
   private readonly targetPort: number;
+  private readonly dial: UdpDialer | undefined;
   private readonly table: SessionTable<Flow>;
   private readonly handlers = new Map<
     dgram.Socket,
@@ -85,6 +86,7 @@ export class UdpForwarder implements Forwarder<UdpStats> {
     this.now = o.now;
     this.targetHost = o.targetHost;
     this.targetPort = o.targetPort;
+    this.dial = o.dial;
     this.table = new SessionTable<Flow>({
       idleTimeoutMs: o.flowTimeoutMs,
       maxSessions: o.maxFlows,
@@ -266,8 +268,27 @@ export class UdpForwarder implements Forwarder<UdpStats> {
       );
       this.endFlow(old);
     }
-    if (this.target) flow.connect(this.target.family, this.target.address, this.targetPort);
+    if (this.dial) this.dialFlow(flow, this.dial);
+    else if (this.target) flow.connect(this.target.family, this.target.address, this.targetPort);
     else this.awaitTarget(flow);
+  }
+
+  /** dialFlow gets a flow's target socket from the dialer; its datagrams wait meanwhile. */
+  private dialFlow(flow: Flow, dial: UdpDialer): void {
+    let dialing: Promise<dgram.Socket>;
+    try {
+      dialing = dial();
+    } catch (err) {
+      this.failFlow(flow, err as Error);
+      return;
+    }
+    dialing.then(
+      (socket) => {
+        if (!flow.closed) flow.adopt(socket);
+        else closeQuietly(socket);
+      },
+      (err: Error) => this.failFlow(flow, err),
+    );
   }
 
   // -- lifecycle ---------------------------------------------------------------------------
@@ -390,6 +411,15 @@ export class UdpForwarder implements Forwarder<UdpStats> {
       err ? { client, err } : { client },
       `udp datagram dropped: ${UDP_DROP_REASONS[reason]}`,
     );
+  }
+}
+
+/** closeQuietly closes a socket that may be closed already (or is not one: a dialer's bug). */
+function closeQuietly(socket: dgram.Socket): void {
+  try {
+    socket.close();
+  } catch {
+    // closed already
   }
 }
 

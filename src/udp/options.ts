@@ -2,6 +2,7 @@
 // drop reasons and the stats shape. Shared by the TypeScript forwarder and any other engine
 // serving a UDP binding (the native one takes the same options and reports the same stats).
 import { UsageError } from '../errors.js';
+import type { UdpDialer } from '../forwarder.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { monotonicClock, type Clock } from './sessions.js';
 
@@ -35,6 +36,12 @@ export interface UdpForwarderOptions {
    * closes per-address sockets; 0 disables; default 10 000.
    */
   addressWatchIntervalMs?: number;
+  /**
+   * dial opens each new flow's target side (a connected dgram socket) instead of the forwarder
+   * creating one to targetHost:targetPort, which then only name the target in logs. Datagrams
+   * that arrive before it resolves wait in the flow's bounded queue (beyond it: queue-full).
+   */
+  dial?: UdpDialer;
 }
 
 /** UdpDropReason names why a datagram was dropped; the keys of UdpStats.drops. */
@@ -92,6 +99,7 @@ export interface ValidUdpOptions {
   logger: Logger;
   now: Clock;
   addressWatchIntervalMs: number;
+  dial: UdpDialer | undefined;
 }
 
 /** validateUdpOptions checks the options once; each message names the option and the constraint. */
@@ -108,6 +116,7 @@ export function validateUdpOptions(options: UdpForwarderOptions): ValidUdpOption
     addressWatchIntervalMs: options.addressWatchIntervalMs ?? UDP_DEFAULTS.addressWatchIntervalMs,
     now: options.now ?? monotonicClock,
     logger: options.logger ?? silentLogger(),
+    dial: options.dial,
   };
   if (typeof o.targetHost !== 'string' || o.targetHost === '') {
     throw new UsageError(
@@ -139,6 +148,11 @@ export function validateUdpOptions(options: UdpForwarderOptions): ValidUdpOption
   }
   if (typeof o.logger !== 'object' || o.logger === null || !('warn' in o.logger)) {
     throw new UsageError('logger: expected a pino Logger');
+  }
+  if (o.dial !== undefined && typeof o.dial !== 'function') {
+    throw new UsageError(
+      `dial: expected a function returning a connected dgram socket, got ${typeof o.dial}`,
+    );
   }
   return o;
 }
