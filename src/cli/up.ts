@@ -1,12 +1,15 @@
 // `portpub up`: publish the ports: of every service of a compose-style file in one process;
 // SIGHUP (or `portpub reload`) re-reads the file and applies the difference.
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { DEFAULT_CONFIG_FILES, parseComposeText } from '../docker/compose.js';
-import { UsageError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import type { PublishRequest } from '../publish/supervisor.js';
+import { DEFAULT_CONFIG_FILES } from '../docker/compose.js';
+import {
+  loadComposeProject,
+  loadComposeProjectOffThread,
+  projectRequests,
+  type ComposeProject,
+  type ProjectOptions,
+} from '../publish/compose-load.js';
+import type { ServiceState } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { formatServicePlan } from './format.js';
 import { addServeOptions, makeLogger, type ServeOptions } from './options.js';
@@ -25,7 +28,9 @@ Examples:
 `;
 
 interface UpOptions extends ServeOptions {
-  file?: string;
+  file?: string[];
+  projectName?: string;
+  profile?: string[];
   targetFor: Record<string, string>;
   dryRun: boolean;
 }
@@ -37,7 +42,20 @@ export function registerUp(program: Command, ctx: CliContext): void {
     .description(
       'publish the ports: of every service in a compose-style file, in one process; SIGHUP reloads it',
     )
-    .option('-f, --file <file>', `config file (default: ${DEFAULT_CONFIG_FILES.join(', ')})`)
+    .option(
+      '-f, --file <file>',
+      `config file, repeatable: later files merge over earlier ones as in compose (default: the first of ${DEFAULT_CONFIG_FILES.join(', ')} found here or above, with its compose.override.yaml)`,
+      (value: string, prev: string[] | undefined) => [...(prev ?? []), value],
+    )
+    .option(
+      '-p, --project-name <name>',
+      'compose project name (default: COMPOSE_PROJECT_NAME, the name: in the file, else the directory name)',
+    )
+    .option(
+      '--profile <name>',
+      'activate a compose profile, repeatable (default: COMPOSE_PROFILES)',
+      (value: string, prev: string[] | undefined) => [...(prev ?? []), value],
+    )
     .option(
       '--target-for <service=host>',
       "target address of a service (repeatable); the default is the file's target, else 127.0.0.1",
@@ -61,12 +79,19 @@ function targetForArg(value: string, prev: Record<string, string>): Record<strin
   return { ...prev, [value.slice(0, eq)]: value.slice(eq + 1) };
 }
 
-/** runUp serves every service of a compose-style file; SIGHUP re-reads the file. */
+/** runUp serves every service of a compose project; SIGHUP re-reads it off the event loop. */
 async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
   const logger = makeLogger(opts, ctx.io);
-  const file = resolve(opts.file ?? findConfigFile());
-  const load = () => loadFile(file, opts, logger);
-  const publish = load();
+  const projectOpts: ProjectOptions = {
+    cwd: process.cwd(),
+    ...(opts.file ? { files: opts.file } : {}),
+    ...(opts.projectName !== undefined ? { projectName: opts.projectName } : {}),
+    ...(opts.profile ? { profiles: opts.profile } : {}),
+    targetFor: opts.targetFor,
+  };
+  const project = loadComposeProject(projectOpts);
+  for (const w of project.warnings) logger.warn(w);
+  const publish = projectRequests(project);
   if (opts.dryRun) {
     ctx.io.stdout.write(formatServicePlan(publish, opts));
     warnSctp(
@@ -75,34 +100,27 @@ async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
     );
     return 0;
   }
-  return serve(publish, opts, ctx, logger, { configFile: file }, load);
+  // The state file says which project, and each service's expose: ports and container_name:.
+  const identity = {
+    configFile: project.files[0]!,
+    project: project.name,
+    services: serviceStates(project),
+  };
+  const reload = async () => {
+    const next = await loadComposeProjectOffThread(projectOpts);
+    for (const w of next.warnings) logger.warn(w);
+    identity.services = serviceStates(next);
+    return projectRequests(next);
+  };
+  return serve(publish, opts, ctx, logger, identity, reload);
 }
 
-/** loadFile reads and parses the config file into one request per mapping. */
-function loadFile(file: string, opts: UpOptions, logger: Logger): PublishRequest[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
-  }
-  const parsed = parseComposeText(text, opts.file ?? file, { targetFor: opts.targetFor });
-  for (const w of parsed.warnings) logger.warn(w);
-  return parsed.services.flatMap((s) =>
-    s.mappings.map(({ portName: _n, ...mapping }) => ({
-      mapping,
-      targetHost: s.target,
-      name: s.name,
-    })),
-  );
-}
-
-function findConfigFile(): string {
-  const found = DEFAULT_CONFIG_FILES.find((f) => existsSync(f));
-  if (!found) {
-    throw new UsageError(
-      `no config file: none of ${DEFAULT_CONFIG_FILES.join(', ')} in ${process.cwd()}; give -f FILE`,
-    );
-  }
-  return found;
+/** serviceStates is what the state file records of each service beside its bindings. */
+function serviceStates(project: ComposeProject): ServiceState[] {
+  return project.services.map((s) => ({
+    name: s.name,
+    targetHost: s.target,
+    expose: s.expose,
+    ...(s.containerName !== undefined ? { containerName: s.containerName } : {}),
+  }));
 }

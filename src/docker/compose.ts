@@ -1,37 +1,52 @@
 // Compose-style config files, pure: YAML/JSON text in, each service's target and PortMappings out.
 // `ports:` follows compose-spec (short syntax = Docker's -p grammar, long syntax = compose-go's
-// ServicePortConfig); the rest of a real docker-compose.yml is accepted and ignored.
-import { parseDocument, type ScalarTag } from 'yaml';
-import { SpecError, UsageError } from '../errors.js';
+// ServicePortConfig); several files merge by compose's rules (compose-spec merge.md); the rest of a
+// real docker-compose.yml is accepted and ignored.
+import { parseDocument } from 'yaml';
+import { UsageError } from '../errors.js';
 import {
-  PROTOCOLS,
-  isIpLiteral,
-  parsePortSpec,
-  validateMapping,
-  type PortMapping,
-  type Protocol,
-} from './spec.js';
+  base60Tag,
+  checkTarget,
+  parseExpose,
+  parsePorts,
+  scalarText,
+  typeName,
+  type ComposeMapping,
+  type Context,
+  type ExposedPort,
+} from './compose-ports.js';
+import { interpolate } from './interpolate.js';
 
-/** DEFAULT_CONFIG_FILES are looked for, in this order, when no file is named. */
+export type { ComposeMapping, ExposedPort } from './compose-ports.js';
+
+/**
+ * DEFAULT_CONFIG_FILES are looked for, in this order, when no file is named: portpub's own names,
+ * then compose-go's DefaultFileNames (compose.yaml, compose.yml, docker-compose.yml,
+ * docker-compose.yaml).
+ */
 export const DEFAULT_CONFIG_FILES: readonly string[] = [
   'portpub.yaml',
   'portpub.yml',
   'portpub.json',
+  'compose.yaml',
+  'compose.yml',
+  'docker-compose.yml',
+  'docker-compose.yaml',
+];
+
+/** COMPOSE_FILE_NAMES are compose-go's DefaultFileNames, in its order of preference. */
+export const COMPOSE_FILE_NAMES: readonly string[] = DEFAULT_CONFIG_FILES.slice(3);
+
+/** COMPOSE_OVERRIDE_FILE_NAMES are compose-go's DefaultOverrideFileNames, read after a default file. */
+export const COMPOSE_OVERRIDE_FILE_NAMES: readonly string[] = [
+  'compose.override.yml',
+  'compose.override.yaml',
+  'docker-compose.override.yml',
+  'docker-compose.override.yaml',
 ];
 
 /** DEFAULT_TARGET is where a service's ports go when nothing names a target. */
 export const DEFAULT_TARGET = '127.0.0.1';
-
-/** ComposeMapping is a PortMapping with the long syntax's optional `name`. */
-export interface ComposeMapping extends PortMapping {
-  portName?: string;
-}
-
-/** ExposedPort is one entry of a service's `expose:` (a port reachable by links, not published). */
-export interface ExposedPort {
-  port: number;
-  protocol: Protocol;
-}
 
 /** ComposeService is one service: its name, the address its ports forward to, and what to publish. */
 export interface ComposeService {
@@ -40,6 +55,8 @@ export interface ComposeService {
   target: string;
   mappings: ComposeMapping[];
   expose: ExposedPort[];
+  /** `container_name:`, a second name `portpub port` and `env` answer to. */
+  containerName?: string;
 }
 
 export interface ComposeOptions {
@@ -49,12 +66,37 @@ export interface ComposeOptions {
   defaultTarget?: string;
   /** Variables for compose's `${VAR}` interpolation in ports, expose and targets; defaults to process.env. */
   env?: Readonly<Record<string, string | undefined>>;
+  /** Active profiles (`--profile`, COMPOSE_PROFILES); `*` activates every profile. */
+  profiles?: readonly string[];
 }
 
 export interface ComposeFile {
+  /** Top-level `name:` (the compose project name) after interpolation, last file's if several. */
+  name?: string;
+  /** The services to publish: those with no `profiles:` or an active one, in file order. */
   services: ComposeService[];
   /** Human-readable, each naming the file (and service and key where there is one). */
   warnings: string[];
+}
+
+/** ComposeFragment is one file read on its own, before files are merged and targets resolved. */
+export interface ComposeFragment {
+  fileName: string;
+  name?: string;
+  target?: string;
+  services: FragmentService[];
+  warnings: string[];
+}
+
+/** FragmentService is what one file says about a service; a later file adds to or overrides it. */
+export interface FragmentService {
+  name: string;
+  target?: string;
+  mappings: ComposeMapping[];
+  expose: ExposedPort[];
+  profiles?: string[];
+  networkMode?: string;
+  containerName?: string;
 }
 
 /** SERVICE_NAME is compose-spec's pattern for keys under `services:`. */
@@ -87,73 +129,40 @@ const COMPOSE_TOP_KEYS = new Set([
   'models',
 ]);
 
-const LONG_PORT_KEYS = new Set([
-  'target',
-  'published',
-  'host_ip',
-  'protocol',
-  'name',
-  'mode',
-  'app_protocol',
-]);
-
-/** Base60Text is a plain scalar a YAML 1.1 parser would read as a sexagesimal integer. */
-class Base60Text {
-  constructor(readonly text: string) {}
-  toString(): string {
-    return this.text;
-  }
-}
-
 /**
- * The YAML 1.1 base-60 trap: `22:22` unquoted is the integer 1342 to a YAML 1.1 parser
- * (docker-compose v1's PyYAML and many other tools). YAML 1.2, which portpub reads, makes it the
- * string "22:22" already; this tag only marks such scalars so they can be explained. Only plain
- * (unquoted) scalars are tested, so `"22:22"` is never marked.
- */
-const base60Tag: ScalarTag = {
-  tag: 'tag:portpub.dev,2024:base60',
-  default: true,
-  test: /^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+$/,
-  resolve: (text: string) => new Base60Text(text),
-  identify: (value: unknown) => value instanceof Base60Text,
-};
-
-/** base60Value is what YAML 1.1 makes of a Base60Text. */
-function base60Value(text: string): number {
-  const sign = text.startsWith('-') ? -1 : 1;
-  const digits = text.replace(/^[-+]/, '').replaceAll('_', '');
-  return sign * digits.split(':').reduce((acc, part) => acc * 60 + Number(part), 0);
-}
-
-/**
- * parseComposeText reads a compose-style file (YAML 1.2, or JSON) into services.
- *
- * A service's target is, first to last:
- *   1. `opts.targetFor[service]` (the CLI's `--target-for SERVICE=HOST`);
- *   2. the service's own `target:` or `x-portpub-target:` (portpub extensions);
- *   3. the file's top-level `x-portpub-target:` or `target:`;
- *   4. `opts.defaultTarget`;
- *   5. DEFAULT_TARGET (127.0.0.1).
- *
- * Unknown keys (not compose-spec, not portpub's, not `x-*`) are ignored with a warning, as is an
- * unquoted port that YAML 1.1 would read as a base-60 number. Errors are UsageError whose message
- * names the file and the path, then Docker's text: `portpub.yaml: services.web.ports[1]: invalid
- * proto: xyz` (list indexes count from 0).
+ * parseComposeText reads one compose-style file (YAML 1.2, or JSON) into services; it is
+ * mergeCompose of that one file's parseComposeFragment.
  */
 export function parseComposeText(
   text: string,
   fileName: string,
   opts: ComposeOptions = {},
 ): ComposeFile {
+  return mergeCompose([parseComposeFragment(text, fileName, opts)], opts);
+}
+
+/**
+ * parseComposeFragment reads one file of a project on its own: its services' ports, expose,
+ * targets, profiles, network_mode and container_name, interpolated with `opts.env` (compose
+ * interpolates each file before merging). Unknown keys (not compose-spec, not portpub's, not
+ * `x-*`) are ignored with a warning, as is an unquoted port that YAML 1.1 would read as a base-60
+ * number. Errors are UsageError whose message names the file and the path, then Docker's text:
+ * `portpub.yaml: services.web.ports[1]: invalid proto: xyz` (list indexes count from 0).
+ */
+export function parseComposeFragment(
+  text: string,
+  fileName: string,
+  opts: Pick<ComposeOptions, 'env'> = {},
+): ComposeFragment {
   const warnings: string[] = [];
+  const fail = (where: string, message: string): never => {
+    throw new UsageError(`${fileName}: ${where ? `${where}: ` : ''}${message}`);
+  };
   const ctx: Context = {
     fileName,
     env: opts.env ?? process.env,
     warn: (where, message) => warnings.push(`${fileName}: ${where ? `${where}: ` : ''}${message}`),
-  };
-  const fail = (where: string, message: string): never => {
-    throw new UsageError(`${fileName}: ${where ? `${where}: ` : ''}${message}`);
+    fail,
   };
 
   const doc = parseDocument(text, {
@@ -175,13 +184,15 @@ export function parseComposeText(
   if (root === null || root === undefined) fail('', 'empty compose file');
   if (!(root instanceof Map)) return fail('', 'Top-level object must be a mapping');
 
-  let fileTarget: string | undefined;
+  const fragment: ComposeFragment = { fileName, services: [], warnings };
   let servicesNode: unknown;
   for (const [rawKey, value] of root) {
     const key = String(rawKey);
     if (key === 'services') servicesNode = value;
     else if (key === 'x-portpub-target' || key === 'target') {
-      fileTarget = checkTarget(ctx, key, interpolate(ctx, key, scalarText(ctx, key, value)));
+      fragment.target = checkTarget(ctx, key, interpolate(ctx, key, scalarText(ctx, key, value)));
+    } else if (key === 'name') {
+      fragment.name = interpolate(ctx, key, scalarText(ctx, key, value));
     } else if (key === 'include') {
       ctx.warn(key, 'not followed: services of included files are not published');
     } else if (!COMPOSE_TOP_KEYS.has(key) && !key.startsWith('x-')) {
@@ -193,58 +204,175 @@ export function parseComposeText(
     fail('services', 'must be a mapping');
   }
   const entries = servicesNode instanceof Map ? [...servicesNode.entries()] : [];
-  if (entries.length === 0) ctx.warn('', 'no services defined');
+  for (const [rawName, body] of entries) {
+    fragment.services.push(readService(ctx, String(rawName), body));
+  }
+  return fragment;
+}
 
-  const names = new Set(entries.map(([k]) => String(k)));
-  for (const name of Object.keys(opts.targetFor ?? {})) {
-    if (!names.has(name)) {
-      fail('', `--target-for names service "${name}", which the file does not define`);
+function readService(ctx: Context, name: string, body: unknown): FragmentService {
+  const where = `services.${name}`;
+  if (!SERVICE_NAME.test(name)) {
+    ctx.fail('services', `invalid service name "${name}": must match ${SERVICE_NAME.source}`);
+  }
+  if (body !== null && body !== undefined && !(body instanceof Map)) {
+    ctx.fail(where, 'must be a mapping');
+  }
+  const fields = body instanceof Map ? body : new Map<unknown, unknown>();
+  const service: FragmentService = { name, mappings: [], expose: [] };
+  for (const [rawKey, value] of fields) {
+    const key = String(rawKey);
+    const at = `${where}.${key}`;
+    if (key === 'ports') service.mappings = parsePorts(ctx, at, value);
+    else if (key === 'expose') service.expose = parseExpose(ctx, at, value);
+    else if (key === 'target' || key === 'x-portpub-target') {
+      service.target = checkTarget(ctx, at, interpolate(ctx, at, scalarText(ctx, at, value)));
+    } else if (key === 'profiles') service.profiles = readProfiles(ctx, at, value);
+    else if (key === 'network_mode') {
+      service.networkMode = interpolate(ctx, at, scalarText(ctx, at, value));
+    } else if (key === 'container_name') {
+      const containerName = interpolate(ctx, at, scalarText(ctx, at, value));
+      if (!CONTAINER_NAME.test(containerName)) {
+        ctx.fail(
+          at,
+          `invalid container name "${containerName}": must match ${CONTAINER_NAME.source}`,
+        );
+      }
+      service.containerName = containerName;
+    } else if (key === 'extends') {
+      ctx.warn(at, 'not followed: ports of the extended service are not published');
+    } else if (!COMPOSE_SERVICE_KEYS.has(key) && !key.startsWith('x-')) {
+      ctx.warn(where, `unknown key "${key}" ignored`);
     }
   }
+  return service;
+}
+
+/** CONTAINER_NAME is Docker's rule for container names (daemon/names.go RestrictedNamePattern). */
+export const CONTAINER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
+function readProfiles(ctx: Context, at: string, value: unknown): string[] {
+  if (value === null || value === undefined) return [];
+  if (!Array.isArray(value)) return ctx.fail(at, 'must be a list');
+  return (value as unknown[]).map((p, i) => {
+    if (typeof p !== 'string') return ctx.fail(`${at}[${i}]`, `invalid type ${typeName(p)}`);
+    return interpolate(ctx, `${at}[${i}]`, p);
+  });
+}
+
+/**
+ * mergeCompose merges the files of one project as compose does (compose-spec merge.md): a later
+ * file adds services and overrides a service's single values (target, network_mode,
+ * container_name); `ports:` are appended, an entry with the same {host_ip, published, target,
+ * protocol} as an earlier one replacing it; `expose:` and `profiles:` are appended without
+ * repeats. Then each service's target is resolved, first to last:
+ *   1. `opts.targetFor[service]` (the CLI's `--target-for SERVICE=HOST`);
+ *   2. the service's own `target:` or `x-portpub-target:` (portpub extensions);
+ *   3. the top-level `x-portpub-target:` or `target:` (the last file's that has one);
+ *   4. `opts.defaultTarget`;
+ *   5. DEFAULT_TARGET (127.0.0.1).
+ * Services whose `profiles:` has no active profile are left out (compose does not start them);
+ * a service with `network_mode: host` publishes nothing, as Docker discards its ports, with a
+ * warning.
+ */
+export function mergeCompose(
+  fragments: readonly ComposeFragment[],
+  opts: ComposeOptions = {},
+): ComposeFile {
+  const first = fragments[0];
+  if (!first) throw new UsageError('no compose file given');
+  const warnings = fragments.flatMap((f) => f.warnings);
+  const fail = (message: string): never => {
+    throw new UsageError(`${first.fileName}: ${message}`);
+  };
+  const merged = new Map<string, FragmentService & { fileName: string }>();
+  let name: string | undefined;
+  let fileTarget: string | undefined;
+  for (const f of fragments) {
+    name = f.name ?? name;
+    fileTarget = f.target ?? fileTarget;
+    for (const s of f.services) {
+      const prev = merged.get(s.name);
+      merged.set(
+        s.name,
+        prev ? { ...mergeService(prev, s), fileName: f.fileName } : { ...s, fileName: f.fileName },
+      );
+    }
+  }
+  if (merged.size === 0) warnings.push(`${first.fileName}: no services defined`);
+
+  for (const service of Object.keys(opts.targetFor ?? {})) {
+    if (!merged.has(service)) {
+      const what = fragments.length > 1 ? 'the files do' : 'the file does';
+      fail(`--target-for names service "${service}", which ${what} not define`);
+    }
+  }
+  const checkOpt = (where: string, value: string) =>
+    checkTarget(
+      {
+        fileName: first.fileName,
+        env: {},
+        warn: () => undefined,
+        fail: (w, m) => fail(`${w}: ${m}`),
+      },
+      where,
+      value,
+    );
   const defaultTarget =
-    opts.defaultTarget === undefined
-      ? undefined
-      : checkTarget(ctx, 'default target', opts.defaultTarget);
+    opts.defaultTarget === undefined ? undefined : checkOpt('default target', opts.defaultTarget);
+  const active = new Set(opts.profiles ?? []);
 
-  const services = entries.map(([rawName, body]): ComposeService => {
-    const name = String(rawName);
-    const where = `services.${name}`;
-    if (!SERVICE_NAME.test(name)) {
-      fail('services', `invalid service name "${name}": must match ${SERVICE_NAME.source}`);
+  const services: ComposeService[] = [];
+  for (const s of merged.values()) {
+    const profiles = s.profiles ?? [];
+    if (profiles.length > 0 && !active.has('*') && !profiles.some((p) => active.has(p))) continue;
+    let mappings = s.mappings;
+    if (s.networkMode === 'host' && mappings.length > 0) {
+      warnings.push(
+        `${s.fileName}: services.${s.name}: network_mode: host: published ports are discarded ` +
+          `when using host network mode (as Docker does); its ports are not published`,
+      );
+      mappings = [];
     }
-    if (body !== null && body !== undefined && !(body instanceof Map)) {
-      fail(where, 'must be a mapping');
-    }
-    const fields = body instanceof Map ? body : new Map<unknown, unknown>();
-
-    let ownTarget: string | undefined;
-    let mappings: ComposeMapping[] = [];
-    let expose: ExposedPort[] = [];
-    for (const [rawKey, value] of fields) {
-      const key = String(rawKey);
-      const at = `${where}.${key}`;
-      if (key === 'ports') mappings = parsePorts(ctx, at, value);
-      else if (key === 'expose') expose = parseExpose(ctx, at, value);
-      else if (key === 'target' || key === 'x-portpub-target') {
-        ownTarget = checkTarget(ctx, at, interpolate(ctx, at, scalarText(ctx, at, value)));
-      } else if (key === 'extends') {
-        ctx.warn(at, 'not followed: ports of the extended service are not published');
-      } else if (!COMPOSE_SERVICE_KEYS.has(key) && !key.startsWith('x-')) {
-        ctx.warn(where, `unknown key "${key}" ignored`);
-      }
-    }
-
-    const forced = opts.targetFor?.[name];
+    const forced = opts.targetFor?.[s.name];
     const target =
-      (forced === undefined ? undefined : checkTarget(ctx, `--target-for ${name}`, forced)) ??
-      ownTarget ??
+      (forced === undefined ? undefined : checkOpt(`--target-for ${s.name}`, forced)) ??
+      s.target ??
       fileTarget ??
       defaultTarget ??
       DEFAULT_TARGET;
-    return { name, target, mappings, expose };
-  });
+    services.push({
+      name: s.name,
+      target,
+      mappings,
+      expose: s.expose,
+      ...(s.containerName !== undefined ? { containerName: s.containerName } : {}),
+    });
+  }
+  return { ...(name !== undefined ? { name } : {}), services, warnings };
+}
 
-  return { services, warnings };
+/** mergeService is compose's merge of one service's later definition over an earlier one. */
+function mergeService(a: FragmentService, b: FragmentService): FragmentService {
+  const ports = new Map<string, ComposeMapping>();
+  for (const m of [...a.mappings, ...b.mappings]) {
+    ports.set(`${m.hostIp}|${m.hostPort}|${m.targetPort}|${m.protocol}`, m);
+  }
+  const expose = new Map<string, ExposedPort>();
+  for (const e of [...a.expose, ...b.expose]) expose.set(`${e.port}/${e.protocol}`, e);
+  const profiles = [...new Set([...(a.profiles ?? []), ...(b.profiles ?? [])])];
+  const target = b.target ?? a.target;
+  const networkMode = b.networkMode ?? a.networkMode;
+  const containerName = b.containerName ?? a.containerName;
+  return {
+    name: a.name,
+    mappings: [...ports.values()],
+    expose: [...expose.values()],
+    ...(a.profiles || b.profiles ? { profiles } : {}),
+    ...(target !== undefined ? { target } : {}),
+    ...(networkMode !== undefined ? { networkMode } : {}),
+    ...(containerName !== undefined ? { containerName } : {}),
+  };
 }
 
 /** linkPorts is the set of ports `--link` variables describe: every published target port and every `expose:` entry. */
@@ -257,268 +385,4 @@ export function linkPorts(service: ComposeService): ExposedPort[] {
     seen.set(`${p.port}/${p.protocol}`, p);
   }
   return [...seen.values()];
-}
-
-interface Context {
-  fileName: string;
-  env: Readonly<Record<string, string | undefined>>;
-  warn: (where: string, message: string) => void;
-}
-
-function parsePorts(ctx: Context, where: string, value: unknown): ComposeMapping[] {
-  if (value === null || value === undefined) return [];
-  if (!Array.isArray(value)) throw usage(ctx, where, 'must be a list');
-  const out: ComposeMapping[] = [];
-  for (const [i, entry] of (value as unknown[]).entries()) {
-    const at = `${where}[${i}]`;
-    try {
-      out.push(...parsePortEntry(ctx, at, entry));
-    } catch (err) {
-      if (err instanceof SpecError) throw usage(ctx, at, err.message);
-      throw err;
-    }
-  }
-  return out;
-}
-
-function parsePortEntry(ctx: Context, at: string, entry: unknown): ComposeMapping[] {
-  if (typeof entry === 'number') {
-    // A bare number is a container port published on an ephemeral host port (compose-go transformPorts).
-    return shortSyntax(String(entry));
-  }
-  if (typeof entry === 'string' || entry instanceof Base60Text) {
-    return shortSyntax(interpolate(ctx, at, scalarText(ctx, at, entry)));
-  }
-  if (entry instanceof Map) return [longSyntax(ctx, at, entry)];
-  throw usage(ctx, at, `invalid type ${typeName(entry)} for port`);
-}
-
-/** shortSyntax is compose-go's ParsePortConfig: the nat grammar, without docker run's `a=b,...` form. */
-function shortSyntax(spec: string): ComposeMapping[] {
-  const mappings = parsePortSpec(spec);
-  for (const m of mappings) validateMapping(m);
-  return mappings;
-}
-
-/**
- * longSyntax maps a compose long-syntax entry to the binding docker compose asks the Engine for:
- * `target/protocol` published on `host_ip:published`, where published "" is ephemeral and
- * "8000-8010" a pool.
- */
-function longSyntax(ctx: Context, at: string, entry: Map<unknown, unknown>): ComposeMapping {
-  const field = (key: string): string | undefined => {
-    const v = entry.get(key);
-    if (v === undefined || v === null) return undefined;
-    if (typeof v === 'number' && (key === 'target' || key === 'published')) return String(v);
-    return interpolate(ctx, `${at}.${key}`, scalarText(ctx, `${at}.${key}`, v));
-  };
-  for (const rawKey of entry.keys()) {
-    const key = String(rawKey);
-    if (!LONG_PORT_KEYS.has(key) && !key.startsWith('x-')) {
-      ctx.warn(at, `unknown key "${key}" ignored`);
-    }
-  }
-
-  const target = field('target');
-  if (target === undefined || target === '') {
-    throw usage(ctx, at, "missing mandatory field 'target'");
-  }
-  if (!/^[0-9]+$/.test(target)) throw usage(ctx, at, `invalid containerPort: ${target}`);
-  const published = field('published') ?? '';
-  if (published.includes(':')) throw usage(ctx, at, `invalid hostPort: ${published}`);
-  const hostIp = field('host_ip') ?? '';
-  if (hostIp !== '' && !isIpLiteral(hostIp)) throw usage(ctx, at, `invalid IP address: ${hostIp}`);
-  const protocol = (field('protocol') ?? '').toLowerCase() || 'tcp';
-  if (!(PROTOCOLS as readonly string[]).includes(protocol)) {
-    throw usage(ctx, at, `invalid proto: ${protocol}`);
-  }
-  // mode and app_protocol mean nothing to a forwarder; read them only so a bad value is reported.
-  field('mode');
-  field('app_protocol');
-  const portName = field('name');
-
-  const ip = hostIp.includes(':') ? `[${hostIp}]` : hostIp;
-  const [mapping] = shortSyntax(`${ip}:${published}:${target}/${protocol}`);
-  return portName === undefined ? mapping! : { ...mapping!, portName };
-}
-
-/** parseExpose reads `expose:` entries, `N[-M][/proto]` strings or numbers (moby ParsePortRange). */
-function parseExpose(ctx: Context, where: string, value: unknown): ExposedPort[] {
-  if (value === null || value === undefined) return [];
-  if (!Array.isArray(value)) throw usage(ctx, where, 'must be a list');
-  const out: ExposedPort[] = [];
-  for (const [i, entry] of (value as unknown[]).entries()) {
-    const at = `${where}[${i}]`;
-    if (typeof entry !== 'number' && typeof entry !== 'string' && !(entry instanceof Base60Text)) {
-      throw usage(ctx, at, `invalid type ${typeName(entry)} for expose`);
-    }
-    const text =
-      typeof entry === 'number' ? String(entry) : interpolate(ctx, at, scalarText(ctx, at, entry));
-    const slash = text.indexOf('/');
-    const range = slash < 0 ? text : text.slice(0, slash);
-    const protocol = (slash < 0 ? '' : text.slice(slash + 1)).toLowerCase() || 'tcp';
-    const dash = range.indexOf('-');
-    const startText = dash < 0 ? range : range.slice(0, dash);
-    const endText = dash < 0 ? startText : range.slice(dash + 1);
-    const start = portNumber(startText);
-    if (typeof start === 'string') {
-      throw usage(ctx, at, `invalid start port '${startText}': ${start}`);
-    }
-    const end = portNumber(endText);
-    if (typeof end === 'string') throw usage(ctx, at, `invalid end port '${endText}': ${end}`);
-    if (end < start) throw usage(ctx, at, `invalid port range: ${text}`);
-    if (!(PROTOCOLS as readonly string[]).includes(protocol)) {
-      throw usage(ctx, at, `invalid proto: ${protocol}`);
-    }
-    for (let p = start; p <= end; p++) out.push({ port: p, protocol: protocol as Protocol });
-  }
-  return out;
-}
-
-/** portNumber is strconv.ParseUint(s, 10, 16): the number, or the reason it is not one. */
-function portNumber(s: string): number | string {
-  if (s === '') return 'value is empty';
-  if (!/^[0-9]+$/.test(s)) return 'invalid syntax';
-  const n = Number(s);
-  return n > 65535 ? 'value out of range' : n;
-}
-
-const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
-
-/** checkTarget accepts an IP literal (IPv6 optionally bracketed) or a DNS host name. */
-function checkTarget(ctx: Context, where: string, value: string): string {
-  const bare = /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
-  if (isIpLiteral(bare)) return bare;
-  const name = value.endsWith('.') ? value.slice(0, -1) : value;
-  if (name.length > 0 && name.length <= 253 && name.split('.').every((l) => HOST_LABEL.test(l))) {
-    return value;
-  }
-  throw usage(
-    ctx,
-    where,
-    `invalid target address "${value}": must be an IP address or a host name`,
-  );
-}
-
-/** scalarText takes a string-like value; an unquoted base-60 lookalike is explained once. */
-function scalarText(ctx: Context, where: string, value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value instanceof Base60Text) {
-    const text = value.text;
-    ctx.warn(
-      where,
-      `unquoted ${text} is read by YAML 1.1 parsers (docker-compose v1, PyYAML and others) as the ` +
-        `base-60 number ${base60Value(text)}; portpub reads it as the string "${text}" (YAML 1.2). ` +
-        `Quote it ("${text}") so every tool agrees`,
-    );
-    return text;
-  }
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  throw usage(ctx, where, `invalid type ${typeName(value)}, expected a string`);
-}
-
-/**
- * interpolate applies compose's variable substitution: `$$` is a literal `$`; `$VAR` and `${VAR}`
- * (unset: "" with compose's warning); `${VAR:-default}` / `${VAR-default}` (when unset or empty /
- * when unset); `${VAR:?message}` / `${VAR?message}` (error); `${VAR:+alt}` / `${VAR+alt}`.
- * Defaults, messages and alternatives are interpolated in turn.
- */
-function interpolate(ctx: Context, where: string, text: string): string {
-  if (!text.includes('$')) return text;
-  const invalid = (): never => {
-    throw usage(ctx, where, `Invalid template: ${JSON.stringify(text)}`);
-  };
-  let out = '';
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i]!;
-    if (c !== '$') {
-      out += c;
-      i++;
-      continue;
-    }
-    const next = text[i + 1];
-    if (next === '$') {
-      out += '$';
-      i += 2;
-      continue;
-    }
-    const named = /^[_A-Za-z][_A-Za-z0-9]*/.exec(text.slice(i + 1));
-    if (named) {
-      out += lookup(ctx, where, named[0]);
-      i += 1 + named[0].length;
-      continue;
-    }
-    if (next !== '{') return invalid();
-    // Find the matching '}', counting nested `${`.
-    let depth = 0;
-    let close = -1;
-    for (let j = i; j < text.length; j++) {
-      if (text.startsWith('${', j)) {
-        depth++;
-        j++;
-      } else if (text[j] === '}' && --depth === 0) {
-        close = j;
-        break;
-      }
-    }
-    if (close < 0) return invalid();
-    const body = text.slice(i + 2, close);
-    const m = /^([_A-Za-z][_A-Za-z0-9]*)(?:(:?[-?+])([\s\S]*))?$/.exec(body);
-    if (!m) return invalid();
-    const [, name, op, arg = ''] = m as unknown as [string, string, string | undefined, string?];
-    const value = ctx.env[name];
-    const set = value !== undefined;
-    const nonEmpty = set && value !== '';
-    switch (op) {
-      case undefined:
-        out += lookup(ctx, where, name);
-        break;
-      case ':-':
-        out += nonEmpty ? value : interpolate(ctx, where, arg);
-        break;
-      case '-':
-        out += set ? value : interpolate(ctx, where, arg);
-        break;
-      case ':?':
-      case '?':
-        if (op === ':?' ? !nonEmpty : !set) {
-          throw usage(
-            ctx,
-            where,
-            `required variable ${name} is missing a value: ${interpolate(ctx, where, arg)}`,
-          );
-        }
-        out += value ?? '';
-        break;
-      case ':+':
-        out += nonEmpty ? interpolate(ctx, where, arg) : '';
-        break;
-      case '+':
-        out += set ? interpolate(ctx, where, arg) : '';
-        break;
-    }
-    i = close + 1;
-  }
-  return out;
-}
-
-function lookup(ctx: Context, where: string, name: string): string {
-  const value = ctx.env[name];
-  if (value === undefined) {
-    ctx.warn(where, `The "${name}" variable is not set. Defaulting to a blank string.`);
-    return '';
-  }
-  return value;
-}
-
-function usage(ctx: Context, where: string, message: string): UsageError {
-  return new UsageError(`${ctx.fileName}: ${where}: ${message}`);
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'list';
-  if (v instanceof Map) return 'mapping';
-  return typeof v;
 }

@@ -6,6 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { loadComposeProjectOffThread } from '../../src/publish/compose-load.js';
 import { runCli, startCli, withTimeout, type Running } from '../helpers/cli.js';
 import { echoServer, freePort } from '../helpers/net.js';
 
@@ -234,5 +235,47 @@ ${extra}
     const r = await runCli(['up'], 15_000, { cwd: dir, env: { XDG_RUNTIME_DIR: dir } });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('portpub.yaml');
+  });
+});
+
+describe('reading a config file off the event loop (issue 11 defect 5)', () => {
+  it('keeps the event loop turning while a large file is parsed in the worker', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'compose.yaml');
+    // About 2.5 MB of ports: seconds of YAML parsing, all of it in the worker.
+    const rows = Array.from(
+      { length: 65535 },
+      (_, i) => `      - "127.0.0.1:${i + 1}:${i + 1}/udp"`,
+    );
+    writeFileSync(file, `services:\n  all:\n    ports:\n${rows.join('\n')}\n`);
+    const worker = new URL('../../dist/publish/compose-worker.js', import.meta.url);
+    let turns = 0;
+    let done = false;
+    const spin = () => {
+      turns++;
+      if (!done) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const project = await loadComposeProjectOffThread({ cwd: dir, files: [file], env: {} }, worker);
+    done = true;
+    expect(project.services[0]!.mappings).toHaveLength(65535);
+    // Parsed in this thread, the loop could not turn at all until the parse had finished.
+    expect(turns).toBeGreaterThan(100);
+  }, 60_000);
+
+  it('reports a bad file from the worker as the same usage error', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'compose.yaml');
+    writeFileSync(file, 'services:\n  web:\n    ports: ["80/xyz"]\n');
+    const worker = new URL('../../dist/publish/compose-worker.js', import.meta.url);
+    await expect(
+      loadComposeProjectOffThread({ cwd: dir, files: [file], env: {} }, worker),
+    ).rejects.toThrow(
+      expect.objectContaining({
+        code: 'ERR_USAGE',
+        exitCode: 2,
+        message: `${file}: services.web.ports[0]: invalid proto: xyz`,
+      }),
+    );
   });
 });
