@@ -16,6 +16,9 @@ import { registerPort } from './port.js';
 import { registerReload } from './reload.js';
 import { registerRun } from './run.js';
 import { registerServe } from './serve.js';
+import { registerStats } from './stats.js';
+import { registerTop } from './top.js';
+import { registerUi } from './ui.js';
 import { registerUp } from './up.js';
 
 /** RegisterCommand adds one subcommand to the program. */
@@ -27,6 +30,9 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerEnv,
   registerRun,
   registerReload,
+  registerStats,
+  registerTop,
+  registerUi,
 ];
 
 const VERSION = (

@@ -82,7 +82,8 @@ export function formatStats(rows: readonly StatsRow[]): string {
       'TOTAL',
       'TO TARGET',
       'TO CLIENT',
-      'RATE IN / OUT',
+      'TO TARGET/S',
+      'TO CLIENT/S',
       'DROPS',
     ],
     ...rows.map((r) => [
@@ -93,7 +94,8 @@ export function formatStats(rows: readonly StatsRow[]): string {
       String(r.total),
       humanBytes(r.bytesClientToTarget),
       humanBytes(r.bytesTargetToClient),
-      `${rate(r.rateClientToTarget)} / ${rate(r.rateTargetToClient)}`,
+      rate(r.rateClientToTarget),
+      rate(r.rateTargetToClient),
       String(r.drops),
     ]),
   ]);
