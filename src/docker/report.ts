@@ -2,7 +2,7 @@
 // sort, same errors) out. Reference: docker/cli `cli/command/container/port.go`.
 import { joinHostPort } from '../address.js';
 import { PortpubError, UsageError, EXIT_RUNTIME } from '../errors.js';
-import type { Protocol } from './spec.js';
+import { goToLower, type Protocol } from './spec.js';
 
 /** Binding is one bound host socket and the target it forwards to. */
 export interface Binding {
@@ -64,7 +64,7 @@ export function parsePortArg(arg: string): { port: number; protocol: string } {
   else if (!/^[0-9]+$/.test(text)) why = 'invalid syntax';
   else if (Number(text) > 65535) why = 'value out of range';
   if (why) throw new UsageError(`invalid port '${text}': ${why}`);
-  return { port: Number(text), protocol: proto === '' ? 'tcp' : proto.toLowerCase() };
+  return { port: Number(text), protocol: proto === '' ? 'tcp' : goToLower(proto) };
 }
 
 /**

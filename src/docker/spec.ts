@@ -78,7 +78,7 @@ export function parsePortSpec(raw: string): PortMapping[] {
   if (containerPort === '') fail(`no port specified: ${raw}<empty>`);
   if (proto === '') proto = 'tcp';
 
-  proto = proto.toLowerCase();
+  proto = goToLower(proto);
   if (!(PROTOCOLS as readonly string[]).includes(proto)) fail(`invalid proto: ${proto}`);
 
   if (ip !== '' && ip.startsWith('[')) {
@@ -185,6 +185,27 @@ function parsePortNumber(s: string): number | undefined {
   if (!/^[+-]?[0-9]+$/.test(s)) return undefined;
   const n = Number(s);
   return n >= 0 && n <= 65535 ? n : undefined;
+}
+
+/**
+ * goToLower is Go's strings.ToLower, which Docker applies to protocols: each code point mapped
+ * on its own by Unicode's simple lowercase mapping (unicode.ToLower). JavaScript's toLowerCase
+ * applies the special casing too, so `İ` (U+0130) would become `i` plus U+0307 and a final `Σ`
+ * would become `ς`; here they become `i` and `σ`, as in Docker's `invalid proto: ...` text.
+ */
+export function goToLower(s: string): string {
+  // ASCII: the same either way.
+  if ([...s].every((ch) => ch.charCodeAt(0) < 0x80)) return s.toLowerCase();
+  let out = '';
+  for (const ch of s) {
+    if (ch === '\u0130') {
+      out += 'i'; // the one unconditional special-casing lowercase mapping
+      continue;
+    }
+    const lower = ch.toLowerCase(); // one code point: no context, so no final-sigma rule
+    out += [...lower].length === 1 ? lower : ch;
+  }
+  return out;
 }
 
 /** isIpLiteral mirrors Go's net.ParseIP: dotted IPv4 without leading zeros, or IPv6 without a zone. */

@@ -117,6 +117,11 @@ describe('queryPort', () => {
   it('parses the argument to a number and a lower-case protocol', () => {
     expect(parsePortArg('080/SCTP')).toEqual({ port: 80, protocol: 'sctp' });
   });
+
+  it("lower-cases the protocol rune by rune, as Go's strings.ToLower does", () => {
+    expect(parsePortArg('80/ΑΣ')).toEqual({ port: 80, protocol: 'ασ' });
+    expect(parsePortArg('80/İ')).toEqual({ port: 80, protocol: 'i' });
+  });
 });
 
 describe('naturalCompare (fvbommel/sortorder natsort_test.go)', () => {

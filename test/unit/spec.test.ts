@@ -5,6 +5,7 @@ import { SpecError } from '../../src/errors.js';
 import {
   convertToStandardNotation,
   formatSpec,
+  goToLower,
   hostPortRange,
   parsePortSpec,
   parsePublish,
@@ -341,7 +342,28 @@ describe('parsePublish: protocols', () => {
     { input: '80/XYZ', error: 'invalid proto: xyz' },
     { input: '80/icmp', error: 'invalid proto: icmp' },
     { input: '8080:80/tcp4', error: 'invalid proto: tcp4' },
+    // Go's strings.ToLower maps each rune on its own (issue 13 defect 16): no final sigma, and
+    // U+0130 becomes a plain i, where JavaScript's toLowerCase gives 'ας' and 'i' + U+0307.
+    { input: '80/ΑΣ', error: 'invalid proto: ασ' },
+    { input: '80/TCPΣ', error: 'invalid proto: tcpσ' },
+    { input: '80/İCMP', error: 'invalid proto: icmp' },
+    { input: '80/ÀÉ', error: 'invalid proto: àé' },
   ]);
+});
+
+describe('goToLower: Go strings.ToLower', () => {
+  it.each([
+    ['TCP', 'tcp'],
+    ['ΟΔΟΣ', 'οδοσ'],
+    ['İ', 'i'],
+    ['ǅ', 'ǆ'], // titlecase letter: its simple lowercase mapping
+    ['ẞ', 'ß'],
+    ['K', 'k'], // Kelvin sign
+    ['😀A', '😀a'],
+    ['', ''],
+  ])('%j -> %j', (input, expected) => {
+    expect(goToLower(input)).toBe(expected);
+  });
 });
 
 describe('parsePublish: missing target port', () => {
