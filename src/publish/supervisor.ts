@@ -84,6 +84,13 @@ interface Forwarder {
   destroy(): void;
 }
 
+/** UpdateResult counts what a reload did to the published mappings. */
+export interface UpdateResult {
+  added: number;
+  removed: number;
+  kept: number;
+}
+
 /** One published mapping: its request, the sockets it got, and the forwarders serving them. */
 interface Entry {
   key: string;
@@ -160,9 +167,19 @@ export class Forwarding {
    * another mapping; if binding the new ones fails, the removed ones are bound again on the ports
    * they had and the error is thrown.
    */
-  async update(
-    publish: readonly PublishRequest[],
-  ): Promise<{ added: number; removed: number; kept: number }> {
+  update(publish: readonly PublishRequest[]): Promise<UpdateResult> {
+    // Reloads are read off the event loop, so two can finish close together: apply them in turn.
+    const next = this.updating.then(() => this.applyUpdate(publish));
+    this.updating = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
+  private updating: Promise<void> = Promise.resolve();
+
+  private async applyUpdate(publish: readonly PublishRequest[]): Promise<UpdateResult> {
     if (this.closed) throw new UsageError('forwarding is closed');
     const wanted = keyed(publish);
     const current = new Map(this.entries.map((e) => [e.key, e]));

@@ -18,7 +18,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
-import { PROTOCOLS } from '../docker/spec.js';
+import { PROTOCOLS, type Protocol } from '../docker/spec.js';
 import type { Binding } from '../docker/report.js';
 
 /** State is what one running portpub publishes about itself. */
@@ -31,11 +31,24 @@ export interface State {
   /** Absolute path of the config file being served, if any. */
   configFile?: string;
   bindings: Binding[];
+  /** Compose project name (`portpub up`); service names are scoped by it. */
+  project?: string;
+  /** `portpub up`: every published service, with what its bindings cannot say. */
+  services?: ServiceState[];
   /**
    * Kernel start time of `pid` (`/proc/<pid>/stat` field 22), filled in by writeState where /proc
    * exists, so a reader can tell the writer from an unrelated process that later got the same pid.
    */
   procStart?: string;
+}
+
+/** ServiceState is one service of a `portpub up`: its target, `expose:` ports and container_name. */
+export interface ServiceState {
+  name: string;
+  containerName?: string;
+  targetHost: string;
+  /** `expose:` ports: reachable by links (`portpub env`), not published. */
+  expose: { port: number; protocol: Protocol }[];
 }
 
 /** ERR_STATE_DIR is the code for a state directory portpub will not use. */
@@ -207,7 +220,9 @@ function parseState(text: string, pid: number): State | undefined {
     !optionalString(s.configFile) ||
     !optionalString(s.procStart) ||
     !Array.isArray(s.bindings) ||
-    !s.bindings.every(isBinding)
+    !s.bindings.every(isBinding) ||
+    !optionalString(s.project) ||
+    !(s.services === undefined || (Array.isArray(s.services) && s.services.every(isServiceState)))
   ) {
     return undefined;
   }
@@ -224,6 +239,24 @@ function isBinding(v: unknown): v is Binding {
     typeof b.targetHost === 'string' &&
     Number.isInteger(b.targetPort) &&
     (PROTOCOLS as readonly unknown[]).includes(b.protocol)
+  );
+}
+
+function isServiceState(v: unknown): v is ServiceState {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as Record<string, unknown>;
+  return (
+    typeof s.name === 'string' &&
+    (s.containerName === undefined || typeof s.containerName === 'string') &&
+    typeof s.targetHost === 'string' &&
+    Array.isArray(s.expose) &&
+    s.expose.every(
+      (e: unknown) =>
+        typeof e === 'object' &&
+        e !== null &&
+        Number.isInteger((e as Record<string, unknown>).port) &&
+        (PROTOCOLS as readonly unknown[]).includes((e as Record<string, unknown>).protocol),
+    )
   );
 }
 
