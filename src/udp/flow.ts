@@ -17,6 +17,19 @@ const SEND_QUEUE_LIMIT = 1 << 20;
 /** PENDING_LIMIT bounds the datagrams one flow holds while its target socket is being set up. */
 const PENDING_LIMIT = 64;
 
+/**
+ * ownTargetSockets counts, by local `ip:port`, the connected target-side sockets of every flow in
+ * this process (all forwarders). A datagram from one of them reaching a listener is portpub
+ * forwarding into itself (a target that is its own binding, two forwarders pointing at each
+ * other); relaying it would open flow after flow.
+ */
+const ownTargetSockets = new Map<string, number>();
+
+/** isOwnTargetSocket tells whether `ip:port` (IPv6 in brackets) is one of those sockets. */
+export function isOwnTargetSocket(address: string): boolean {
+  return ownTargetSockets.has(address);
+}
+
 /** FlowOwner is what a flow reports to: its forwarder, which ends flows and keeps the counters. */
 export interface FlowOwner {
   /** closing is true once the forwarder is closing: late failures are not counted then. */
@@ -135,6 +148,11 @@ export class Flow {
     }
     this.pending = null;
     this.inflight.length = 0;
+    if (this.local !== '') {
+      const n = ownTargetSockets.get(this.local) ?? 1;
+      if (n > 1) ownTargetSockets.set(this.local, n - 1);
+      else ownTargetSockets.delete(this.local);
+    }
     try {
       this.socket?.close();
     } catch {
@@ -151,6 +169,8 @@ export class Flow {
     this.sourcePort = local.port;
     this.local = joinHostPort(local.address, local.port);
     this.target = joinHostPort(remote.address, remote.port);
+    // Before the first send: the datagram may come straight back to one of our listeners.
+    ownTargetSockets.set(this.local, (ownTargetSockets.get(this.local) ?? 0) + 1);
     this.owner.connected(this);
     const pending = this.pending ?? [];
     this.pending = null;

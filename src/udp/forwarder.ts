@@ -9,7 +9,7 @@ import { joinHostPort } from '../address.js';
 import type { BoundAddress, ConnectionInfo, Forwarder, UdpDialer } from '../forwarder.js';
 import type { Logger } from '../logger.js';
 import { boundAddress, type ListenerChange, type UdpListener } from './bind.js';
-import { Flow, type FlowOwner } from './flow.js';
+import { Flow, isOwnTargetSocket, type FlowOwner } from './flow.js';
 import {
   UDP_DROP_REASONS,
   noDrops,
@@ -241,7 +241,9 @@ export class UdpForwarder implements Forwarder<UdpStats> {
           : `${rinfo.address}:${rinfo.port}`;
       const session = this.table.get(key);
       if (session === undefined) {
-        this.openFlow(key, rinfo, via, msg);
+        // Checked per new client only: a looped datagram never gets a flow to hit later.
+        if (isOwnTargetSocket(key)) this.drop('loop', key);
+        else this.openFlow(key, rinfo, via, msg);
         return;
       }
       flow = session.value;

@@ -53,7 +53,8 @@ export type UdpDropReason =
   | 'target-refused'
   | 'target-send'
   | 'client-send'
-  | 'too-large';
+  | 'too-large'
+  | 'loop';
 
 /** UDP_DROP_REASONS documents each drop counter. */
 export const UDP_DROP_REASONS: Readonly<Record<UdpDropReason, string>> = {
@@ -68,6 +69,7 @@ export const UDP_DROP_REASONS: Readonly<Record<UdpDropReason, string>> = {
   'target-send': 'sending to the target failed',
   'client-send': 'sending a reply to the client failed',
   'too-large': 'larger than the other side family allows (65507 bytes over IPv4)',
+  loop: "its source is one of this process's own target-side sockets: portpub forwarding into itself",
 };
 
 /** noDrops is a drops record with every reason at zero. */
