@@ -1,0 +1,109 @@
+// The seam between the publishing path and the engines: for each bound socket, publish/ asks
+// here for a forwarder, and gets the native engine's (native/, if it loaded) or the TypeScript
+// one (src/tcp, src/udp), both Forwarder<Stats>. The choice is per binding: a binding the native
+// engine cannot serve (a hostname target, a custom dialer) is served in TypeScript.
+import { isIP, type Server } from 'node:net';
+import { UnsupportedError, UsageError } from '../errors.js';
+import type { Forwarder } from '../forwarder.js';
+import { TcpForwarder, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
+import type { UdpListener } from '../udp/bind.js';
+import { UdpForwarder, type UdpForwarderOptions, type UdpStats } from '../udp/forwarder.js';
+import { loadNative, type Loaded } from './load.js';
+import { NativeTcpForwarder } from './native-tcp.js';
+
+/** EngineChoice is `--engine`: auto (native where it loaded, on Linux), native, or js. */
+export type EngineChoice = 'auto' | 'native' | 'js';
+
+export const ENGINE_CHOICES: readonly EngineChoice[] = ['auto', 'native', 'js'];
+
+/** parseEngineChoice checks an `engine` option or `--engine` value, naming it when bad. */
+export function parseEngineChoice(value: unknown, name = 'engine'): EngineChoice {
+  if (value === undefined) return 'auto';
+  if (typeof value === 'string' && (ENGINE_CHOICES as readonly string[]).includes(value)) {
+    return value as EngineChoice;
+  }
+  throw new UsageError(`${name} must be one of auto, native, js; got ${JSON.stringify(value)}`);
+}
+
+/** EngineStatus says which engine serves each protocol by default, and why. */
+export interface EngineStatus {
+  tcp: 'native' | 'js';
+  udp: 'native' | 'js';
+  why: string;
+}
+
+/** engineStatus resolves a choice against what loaded (loading the addon on first call). */
+export function engineStatus(choice: EngineChoice = 'auto', loaded?: Loaded): EngineStatus {
+  const udpWhy = 'UDP is served in TypeScript (no native UDP yet)';
+  if (choice === 'js') return { tcp: 'js', udp: 'js', why: 'chosen with --engine js' };
+  loaded ??= loadNative();
+  if (loaded.binding === undefined) {
+    return { tcp: 'js', udp: 'js', why: `native engine ${loaded.why}` };
+  }
+  return { tcp: 'native', udp: 'js', why: `TCP in ${loaded.path}; ${udpWhy}` };
+}
+
+/** engineLine is the one startup line saying which engine serves and why. */
+export function engineLine(choice: EngineChoice = 'auto', loaded?: Loaded): string {
+  const s = engineStatus(choice, loaded);
+  return `engine: tcp ${s.tcp}, udp ${s.udp} (${s.why})`;
+}
+
+/**
+ * assertEngine fails when `native` was asked for and cannot be had, before anything is bound
+ * (auto falls back silently, apart from the startup line).
+ */
+export function assertEngine(choice: EngineChoice, loaded?: Loaded): void {
+  if (choice !== 'native') return;
+  loaded ??= loadNative();
+  if (loaded.binding === undefined) {
+    throw new UnsupportedError(`--engine native: the native engine is unavailable: ${loaded.why}`);
+  }
+}
+
+/**
+ * createTcpForwarder serves one listening server with the chosen engine. The native engine
+ * needs an IP-literal target and no dialer; otherwise the binding is served in TypeScript and
+ * its logger says why (debug).
+ */
+export function createTcpForwarder(
+  server: Server,
+  options: TcpForwarderOptions & { dial?: unknown },
+  choice: EngineChoice = 'auto',
+): Forwarder<TcpStats> {
+  const why = nativeTcpObstacle(options, choice);
+  if (why === undefined) {
+    const loaded = loadNative();
+    if (loaded.binding !== undefined)
+      return new NativeTcpForwarder(server, options, loaded.binding);
+  } else if (choice !== 'js' && why !== 'unavailable') {
+    options.logger?.debug({ engine: 'js', why }, 'binding served by the TypeScript engine');
+  }
+  return new TcpForwarder(server, options);
+}
+
+function nativeTcpObstacle(
+  options: TcpForwarderOptions & { dial?: unknown },
+  choice: EngineChoice,
+): string | undefined {
+  if (choice === 'js') return 'chosen';
+  if (loadNative().binding === undefined) {
+    assertEngine(choice);
+    return 'unavailable';
+  }
+  if (options.dial !== undefined) return 'the target is reached through a dialer';
+  if (typeof options.targetHost === 'string' && isIP(options.targetHost) === 0) {
+    return 'the target is a hostname (the native engine dials IP addresses)';
+  }
+  return undefined;
+}
+
+/** createUdpForwarder serves one UDP listener; UDP is served in TypeScript for now. */
+export function createUdpForwarder(
+  listener: UdpListener,
+  options: UdpForwarderOptions,
+  choice: EngineChoice = 'auto',
+): Forwarder<UdpStats> {
+  if (choice === 'native') assertEngine(choice);
+  return new UdpForwarder(listener, options);
+}

@@ -1,0 +1,95 @@
+// The process's one native engine (one engine thread): started on first use, it hands each
+// batch of events to the forwarder that owns the listener, and keeps the process alive while
+// any native listener or connection is served (Node's own servers are closed once the engine
+// holds their sockets, so nothing else would).
+import type { NativeBinding } from './load.js';
+
+/** Event types and the record layout, as native/engine.h writes them. */
+export const EV_OPENED = 1;
+export const EV_CLOSED = 2;
+export const EV_REJECTED = 3;
+export const EV_ACCEPT_ERROR = 4;
+export const EV_DRAINED = 5;
+export const FIELDS = 8;
+
+/** EngineEvent is one record of a batch: the numbers as native/engine.h's struct event. */
+export interface EngineEvent {
+  type: number;
+  conn: number;
+  how: number;
+  err: number;
+  up: number;
+  down: number;
+  durationMs: number;
+  client: string;
+}
+
+/** EngineClient is what a native forwarder gives the engine to receive its events. */
+export interface EngineClient {
+  onEvent(ev: EngineEvent): void;
+  /** onLost is called when the engine dropped events for want of memory. */
+  onLost(): void;
+}
+
+/** NativeEngine owns the binding's start(), the listener ids, and the dispatch of events. */
+export class NativeEngine {
+  private readonly clients = new Map<number, EngineClient>();
+  private nextId = 1;
+  private started = false;
+
+  constructor(readonly binding: NativeBinding) {}
+
+  /** add registers a client, starting the engine and keeping the process alive, and returns its id. */
+  add(client: EngineClient): number {
+    if (!this.started) {
+      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost));
+      this.started = true;
+    }
+    const id = this.nextId++;
+    if (this.clients.size === 0) this.binding.ref();
+    this.clients.set(id, client);
+    return id;
+  }
+
+  /** remove forgets a client (after its listener drained); the last one lets the process exit. */
+  remove(id: number): void {
+    if (!this.clients.delete(id)) return;
+    if (this.clients.size === 0) this.binding.unref();
+  }
+
+  private dispatch(nums: Float64Array, clients: string[], lost: boolean): void {
+    const ev: EngineEvent = {
+      type: 0,
+      conn: 0,
+      how: 0,
+      err: 0,
+      up: 0,
+      down: 0,
+      durationMs: 0,
+      client: '',
+    };
+    for (let i = 0; i < clients.length; i++) {
+      const o = i * FIELDS;
+      const client = this.clients.get(nums[o + 1]!);
+      if (!client) continue;
+      ev.type = nums[o]!;
+      ev.conn = nums[o + 2]!;
+      ev.how = nums[o + 3]!;
+      ev.err = nums[o + 4]!;
+      ev.up = nums[o + 5]!;
+      ev.down = nums[o + 6]!;
+      ev.durationMs = nums[o + 7]!;
+      ev.client = clients[i]!;
+      client.onEvent(ev);
+    }
+    if (lost) for (const client of this.clients.values()) client.onLost();
+  }
+}
+
+let engine: NativeEngine | undefined;
+
+/** nativeEngine is the process's engine over binding (one per process). */
+export function nativeEngine(binding: NativeBinding): NativeEngine {
+  engine ??= new NativeEngine(binding);
+  return engine;
+}

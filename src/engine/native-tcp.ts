@@ -1,0 +1,263 @@
+// NativeTcpForwarder: one listening socket served by the native engine (native/tcp.c) with the
+// TypeScript relay's options, counters, log lines and lifecycle (src/tcp/forwarder.ts). Node
+// bound the socket (bind-to-allocate); the engine serves a duplicate of its descriptor and Node's
+// server is closed, so libuv no longer accepts from it.
+import { constants } from 'node:os';
+import type { AddressInfo, Server } from 'node:net';
+import { UsageError } from '../errors.js';
+import type { ConnectionInfo, Forwarder } from '../forwarder.js';
+import { silentLogger, type Logger } from '../logger.js';
+import { handleFd } from '../node-internals.js';
+import { joinHostPort } from '../address.js';
+import type { TcpEnding, TcpForwarderOptions, TcpStats } from '../tcp/forwarder.js';
+import type { NativeBinding } from './load.js';
+import {
+  EV_ACCEPT_ERROR,
+  EV_CLOSED,
+  EV_DRAINED,
+  EV_OPENED,
+  EV_REJECTED,
+  nativeEngine,
+  type EngineEvent,
+  type NativeEngine,
+} from './native-engine.js';
+import { validateTcp, type TcpSettings } from './tcp-options.js';
+
+/** LOG_EVERY_MS is the interval of rate-limited warnings, as in the TypeScript relay. */
+const LOG_EVERY_MS = 10_000;
+
+/** HOWS maps native/engine.h's enum how to the close line's `how`. */
+const HOWS: readonly (TcpEnding | undefined)[] = [
+  undefined,
+  'end',
+  'reset-by-client',
+  'reset-by-target',
+  'idle-timeout',
+  'linger-timeout',
+  'destroyed',
+  'connect-failed',
+];
+
+const STATES: readonly ConnectionInfo['state'][] = [
+  'connecting',
+  'open',
+  'half-closed',
+  'draining',
+];
+
+/** ERRNO_NAMES maps errno numbers to their names (ECONNRESET ...), as Node's err.code gives. */
+const ERRNO_NAMES = new Map<number, string>(
+  Object.entries(constants.errno).map(([name, n]) => [n, name]),
+);
+
+function errnoName(err: number): string | undefined {
+  return err === 0 ? undefined : (ERRNO_NAMES.get(err) ?? `errno ${err}`);
+}
+
+/** RateLimit lets one line through per LOG_EVERY_MS and counts the ones it held back. */
+class RateLimit {
+  private last = -Infinity;
+  private held = 0;
+
+  take(now: number): number {
+    this.held++;
+    if (now - this.last < LOG_EVERY_MS) return 0;
+    this.last = now;
+    const n = this.held;
+    this.held = 0;
+    return n;
+  }
+}
+
+/** Slots of the stats array the engine writes (native/engine.h enum stat_slot). */
+const ST_ACTIVE = 0;
+const ST_TOTAL = 1;
+const ST_REJECTED = 2;
+const ST_CONNECT_FAILURES = 3;
+const ST_UP = 4;
+const ST_DOWN = 5;
+
+/**
+ * NativeTcpForwarder serves a listening server (from listenTcp) in the native engine. The
+ * target must be an IP literal (src/engine chooses the TypeScript relay otherwise).
+ */
+export class NativeTcpForwarder implements Forwarder<TcpStats> {
+  readonly protocol = 'tcp' as const;
+  readonly address: AddressInfo;
+  private readonly engine: NativeEngine;
+  private readonly binding: NativeBinding;
+  private readonly id: number;
+  private readonly settings: TcpSettings;
+  private readonly logger: Logger;
+  private readonly targetText: string;
+  /** Counters the engine thread writes (atomic 8-byte stores); never moved, kept alive here. */
+  private readonly counters = new Float64Array(new ArrayBuffer(8 * 8));
+  private readonly refusals = new RateLimit();
+  private readonly exhaustion = new RateLimit();
+  private readonly closing: Promise<void>;
+  private resolveClosing!: () => void;
+  private closeAsked = false;
+  private drained = false;
+
+  constructor(server: Server, options: TcpForwarderOptions, binding: NativeBinding) {
+    this.settings = validateTcp(options);
+    const address = server.address();
+    if (!server.listening || address === null || typeof address === 'string') {
+      throw new UsageError('NativeTcpForwarder needs a listening TCP server (from listenTcp)');
+    }
+    const fd = handleFd(server);
+    if (fd === undefined) throw new UsageError('the listening server has no descriptor');
+    this.address = address;
+    this.binding = binding;
+    this.logger = options.logger ?? silentLogger();
+    const { targetHost, targetPort } = this.settings;
+    this.targetText = joinHostPort(targetHost, targetPort);
+    this.closing = new Promise((resolve) => (this.resolveClosing = resolve));
+    this.engine = nativeEngine(binding);
+    this.id = this.engine.add({ onEvent: (ev) => this.onEvent(ev), onLost: () => this.onLost() });
+    try {
+      binding.listen(
+        fd,
+        this.id,
+        targetHost,
+        targetPort,
+        this.settings.connectTimeoutMs,
+        this.settings.idleTimeoutMs,
+        this.settings.halfCloseLingerMs,
+        this.settings.maxConnections,
+        this.logger.isLevelEnabled('debug'),
+        this.counters.buffer,
+      );
+    } catch (err) {
+      this.engine.remove(this.id);
+      throw err;
+    }
+    // The engine holds its own descriptor now: Node's goes, so libuv stops accepting.
+    server.close();
+  }
+
+  stats(): TcpStats {
+    const c = this.counters;
+    return {
+      connectionsActive: c[ST_ACTIVE]!,
+      connectionsTotal: c[ST_TOTAL]!,
+      connectionsRejected: c[ST_REJECTED]!,
+      connectFailures: c[ST_CONNECT_FAILURES]!,
+      bytesClientToTarget: c[ST_UP]!,
+      bytesTargetToClient: c[ST_DOWN]!,
+    };
+  }
+
+  connections(): ConnectionInfo[] {
+    if (this.drained) return [];
+    const now = Date.now();
+    return this.binding
+      .connections(this.id)
+      .map(([client, host, targetLocal, age, idle, up, down, state]) => ({
+        protocol: 'tcp',
+        client,
+        host,
+        targetLocal,
+        target: this.targetText,
+        openedAt: now - age,
+        lastActivityAt: now - idle,
+        bytesClientToTarget: up,
+        bytesTargetToClient: down,
+        state: STATES[state] ?? 'open',
+      }));
+  }
+
+  /** close stops accepting and resolves once every open connection has finished. Idempotent. */
+  close(): Promise<void> {
+    if (!this.closeAsked && !this.drained) {
+      this.closeAsked = true;
+      this.binding.close(this.id);
+    }
+    return this.closing;
+  }
+
+  /** destroy stops accepting and cuts every connection now; resolves close(). Idempotent. */
+  destroy(): void {
+    this.closeAsked = true;
+    if (!this.drained) this.binding.destroy(this.id);
+  }
+
+  private onEvent(ev: EngineEvent): void {
+    switch (ev.type) {
+      case EV_OPENED:
+        this.logger.debug({ client: ev.client }, 'connection opened');
+        return;
+      case EV_CLOSED:
+        this.closed(ev);
+        return;
+      case EV_REJECTED:
+        this.rejected(ev.client);
+        return;
+      case EV_ACCEPT_ERROR: {
+        const n = this.exhaustion.take(Date.now());
+        const code = errnoName(ev.err);
+        if (n > 0)
+          this.logger.error(
+            { code, err: `accept ${code}`, count: n },
+            'accept failed; still listening',
+          );
+        return;
+      }
+      case EV_DRAINED:
+        this.drained = true;
+        this.engine.remove(this.id);
+        this.resolveClosing();
+        return;
+    }
+  }
+
+  private rejected(client: string): void {
+    const n = this.refusals.take(Date.now());
+    if (n === 0) return;
+    this.logger.warn(
+      { client, maxConnections: this.settings.maxConnections, refused: n },
+      'connection refused: maxConnections reached',
+    );
+  }
+
+  private closed(ev: EngineEvent): void {
+    const how = HOWS[ev.how] ?? 'end';
+    const code = errnoName(ev.err);
+    if (how === 'connect-failed') this.connectFailed(ev.client, code);
+    if (!this.logger.isLevelEnabled('info')) return;
+    this.logger.info(
+      {
+        client: ev.client,
+        bytesClientToTarget: ev.up,
+        bytesTargetToClient: ev.down,
+        durationMs: ev.durationMs,
+        how,
+        ...(code !== undefined ? { code } : {}),
+      },
+      'connection closed',
+    );
+  }
+
+  /** connectFailed logs a failed target connection as the TypeScript relay does. */
+  private connectFailed(client: string, code: string | undefined): void {
+    const fields = {
+      client,
+      targetAddress: this.targetText,
+      code,
+      err:
+        code === 'ETIMEDOUT'
+          ? `connect timed out after ${this.settings.connectTimeoutMs} ms`
+          : `connect ${code} ${this.targetText}`,
+    };
+    if (code !== 'EMFILE' && code !== 'ENFILE') {
+      this.logger.warn(fields, 'cannot connect to target');
+      return;
+    }
+    const n = this.exhaustion.take(Date.now());
+    if (n > 0) this.logger.error({ ...fields, count: n }, 'cannot connect to target: out of fds');
+  }
+
+  private onLost(): void {
+    this.logger.error('native engine dropped events for want of memory; counters stay exact');
+  }
+}

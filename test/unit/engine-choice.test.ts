@@ -1,0 +1,72 @@
+// The engine choice: option parsing, the startup line, and what auto and native do when the
+// addon is not there (loaded from an empty directory, so this process's cached load is untouched).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import {
+  assertEngine,
+  engineLine,
+  engineStatus,
+  parseEngineChoice,
+} from '../../src/engine/index.js';
+import { loadFrom, loadNative } from '../../src/engine/load.js';
+
+describe('parseEngineChoice', () => {
+  it.each([
+    [undefined, 'auto'],
+    ['auto', 'auto'],
+    ['native', 'native'],
+    ['js', 'js'],
+  ])('%s -> %s', (input, expected) => {
+    expect(parseEngineChoice(input)).toBe(expected);
+  });
+
+  it.each([['fast'], [''], [1], ['JS']])('rejects %o naming the option', (input) => {
+    expect(() => parseEngineChoice(input, '--engine')).toThrow(
+      /--engine must be one of auto, native, js/,
+    );
+    expect(() => parseEngineChoice(input)).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
+  });
+});
+
+describe('engineStatus and engineLine', () => {
+  it('js serves everything in TypeScript, saying it was chosen', () => {
+    expect(engineStatus('js')).toEqual({ tcp: 'js', udp: 'js', why: 'chosen with --engine js' });
+    expect(engineLine('js')).toBe('engine: tcp js, udp js (chosen with --engine js)');
+  });
+
+  it('auto serves TCP natively exactly when the addon loaded', () => {
+    const loaded = loadNative();
+    const status = engineStatus('auto');
+    expect(status.tcp).toBe(loaded.binding ? 'native' : 'js');
+    expect(engineLine('auto')).toMatch(/^engine: tcp (native|js), udp js \(.+\)$/);
+  });
+});
+
+describe('without the addon', () => {
+  it('says why it did not load: not built, or a file that is no addon', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'no-addon-'));
+    onTestFinished(() => rmSync(empty, { recursive: true, force: true }));
+    const none = loadFrom(empty);
+    expect(none.binding).toBeUndefined();
+    expect(engineLine('auto', none)).toMatch(
+      /^engine: tcp js, udp js \(native engine not built \(no .*portpub_engine\.node/,
+    );
+    writeFileSync(join(empty, 'portpub_engine.node'), 'not an ELF file');
+    const bad = loadFrom(empty);
+    expect(bad.binding === undefined && bad.why).toMatch(/did not load: /);
+  });
+
+  it('auto falls back; native fails before anything is bound, naming --engine', () => {
+    const none = loadFrom(join(tmpdir(), 'portpub-no-such-dir'));
+    expect(() => assertEngine('auto', none)).not.toThrow();
+    expect(() => assertEngine('js', none)).not.toThrow();
+    expect(() => assertEngine('native', none)).toThrow(
+      /^--engine native: the native engine is unavailable/,
+    );
+    expect(() => assertEngine('native', none)).toThrow(
+      expect.objectContaining({ code: 'ERR_UNSUPPORTED' }),
+    );
+  });
+});
