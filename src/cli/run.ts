@@ -1,44 +1,302 @@
-// `portpub run CMD [ARGS...]`: run a program with the --link variables of running services set.
-// (Moved from main.ts unchanged; the `run` helper owns its rewrite.)
-import type { Command } from 'commander';
+// `portpub run [OPTIONS] COMMAND [ARG...]`: docker run without Docker. By default the command
+// gets a network of its own (src/netns) whose ports -p publishes on the host; `--network host`
+// (or `--published`) runs it on the host's network with the --link variables set, as before.
+// Everything after COMMAND is the command's (passThroughOptions), as with docker run.
+import { spawn } from 'node:child_process';
+import { openSync, readFileSync, closeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { PortMapping } from '../docker/spec.js';
+import { EXIT_RUNTIME, EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
+import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
+import {
+  containerPath,
+  createContainer,
+  generateName,
+  listContainers,
+  newId,
+  pickIp,
+  readRecord,
+  removeContainer,
+  validateName,
+  type ContainerConfig,
+  type ExposedPort,
+} from '../registry/containers.js';
 import { linkedEnv, runWithEnv } from '../registry/queries.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
+import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
+import { runContainer } from './run-service.js';
+
+const EXAMPLES = `
+Examples:
+  # a web server in a network of its own, published on the host's port 5000
+  $ portpub run -d -p 5000:5000 --name web -- python3 -m http.server 5000
+
+  # a database only its linked peers reach, and one of them
+  $ portpub run -d --name db --expose 5432 -e POSTGRES_DB=app -- postgres
+  $ portpub run --link db -- sh -c 'env | grep ^DB_; getent hosts db'
+
+  # the command on the host's network, with the link variables of a running service
+  $ portpub run --network host --link db:pg -- sh -c 'psql -h $PG_PORT_5432_TCP_ADDR'`;
+
+interface RunOptions extends ServeOptions {
+  publish: PortMapping[][];
+  expose: ExposedPort[][];
+  publishAll: boolean;
+  env: string[];
+  envFile: string[];
+  name?: string;
+  link: string[];
+  detach: boolean;
+  rm: boolean;
+  interactive: boolean;
+  network: string;
+  parent: string;
+  published: boolean;
+  fromRecord?: string;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** registerRun adds `portpub run`. */
 export function registerRun(program: Command, ctx: CliContext): void {
-  program
+  const run = program
     .command('run')
-    .description('run a program with the --link variables of running services set')
+    .description(
+      'run a command as docker run does: in a network of its own with -p published on the host, ' +
+        'linked to other services with --link',
+    )
+    .argument('[command]', 'the program to run')
+    .argument('[args...]', 'its arguments: everything after COMMAND is the command’s')
     .option(
-      '--link <service[:alias]>',
-      'link a service (repeatable)',
-      (v: string, prev: string[]) => [...prev, v],
-      [] as string[],
+      '-p, --publish <spec>',
+      'publish a port of the service on the host (repeatable)',
+      (value: string, prev: PortMapping[][]) => [...prev, parseSpecArg(value)],
+      [] as PortMapping[][],
     )
-    .option('--parent <name>', "the linking container's name, for <ALIAS>_NAME", 'portpub')
-    .option('--published', 'point the values at the published host address and ports', false)
-    .argument('<command>', 'the program to run')
-    .argument('[args...]', 'its arguments (put -- before them)')
-    .addHelpText(
-      'after',
-      `
-Example:
-  $ portpub run --link db:pg -- sh -c 'psql -h $PG_PORT_5432_TCP_ADDR -p $PG_PORT_5432_TCP_PORT'`,
+    .option(
+      '--expose <port[/proto]>',
+      'a port the service listens on (ranges too), for --link and -P (repeatable)',
+      (value: string, prev: ExposedPort[][]) => [...prev, parseExpose(value)],
+      [] as ExposedPort[][],
     )
-    .action(
-      async (
-        command: string,
-        args: string[],
-        opts: { link: string[]; parent: string; published: boolean },
-      ) => {
-        const dir = stateDir();
-        const env = linkedEnv(readStates(dir), opts.link, {
-          parent: opts.parent,
-          published: opts.published,
-          dir,
-        });
-        ctx.setExit(await runWithEnv(command, args, env, { stderr: ctx.io.stderr }));
-      },
+    .option('-P, --publish-all', 'publish every exposed port on an ephemeral host port', false)
+    .option('-e, --env <KEY=VALUE>', 'set a variable in the service (repeatable)', collect, [])
+    .option('--env-file <file>', 'read variables from a file (repeatable)', collect, [])
+    .option('--name <name>', 'a name for the service (default: a generated one)')
+    .option('--link <name[:alias]>', 'link a running service (repeatable)', collect, [])
+    .option('-d, --detach', 'run in the background and print the service id', false)
+    .option('--rm', 'remove the service when it exits', false)
+    .option('-i, --interactive', 'keep stdin attached to the command', false)
+    .option('--network <mode>', "'host' to share the host's network (default: its own)", 'own')
+    .option('--parent <name>', '--network host: the <parent> of <ALIAS>_NAME', 'portpub')
+    .option(
+      '--published',
+      '--network host: point the link variables at the published host address and ports',
+      false,
+    )
+    .addOption(new Option('--from-record <id>').hideHelp())
+    .addHelpText('after', EXAMPLES)
+    .passThroughOptions()
+    .action(async (command: string | undefined, args: string[], opts: RunOptions) => {
+      ctx.setExit(await runCommand(command, args, opts, ctx));
+    });
+  addServeOptions(run);
+}
+
+async function runCommand(
+  command: string | undefined,
+  args: string[],
+  opts: RunOptions,
+  ctx: CliContext,
+): Promise<number> {
+  const dir = stateDir();
+  if (opts.fromRecord !== undefined) {
+    // The background half of -d: the record says everything.
+    const record = readRecord(opts.fromRecord, dir);
+    if (!record) throw new UsageError(`no such service record: ${opts.fromRecord}`);
+    const serve = record.serve as unknown as ServeOptions;
+    return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: true });
+  }
+  if (command === undefined) {
+    throw new UsageError("'portpub run' requires at least 1 argument: the command to run");
+  }
+  const hostEnv = process.env;
+  const user = [
+    ...opts.envFile.flatMap((f) => parseEnvFile(readText(f), f, hostEnv)),
+    ...opts.env.map((e) => validateEnv(e, hostEnv)),
+  ];
+  const host = opts.network === 'host' || opts.published;
+  if (!host && !['own', 'bridge', 'default'].includes(opts.network)) {
+    throw new UsageError(
+      `--network: portpub offers 'host' or a network of its own, not ${opts.network}`,
     );
+  }
+  if (host) return runOnHost(command, args, opts, user, ctx);
+
+  if (opts.name !== undefined) validateName(opts.name);
+  const exposed = [...opts.expose.flat()];
+  const publish = opts.publish.flat();
+  for (const m of publish) {
+    if (m.protocol === 'sctp') throw new UsageError('sctp cannot be published by portpub');
+    exposed.push({ port: m.targetPort, protocol: m.protocol });
+  }
+  const exposedUnique = uniquePorts(exposed);
+  if (opts.publishAll) {
+    for (const p of exposedUnique) {
+      if (p.protocol === 'sctp') continue;
+      if (!publish.some((m) => m.targetPort === p.port && m.protocol === p.protocol)) {
+        publish.push({ hostIp: '', hostPort: '', targetPort: p.port, protocol: p.protocol });
+      }
+    }
+  }
+  const id = newId();
+  const taken = new Set(listContainers(dir).map((c) => c.name));
+  const serve: ServeOptions = pickServeOptions(opts);
+  const config: ContainerConfig = {
+    id,
+    name: opts.name ?? generateName(taken),
+    command,
+    args,
+    created: new Date().toISOString(),
+    network: 'private',
+    env: userVariables(user),
+    userEnv: user,
+    publish,
+    exposed: exposedUnique,
+    links: opts.link,
+    ip: pickIp(id, dir),
+    detach: opts.detach,
+    autoRemove: opts.rm,
+    interactive: opts.interactive && !opts.detach,
+    serve: serve as unknown as Record<string, unknown>,
+  };
+  const record = createContainer(config, dir);
+  if (!opts.detach) {
+    return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: false });
+  }
+  return detach(record.id, ctx, dir);
+}
+
+/** runOnHost is `--network host`: today's run, the command on the host with link variables. */
+async function runOnHost(
+  command: string,
+  args: string[],
+  opts: RunOptions,
+  user: string[],
+  ctx: CliContext,
+): Promise<number> {
+  const dir = stateDir();
+  const env = linkedEnv(readStates(dir), opts.link, {
+    parent: opts.parent,
+    published: opts.published,
+    dir,
+  });
+  for (const [k, v] of userVariables(user)) env[k] = v;
+  return runWithEnv(command, args, env, { stderr: ctx.io.stderr });
+}
+
+/**
+ * detach starts this same CLI in the background on the record (`run --from-record ID`), its
+ * output to the service's log file, waits until it says the service runs (or failed), prints the
+ * id and returns: the service is then the background portpub's alone.
+ */
+async function detach(id: string, ctx: CliContext, dir: string): Promise<number> {
+  const bin = fileURLToPath(new URL('../../bin/portpub.js', import.meta.url));
+  const log = openSync(containerPath(id, 'log', dir), 'a', 0o600);
+  const child = spawn(process.execPath, [bin, 'run', '--from-record', id], {
+    detached: true,
+    stdio: ['ignore', log, log, 'ipc'],
+  });
+  closeSync(log);
+  const outcome = await new Promise<{ ok: true } | { ok: false; code: number }>((resolve) => {
+    child.on('message', (m: { t?: string; code?: number }) => {
+      if (m.t === 'running') resolve({ ok: true });
+      if (m.t === 'failed') resolve({ ok: false, code: m.code ?? EXIT_RUNTIME });
+    });
+    child.once('exit', (code) => resolve({ ok: false, code: code ?? EXIT_RUNTIME }));
+    child.once('error', () => resolve({ ok: false, code: EXIT_RUNTIME }));
+  });
+  if (child.connected) child.disconnect();
+  child.unref();
+  if (!outcome.ok) {
+    // Its reason is the last lines of its log, as `docker run -d` prints the daemon's error.
+    const text = safeRead(containerPath(id, 'log', dir));
+    const why = text
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('portpub:'))
+      .at(-1);
+    ctx.io.stderr.write(
+      `${why ?? `portpub: the service did not start (see portpub logs ${id.slice(0, 12)})`}\n`,
+    );
+    const record = readRecord(id, dir);
+    if (record?.autoRemove) removeContainer(record, dir);
+    return outcome.code;
+  }
+  ctx.io.stdout.write(`${id}\n`);
+  return 0;
+}
+
+/** parseExpose reads an --expose value: PORT, PORT/PROTO, START-END[/PROTO] (Docker's rules). */
+export function parseExpose(value: string): ExposedPort[] {
+  const m = /^(\d+)(?:-(\d+))?(?:\/([A-Za-z]+))?$/.exec(value);
+  const bad = () => new InvalidArgumentError(`invalid range format for --expose: ${value}`);
+  if (!m) throw bad();
+  const start = Number(m[1]);
+  const end = m[2] === undefined ? start : Number(m[2]);
+  const protocol = (m[3] ?? 'tcp').toLowerCase();
+  if (start < 1 || end > 65535 || end < start) throw bad();
+  if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') {
+    throw new InvalidArgumentError(`invalid proto: ${m[3]}`);
+  }
+  const out: ExposedPort[] = [];
+  for (let p = start; p <= end; p++) out.push({ port: p, protocol });
+  return out;
+}
+
+function uniquePorts(ports: readonly ExposedPort[]): ExposedPort[] {
+  const seen = new Map<string, ExposedPort>();
+  for (const p of ports) seen.set(`${p.port}/${p.protocol}`, p);
+  return [...seen.values()];
+}
+
+function pickServeOptions(opts: RunOptions): ServeOptions {
+  const keys: (keyof ServeOptions)[] = [
+    'defaultHostIp',
+    'json',
+    'logLevel',
+    'logFormat',
+    'drainTimeout',
+    'connectTimeout',
+    'idleTimeout',
+    'maxConnections',
+    'udpTimeout',
+    'maxUdpFlows',
+    'tcpWorkers',
+  ];
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (opts[k] !== undefined) out[k] = opts[k];
+  return out as unknown as ServeOptions;
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new PortpubError(
+      'ERR_USAGE',
+      `open ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`,
+      EXIT_USAGE,
+    );
+  }
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }

@@ -1,0 +1,316 @@
+// The life of one `portpub run` service in its own namespaces: links resolved, the private
+// /etc/hosts written, the agent started, every -p bound (all or nothing) with dialers into the
+// namespace, conduits for its links, the command started; then it serves until the command ends
+// or a stop signal, and takes everything down: nothing stays bound or running afterwards.
+import { existsSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { linkEnv, parseLink, type LinkPort } from '../docker/links.js';
+import { EXIT_RUNTIME, PortpubError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { serviceEnv } from '../netns/env.js';
+import { hostsFile } from '../netns/hosts.js';
+import { dialLink, relay, serveLinks, type LinkServer } from '../netns/relay.js';
+import { exitStatus, Sandbox } from '../netns/sandbox.js';
+import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
+import {
+  containerPath,
+  findContainer,
+  liveness,
+  removeContainer,
+  updateState,
+  type ContainerRecord,
+} from '../registry/containers.js';
+import { selectBindings } from '../registry/queries.js';
+import {
+  processStartTime,
+  readStates,
+  removeState,
+  stateDir,
+  writeState,
+} from '../registry/state.js';
+import type { CliContext } from './context.js';
+import type { ServeOptions } from './options.js';
+
+/** ERR_LINK: a --link that names no running service. */
+export const ERR_LINK = 'ERR_LINK';
+
+export interface RunMode {
+  /** The background half of -d: tells its starter over IPC when the service runs. */
+  detached: boolean;
+}
+
+/** ResolvedLink is one --link: what the recipient sees, and how to reach the service. */
+interface ResolvedLink {
+  alias: string;
+  name: string;
+  hostname: string;
+  ip: string;
+  ports: LinkPort[];
+  env: Record<string, string>;
+  dial: (port: number) => Promise<net.Socket>;
+}
+
+/** runContainer runs the record's service to its end and resolves its exit code. */
+export async function runContainer(
+  record: ContainerRecord,
+  opts: ServeOptions,
+  ctx: CliContext,
+  logger: Logger,
+  mode: RunMode,
+): Promise<number> {
+  const dir = stateDir();
+  const shortId = record.id.slice(0, 12);
+  const log = logger.child({ container: shortId, name: record.name });
+  let box: Sandbox | undefined;
+  let forwarding: Forwarding | undefined;
+  let links: LinkServer | undefined;
+  const teardown = async () => {
+    forwarding?.destroy();
+    links?.close();
+    box?.destroy();
+    await box?.closed;
+  };
+  let stopRequested = false;
+  try {
+    const resolved = resolveLinks(record, dir);
+    const hosts = containerPath(record.id, 'hosts', dir);
+    writeFileSync(
+      hosts,
+      hostsFile(
+        { ip: record.ip, hostname: shortId },
+        resolved.map((l) => ({ alias: l.alias, hostname: l.hostname, name: l.name, ip: l.ip })),
+      ),
+    );
+    const hostname = containerPath(record.id, 'hostname', dir);
+    writeFileSync(hostname, `${shortId}\n`);
+    const mounts = [{ source: hosts, target: '/etc/hosts' }];
+    if (existsSync('/etc/hostname')) mounts.push({ source: hostname, target: '/etc/hostname' });
+    box = await Sandbox.start({
+      hostname: shortId,
+      mounts,
+      stdio: [record.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+    });
+    const sandbox = box;
+    const publish: PublishRequest[] = record.publish.map((mapping) => ({
+      mapping,
+      targetHost: record.ip,
+      dial:
+        mapping.protocol === 'udp'
+          ? () => sandbox.dialUdp(mapping.targetPort)
+          : () => sandbox.dialTcp(mapping.targetPort),
+    }));
+    if (publish.length > 0) {
+      forwarding = await startForwarding({
+        publish,
+        defaultHostIp: opts.defaultHostIp,
+        tcp: {
+          connectTimeoutMs: opts.connectTimeout,
+          idleTimeoutMs: opts.idleTimeout,
+          maxConnections: opts.maxConnections,
+        },
+        udp: { flowTimeoutMs: opts.udpTimeout, maxFlows: opts.maxUdpFlows },
+        logger: log,
+      });
+    }
+    const tcpPorts = new Set(record.exposed.filter((p) => p.protocol === 'tcp').map((p) => p.port));
+    links = await serveLinks(containerPath(record.id, 'link.sock', dir), tcpPorts, (port) =>
+      sandbox.dialTcp(port),
+    );
+    await openConduits(sandbox, resolved, log);
+
+    const linkVars = resolved.flatMap((l) =>
+      linkEnv({ parent: record.name, alias: l.alias, ip: l.ip, ports: l.ports, env: l.env }),
+    );
+    const env = serviceEnv({ hostname: shortId, links: linkVars, user: record.userEnv });
+    await sandbox.startCommand(record.command, record.args, env, record.interactive);
+  } catch (err) {
+    await teardown();
+    const code = err instanceof PortpubError ? err.exitCode : EXIT_RUNTIME;
+    finish(record, dir, code);
+    notify(mode, { t: 'failed', code });
+    throw err;
+  }
+  const sandbox = box;
+  const startedAt = new Date().toISOString();
+  const bindings = forwarding?.bindings ?? [];
+  writeState(dir, { pid: process.pid, startedAt, name: record.name, bindings });
+  const offExit = ctx.host.onExit(() => removeState(dir, process.pid));
+  updateState(
+    record.id,
+    {
+      status: 'running',
+      pid: process.pid,
+      ...procStart(),
+      startedAt,
+      bindings,
+    },
+    dir,
+  );
+  log.info({ ports: bindings.length }, 'service started');
+
+  // The first stop signal goes to the command (a terminal's Ctrl-C has reached it already); a
+  // second one ends everything at once.
+  const tty = !mode.detached && record.interactive && process.stdin.isTTY === true;
+  const offStop = ctx.host.onStop((signal) => {
+    if (stopRequested) {
+      log.warn({ signal }, 'second signal: killing the service');
+      sandbox.destroy();
+      return;
+    }
+    stopRequested = true;
+    log.info({ signal }, 'stopping: signal passed to the service');
+    if (!(signal === 'SIGINT' && tty)) sandbox.signal(signal);
+  });
+  notify(mode, { t: 'running' });
+
+  const exit = await sandbox.exited;
+  offStop();
+  let code = exitStatus(exit);
+  if (exit.error === 'the namespace agent died') {
+    log.error({ agent: sandbox.agentExit }, 'the namespace agent died: the service is down');
+    code = EXIT_RUNTIME;
+  } else {
+    log.info({ exitCode: code }, 'service exited');
+  }
+  links.close();
+  if (forwarding) await forwarding.close(opts.drainTimeout);
+  await teardown();
+  offExit();
+  removeState(dir, process.pid);
+  finish(record, dir, code);
+  return code;
+}
+
+/** finish records how the service ended, or removes it (--rm). */
+function finish(record: ContainerRecord, dir: string, code: number): void {
+  const done = updateState(
+    record.id,
+    { status: 'exited', exitCode: code, finishedAt: new Date().toISOString(), bindings: [] },
+    dir,
+  );
+  if (record.autoRemove && done) removeContainer(done, dir);
+}
+
+function procStart(): { procStart?: string } {
+  const start = processStartTime(process.pid);
+  return start === undefined ? {} : { procStart: start };
+}
+
+/** notify tells the `run -d` that started this process how the start went (IPC, when present). */
+function notify(mode: RunMode, message: { t: 'running' } | { t: 'failed'; code: number }): void {
+  if (!mode.detached || !process.send || !process.connected) return;
+  process.send(message, undefined, {}, () => {
+    if (message.t === 'running' && process.connected) process.disconnect();
+  });
+}
+
+/**
+ * resolveLinks reads each --link as Docker's ParseLink does and finds the service: a running
+ * `portpub run` service by name or id (reached through its link socket), else a service of a
+ * running portpub on the host (reached at its target address). Each gets an address of its own
+ * inside the recipient, where the conduit listens.
+ */
+function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
+  const used = new Set([record.ip]);
+  return record.links.map((value) => {
+    const { name, alias } = parseLink(value);
+    let container: ContainerRecord | undefined;
+    try {
+      container = findContainer(name, dir);
+    } catch {
+      container = undefined;
+    }
+    if (container) {
+      if (liveness(container) !== 'running') {
+        throw new PortpubError(
+          ERR_LINK,
+          `Cannot link to a non running container: /${container.name} AS /${record.name}/${alias}`,
+          EXIT_RUNTIME,
+        );
+      }
+      const socket = containerPath(container.id, 'link.sock', dir);
+      used.add(container.ip);
+      return {
+        alias,
+        name: container.name,
+        hostname: container.id.slice(0, 12),
+        ip: container.ip,
+        ports: container.exposed.map((p) => ({ port: p.port, protocol: p.protocol })),
+        env: Object.fromEntries(container.env),
+        dial: (port: number) => dialLink(socket, port),
+      };
+    }
+    const states = readStates(dir);
+    let bindings;
+    try {
+      bindings = selectBindings(states, name, dir).bindings;
+    } catch {
+      throw new PortpubError(
+        ERR_LINK,
+        `could not get container for ${name}: No such container: ${name}`,
+        EXIT_RUNTIME,
+      );
+    }
+    const targets = [...new Set(bindings.map((b) => b.targetHost))];
+    if (targets.length !== 1) {
+      throw new PortpubError(
+        ERR_LINK,
+        `service ${name} forwards to several targets (${targets.join(', ')}): a link has one address`,
+        EXIT_RUNTIME,
+      );
+    }
+    const target = targets[0]!;
+    let n = 2;
+    while (used.has(`127.0.0.${n}`)) n++;
+    const ip = `127.0.0.${n}`;
+    used.add(ip);
+    return {
+      alias,
+      name,
+      hostname: name,
+      ip,
+      ports: bindings.map((b) => ({ port: b.targetPort, protocol: b.protocol })),
+      env: {},
+      dial: (port: number) => dialHost(target, port),
+    };
+  });
+}
+
+function dialHost(host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, allowHalfOpen: true });
+    s.once('error', reject);
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+  });
+}
+
+/** openConduits listens inside the recipient on each link's address and TCP ports. */
+async function openConduits(box: Sandbox, links: readonly ResolvedLink[], log: Logger) {
+  for (const l of links) {
+    const seen = new Set<number>();
+    for (const p of l.ports) {
+      if (p.protocol !== 'tcp') {
+        log.warn(
+          { link: l.alias, port: `${p.port}/${p.protocol}` },
+          'link conduits carry TCP only: this port has variables but no conduit',
+        );
+        continue;
+      }
+      if (seen.has(p.port)) continue;
+      seen.add(p.port);
+      await box.listenTcp(l.ip, p.port, (inside) => {
+        inside.on('error', () => undefined);
+        l.dial(p.port).then(
+          (outside) => {
+            relay(inside, outside);
+            inside.resume();
+          },
+          () => inside.resetAndDestroy(),
+        );
+      });
+    }
+  }
+}

@@ -1,0 +1,305 @@
+// Records of `portpub run` services, as Docker keeps containers: one directory per service under
+// `<state dir>/containers/<id>/` with its configuration and state (`config.json`), its output
+// (`log`, when detached), its private /etc/hosts and the Unix socket its linked peers dial. Records
+// outlive the service (for `ps -a`, `logs`, `rm`); a record whose portpub died is shown as dead.
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { EXIT_RUNTIME, EXIT_USAGE, PortpubError } from '../errors.js';
+import type { Binding } from '../docker/report.js';
+import type { PortMapping } from '../docker/spec.js';
+import { ensureStateDir, processStartTime, stateDir } from './state.js';
+
+/** ERR_NO_SUCH_CONTAINER: no record has that id, id prefix or name. */
+export const ERR_NO_SUCH_CONTAINER = 'ERR_NO_SUCH_CONTAINER';
+/** ERR_NAME_IN_USE: Docker's name conflict. */
+export const ERR_NAME_IN_USE = 'ERR_NAME_IN_USE';
+/** ERR_BAD_NAME: a --name outside Docker's rule. */
+export const ERR_BAD_NAME = 'ERR_BAD_NAME';
+/** ERR_CONTAINER_RUNNING: `rm` of a service that still runs. */
+export const ERR_CONTAINER_RUNNING = 'ERR_CONTAINER_RUNNING';
+
+/** ExposedPort is one port the service listens on inside, published or not. */
+export interface ExposedPort {
+  port: number;
+  protocol: 'tcp' | 'udp' | 'sctp';
+}
+
+/** ContainerConfig is what `run` was asked for, fixed at creation. */
+export interface ContainerConfig {
+  /** 64 hex digits; the short id (12) is the hostname. */
+  id: string;
+  name: string;
+  command: string;
+  args: string[];
+  /** ISO 8601 creation time. */
+  created: string;
+  network: 'private' | 'host';
+  /** The -e/--env-file variables, in Docker's order (the linked peers' `<ALIAS>_ENV_*`). */
+  env: [string, string][];
+  /** The same values as given, in order (a bare KEY unsets a default): the service's own. */
+  userEnv: string[];
+  /** The -p mappings (after -P), as parsed. */
+  publish: PortMapping[];
+  exposed: ExposedPort[];
+  links: string[];
+  /** The service's address as its linked peers see it (inside their namespaces). */
+  ip: string;
+  detach: boolean;
+  autoRemove: boolean;
+  interactive: boolean;
+  /** The serving options, for a detached portpub to pick up. */
+  serve: Record<string, unknown>;
+}
+
+/** ContainerState is the running part, rewritten as the service starts and ends. */
+export interface ContainerState {
+  status: 'created' | 'running' | 'exited';
+  /** The portpub process serving it, and that process's kernel start time. */
+  pid?: number;
+  procStart?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  exitCode?: number;
+  bindings?: Binding[];
+}
+
+export type ContainerRecord = ContainerConfig & { state: ContainerState };
+
+/** containersDir is `<state dir>/containers`. */
+export function containersDir(dir: string = stateDir()): string {
+  return join(dir, 'containers');
+}
+
+/** containerPath is a file of one service's directory. */
+export function containerPath(
+  id: string,
+  file: 'config.json' | 'log' | 'hosts' | 'hostname' | 'link.sock',
+  dir: string = stateDir(),
+): string {
+  return join(containersDir(dir), id, file);
+}
+
+/** newId is a container id as Docker makes them: 32 random bytes in hex. */
+export function newId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
+/** validateName applies Docker's container name rule, with Docker's message. */
+export function validateName(name: string): void {
+  if (!NAME.test(name)) {
+    throw new PortpubError(
+      ERR_BAD_NAME,
+      `Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`,
+      EXIT_USAGE,
+    );
+  }
+}
+
+const ADJECTIVES = [
+  'brave',
+  'calm',
+  'eager',
+  'fond',
+  'keen',
+  'lucid',
+  'merry',
+  'proud',
+  'quiet',
+  'sharp',
+  'swift',
+  'tender',
+  'vivid',
+  'wise',
+  'zen',
+];
+const NOUNS = [
+  'ada',
+  'babbage',
+  'curie',
+  'dijkstra',
+  'euler',
+  'fermi',
+  'gauss',
+  'hopper',
+  'knuth',
+  'lovelace',
+  'noether',
+  'pascal',
+  'ritchie',
+  'turing',
+  'wozniak',
+];
+
+/** generateName makes a free `adjective_scientist` name, as Docker's name generator does. */
+export function generateName(taken: ReadonlySet<string>): string {
+  for (let i = 0; ; i++) {
+    const [a, b] = randomBytes(2);
+    const base = `${ADJECTIVES[a! % ADJECTIVES.length]}_${NOUNS[b! % NOUNS.length]}`;
+    const name = i < 10 ? base : `${base}${i}`;
+    if (!taken.has(name)) return name;
+  }
+}
+
+/**
+ * createContainer writes a new record after checking the name: a name held by any record, running
+ * or not, is Docker's conflict error. The directory is the service's own (mode 0700 like the state
+ * directory).
+ */
+export function createContainer(
+  config: ContainerConfig,
+  dir: string = stateDir(),
+): ContainerRecord {
+  ensureStateDir(dir);
+  mkdirSync(containersDir(dir), { recursive: true, mode: 0o700 });
+  const holder = listContainers(dir).find((c) => c.name === config.name);
+  if (holder) {
+    throw new PortpubError(
+      ERR_NAME_IN_USE,
+      `Conflict. The container name "/${config.name}" is already in use by container "${holder.id}". ` +
+        'You have to remove (or rename) that container to be able to reuse that name.',
+      EXIT_RUNTIME,
+    );
+  }
+  mkdirSync(join(containersDir(dir), config.id), { mode: 0o700 });
+  const record: ContainerRecord = { ...config, state: { status: 'created' } };
+  writeRecord(record, dir);
+  return record;
+}
+
+/** writeRecord replaces a record atomically (temp file, fsync, rename). */
+export function writeRecord(record: ContainerRecord, dir: string = stateDir()): void {
+  const final = containerPath(record.id, 'config.json', dir);
+  const tmp = `${final}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, final);
+}
+
+/** updateState merges `state` into a record's state and writes it back. */
+export function updateState(
+  id: string,
+  state: Partial<ContainerState>,
+  dir: string = stateDir(),
+): ContainerRecord | undefined {
+  const record = readRecord(id, dir);
+  if (!record) return undefined;
+  const next = { ...record, state: { ...record.state, ...state } };
+  writeRecord(next, dir);
+  return next;
+}
+
+/** readRecord reads one record by full id; undefined if it is gone or unreadable. */
+export function readRecord(id: string, dir: string = stateDir()): ContainerRecord | undefined {
+  try {
+    return JSON.parse(
+      readFileSync(containerPath(id, 'config.json', dir), 'utf8'),
+    ) as ContainerRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** listContainers reads every record, oldest first. */
+export function listContainers(dir: string = stateDir()): ContainerRecord[] {
+  let ids: string[];
+  try {
+    ids = readdirSync(containersDir(dir));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return ids
+    .filter((id) => /^[0-9a-f]{64}$/.test(id))
+    .map((id) => readRecord(id, dir))
+    .filter((r): r is ContainerRecord => r !== undefined)
+    .sort((a, b) => a.created.localeCompare(b.created));
+}
+
+/** Liveness is what a record's state means now: its portpub may have died without a word. */
+export type Liveness = 'created' | 'running' | 'exited' | 'dead';
+
+/** liveness checks a running record's pid (and its start time, against pid reuse). */
+export function liveness(record: ContainerRecord): Liveness {
+  const s = record.state;
+  if (s.status !== 'running') return s.status;
+  if (s.pid === undefined) return 'dead';
+  try {
+    process.kill(s.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return 'dead';
+  }
+  if (s.procStart !== undefined) {
+    const now = processStartTime(s.pid);
+    if (now !== undefined && now !== s.procStart) return 'dead';
+  }
+  return 'running';
+}
+
+/**
+ * findContainer resolves NAME as Docker does: a full id, a name, then a unique id prefix.
+ * Throws ERR_NO_SUCH_CONTAINER with Docker's text.
+ */
+export function findContainer(ref: string, dir: string = stateDir()): ContainerRecord {
+  const all = listContainers(dir);
+  const found =
+    all.find((c) => c.id === ref) ??
+    all.find((c) => c.name === ref) ??
+    (/^[0-9a-f]+$/.test(ref) ? uniquePrefix(all, ref) : undefined);
+  if (!found) {
+    throw new PortpubError(ERR_NO_SUCH_CONTAINER, `No such container: ${ref}`, EXIT_RUNTIME);
+  }
+  return found;
+}
+
+function uniquePrefix(
+  all: readonly ContainerRecord[],
+  prefix: string,
+): ContainerRecord | undefined {
+  const matches = all.filter((c) => c.id.startsWith(prefix));
+  return matches.length === 1 ? matches[0] : undefined;
+}
+
+/** removeContainer deletes a record and its files; a running one is refused (Docker's text). */
+export function removeContainer(record: ContainerRecord, dir: string = stateDir()): void {
+  if (liveness(record) === 'running') {
+    throw new PortpubError(
+      ERR_CONTAINER_RUNNING,
+      `cannot remove container "/${record.name}": container is running: stop the container before removing`,
+      EXIT_RUNTIME,
+    );
+  }
+  rmSync(join(containersDir(dir), record.id), { recursive: true, force: true });
+}
+
+/**
+ * pickIp gives a new service its address as linked peers see it: 127.a.b.c (all of 127/8 reaches
+ * `lo` inside a namespace), outside 127.0.0.0/24 so never 127.0.0.1, and not one another record
+ * holds.
+ */
+export function pickIp(id: string, dir: string = stateDir()): string {
+  const taken = new Set(listContainers(dir).map((c) => c.ip));
+  const bytes = Buffer.from(id.slice(0, 6), 'hex');
+  for (let i = 0; ; i++) {
+    const a = 1 + ((bytes[0]! + i) % 254);
+    const ip = `127.${a}.${bytes[1]!}.${1 + (bytes[2]! % 254)}`;
+    if (!taken.has(ip)) return ip;
+  }
+}
