@@ -22,6 +22,7 @@ import {
   waitFor,
   type UdpType,
 } from '../helpers/udp.js';
+import { fixtureProgram } from '../fixtures/udp-programs.js';
 
 const V4 = '127.0.0.1';
 const V6 = '::1';
@@ -525,84 +526,18 @@ describe('UdpForwarder', () => {
   });
 });
 
-// The reply-source test needs addresses of its own: it runs in a child process in a new network
-// namespace (`unshare -n`, root only), importing a build of src/udp-forwarder.ts.
+// The reply-source test needs addresses of its own: it runs test/fixtures/udp-reply-source.ts as
+// a child process in a new network namespace (`unshare -n`, root only), importing a build of
+// src/udp/forwarder.ts.
 const canUnshare =
   process.platform === 'linux' &&
   spawnSync('unshare', ['-n', 'ip', 'link', 'set', 'lo', 'up'], { timeout: 5_000 }).status === 0;
-
-const CHILD = String.raw`
-import dgram from 'node:dgram';
-import { execFileSync } from 'node:child_process';
-import { bindUdp } from './udp/bind.js';
-import { UdpForwarder } from './udp/forwarder.js';
-
-const deadline = setTimeout(() => { console.error('child: deadline passed'); process.exit(3); }, 15000);
-const bound = (type, address) => new Promise((resolve, reject) => {
-  const s = dgram.createSocket(type);
-  s.once('error', reject);
-  s.bind(0, address, () => resolve(s));
-});
-/**
- * from asks host:port from a fresh client bound to another local address (so a reply from the
- * wildcard socket would carry the client's own address as its source) and returns the reply's
- * source.
- */
-async function from(type, host, port, clientAddress) {
-  const c = await bound(type, clientAddress);
-  try {
-    for (let i = 0; i < 5; i++) {
-      const got = new Promise((resolve) => {
-        const t = setTimeout(() => resolve(null), 500);
-        c.once('message', (_m, r) => { clearTimeout(t); resolve(r.address + ' ' + r.port); });
-      });
-      c.send('ping', port, host);
-      const r = await got;
-      if (r) return r;
-    }
-    return 'no reply';
-  } finally { c.close(); }
-}
-async function until(cond, what) {
-  for (const end = Date.now() + 5000; !cond(); ) {
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-const has = (l, a) => l.sockets.some((s) => s.address().address === a);
-
-const echo = await bound('udp4', '127.0.0.1');
-echo.on('message', (m, r) => echo.send(m, r.port, r.address));
-const target = { targetHost: '127.0.0.1', targetPort: echo.address().port, addressWatchIntervalMs: 50 };
-const l4 = await bindUdp('0.0.0.0', 0);
-const fw4 = new UdpForwarder(l4, target);
-const l6 = await bindUdp('::', l4.port);
-const fw6 = new UdpForwarder(l6, target);
-const out = { port: l4.port, bound4: l4.sockets.map((s) => s.address().address), bound6: l6.sockets.map((s) => s.address().address), from: {} };
-out.from['127.0.0.2'] = await from('udp4', '127.0.0.2', l4.port, '127.0.0.1');
-out.from['127.0.0.1'] = await from('udp4', '127.0.0.1', l4.port, '127.0.0.2');
-out.from['127.0.0.5'] = await from('udp4', '127.0.0.5', l4.port, '127.0.0.1');
-out.from['fd00::2'] = await from('udp6', 'fd00::2', l6.port, '::1');
-out.from['::1'] = await from('udp6', '::1', l6.port, 'fd00::2');
-execFileSync('ip', ['addr', 'add', '127.0.0.3/8', 'dev', 'lo']);
-await until(() => has(l4, '127.0.0.3'), 'the watcher to bind 127.0.0.3');
-out.from['127.0.0.3'] = await from('udp4', '127.0.0.3', l4.port, '127.0.0.1');
-execFileSync('ip', ['addr', 'del', '127.0.0.2/8', 'dev', 'lo']);
-await until(() => !has(l4, '127.0.0.2'), 'the watcher to close 127.0.0.2');
-out.closed2 = true;
-out.stats4 = fw4.stats();
-await fw4.close();
-await fw6.close();
-echo.close();
-clearTimeout(deadline);
-console.log(JSON.stringify(out));
-`;
 
 describe('reply source address (own network namespace)', () => {
   it('replies from the address the client sent to, with the listener on a wildcard', async (ctx) => {
     needs(ctx, [!canUnshare && 'unshare -n (root, util-linux) and ip (iproute2)']);
     const dir = buildForChild('udp/forwarder');
-    writeFileSync(join(dir, 'child.mjs'), CHILD);
+    writeFileSync(join(dir, 'child.mjs'), fixtureProgram('udp-reply-source'));
     const script = [
       'set -e',
       'ip link set lo up',
