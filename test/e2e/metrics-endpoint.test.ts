@@ -1,0 +1,164 @@
+// --metrics through the built CLI: the endpoint parses as the Prometheus text format (strictly),
+// carries prom-client's process metrics, and its counters match what a client pushed and what
+// `portpub stats` reports for the same process.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { parsePortLine } from '../helpers/cli.js';
+import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
+import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { jsonLines, loggedUrl, observeEnv } from '../fixtures/observe-env.js';
+import { parseExposition, value, type Family } from '../fixtures/observe-prom.js';
+
+async function scrape(url: string): Promise<Map<string, Family>> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  return parseExposition(await res.text());
+}
+
+describe('--metrics', () => {
+  it('exposes TCP and UDP counters that match the traffic and portpub stats', async () => {
+    const o = observeEnv();
+    const tcpTarget = await echoServer();
+    const udpTarget = await udpEcho('udp4', '127.0.0.1');
+    const pp = await o.start(
+      [
+        '-p',
+        `127.0.0.1::${tcpTarget.port}`,
+        '-p',
+        `127.0.0.1::${udpTarget.port}/udp`,
+        '--name',
+        'm',
+        '--metrics',
+        '127.0.0.1:0',
+      ],
+      2,
+    );
+    const url = await loggedUrl(pp, 'metrics');
+    const tcpPort = parsePortLine(pp.lines.find((l) => l.includes('/tcp'))!).port;
+    const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
+
+    const socket = await connectTcp(tcpPort);
+    let got = 0;
+    socket.on('data', (d: Buffer) => (got += d.length));
+    socket.write(Buffer.alloc(70_001, 1));
+    await waitFor(() => got === 70_001, 'the echo', 10_000);
+    const dgram = await udpSocket('udp4', '127.0.0.1');
+    await request(dgram, 'ping!', udpPort, '127.0.0.1', { tries: 5 });
+
+    const tcp = { binding: `127.0.0.1:${tcpPort}`, protocol: 'tcp' };
+    const udp = { binding: `127.0.0.1:${udpPort}`, protocol: 'udp' };
+    let m = new Map<string, Family>();
+    await waitFor(
+      async () => {
+        m = await scrape(url);
+        return (
+          value(m, 'portpub_bytes_total', { ...tcp, direction: 'target_to_client' }) === 70_001 &&
+          value(m, 'portpub_bytes_total', { ...udp, direction: 'target_to_client' }) === 5
+        );
+      },
+      'the counters to reach the traffic',
+      15_000,
+    );
+    expect(m.get('portpub_bytes_total')!.type).toBe('counter');
+    expect(m.get('portpub_connections_active')!.type).toBe('gauge');
+    expect(value(m, 'portpub_connections_active', tcp)).toBe(1);
+    expect(value(m, 'portpub_connections_total', tcp)).toBe(1);
+    expect(value(m, 'portpub_bytes_total', { ...tcp, direction: 'client_to_target' })).toBe(70_001);
+    expect(value(m, 'portpub_bytes_total', { ...udp, direction: 'client_to_target' })).toBe(5);
+    expect(value(m, 'portpub_udp_flows_active', udp)).toBe(1);
+    expect(value(m, 'portpub_udp_flows_total', udp)).toBe(1);
+    expect(value(m, 'portpub_udp_datagrams_total', { ...udp, direction: 'client_to_target' })).toBe(
+      1,
+    );
+    const drops = m.get('portpub_udp_drops_total')!.samples;
+    expect(drops.length).toBeGreaterThan(3);
+    expect(drops.every((s) => s.value === 0 && s.labels.reason !== '')).toBe(true);
+    for (const s of m.get('portpub_connections_total')!.samples) {
+      expect(s.labels).toMatchObject({ service: '', target: `127.0.0.1:${tcpTarget.port}` });
+    }
+    // prom-client's default process metrics come along.
+    expect(m.get('process_cpu_user_seconds_total')?.type).toBe('counter');
+    expect(m.get('process_resident_memory_bytes')?.samples[0]!.value).toBeGreaterThan(0);
+
+    // The same counters, as portpub stats reads them from the control socket.
+    const stats = jsonLines<Record<string, number | string>>(
+      (await o.run(['stats', 'm', '--no-stream', '--format', 'json', '--interval', '50ms'])).stdout,
+    );
+    const after = await scrape(url);
+    for (const [labels, port] of [
+      [tcp, tcpPort],
+      [udp, udpPort],
+    ] as const) {
+      const row = stats.find((r) => r.binding === `127.0.0.1:${port}`)!;
+      for (const direction of ['client_to_target', 'target_to_client'] as const) {
+        const key =
+          direction === 'client_to_target' ? 'bytesClientToTarget' : 'bytesTargetToClient';
+        expect(value(after, 'portpub_bytes_total', { ...labels, direction })).toBe(row[key]);
+      }
+    }
+  });
+
+  it('works on up, labelled by service', async () => {
+    const o = observeEnv();
+    const target = await echoServer();
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-observe-up-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'portpub.yaml');
+    writeFileSync(file, `services:\n  web:\n    ports:\n      - "127.0.0.1::${target.port}"\n`);
+    const pp = await o.start(['up', '-f', file, '--metrics', '127.0.0.1:0']);
+    const m = await scrape(await loggedUrl(pp, 'metrics'));
+    const s = m.get('portpub_connections_total')!.samples;
+    expect(s).toHaveLength(1);
+    expect(s[0]!.labels.service).toBe('web');
+  });
+
+  it('refuses a bad ADDR (exit 2) and a busy one (exit 1), leaving nothing running', async () => {
+    const o = observeEnv();
+    const target = await echoServer();
+    const bad = await o.run(['-p', `127.0.0.1::${target.port}`, '--metrics', 'localhost:9100']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--metrics: host must be an IP address/);
+    // The target's own listening port is busy.
+    const busy = await o.run([
+      '-p',
+      `127.0.0.1::${target.port}`,
+      '--metrics',
+      `127.0.0.1:${target.port}`,
+    ]);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toMatch(
+      new RegExp(`--metrics 127\\.0\\.0\\.1:${target.port}: cannot listen: EADDRINUSE`),
+    );
+    const none = await o.run(['port']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/no running portpub/);
+  });
+});
+
+describe('the test parser of the text format', () => {
+  it.each([
+    ['a sample without # TYPE', 'x 1\n'],
+    ['a duplicate series', '# TYPE x gauge\nx{a="1"} 1\nx{a="1"} 2\n'],
+    ['an unquoted label', '# TYPE x gauge\nx{a=1} 1\n'],
+    ['a bad escape', '# TYPE x gauge\nx{a="\\t"} 1\n'],
+    ['a bad value', '# TYPE x gauge\nx 1,5\n'],
+    ['no final newline', '# TYPE x gauge\nx 1'],
+    ['TYPE after samples', '# TYPE x gauge\nx 1\n# TYPE x counter\n'],
+  ])('rejects %s', (_, text) => {
+    expect(() => parseExposition(text)).toThrow();
+  });
+
+  it('reads labels with escapes, histograms and special values', () => {
+    const m = parseExposition(
+      '# HELP h A histogram.\n# TYPE h histogram\nh_bucket{le="+Inf"} 3\nh_sum 1.5e0\nh_count 3\n\n' +
+        '# TYPE g gauge\ng{path="a\\"b\\\\c\\nd"} NaN 1700000000000\n',
+    );
+    expect(m.get('h')!.samples.map((s) => s.value)).toEqual([3, 1.5, 3]);
+    expect(m.get('h')!.help).toBe('A histogram.');
+    expect(m.get('g')!.samples[0]!.labels.path).toBe('a"b\\c\nd');
+    expect(m.get('g')!.samples[0]!.value).toBeNaN();
+  });
+});
