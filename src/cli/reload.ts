@@ -1,7 +1,7 @@
 // `portpub reload`: make a running `portpub up` re-read its config file (sends it SIGHUP).
 import type { Command } from 'commander';
 import { findReloadTarget } from '../registry/queries.js';
-import { readStates, stateDir } from '../registry/state.js';
+import { provePortpub, readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { countArg } from './options.js';
 
@@ -14,6 +14,7 @@ export function registerReload(program: Command, ctx: CliContext): void {
     .action((opts: { pid?: number }) => {
       const dir = stateDir();
       const target = findReloadTarget(readStates(dir), opts.pid, dir);
+      provePortpub(target); // a reused pid must never get the signal
       ctx.host.kill(target.pid, 'SIGHUP');
       ctx.io.stdout.write(
         `sent SIGHUP to portpub pid ${target.pid} (${target.configFile ?? ''})\n`,

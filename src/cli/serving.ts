@@ -129,8 +129,9 @@ function publishState(
     try {
       writeState(dir, { pid: process.pid, startedAt, ...identity, bindings: forwarding.bindings });
     } catch (err) {
+      // The message says what to do; a stack trace would only bury it.
       logger.warn(
-        { err, dir },
+        { err: err instanceof Error ? err.message : String(err), dir },
         'cannot write the state file: `portpub port` will not see this run',
       );
     }

@@ -40,6 +40,8 @@ export interface State {
    * exists, so a reader can tell the writer from an unrelated process that later got the same pid.
    */
   procStart?: string;
+  /** Command line of `pid` (`/proc/<pid>/cmdline`, split at NULs), filled in like procStart. */
+  cmdline?: string[];
 }
 
 /** ServiceState is one service of a `portpub up`: its target, `expose:` ports and container_name. */
@@ -51,18 +53,27 @@ export interface ServiceState {
   expose: { port: number; protocol: Protocol }[];
 }
 
+/** ERR_NOT_PORTPUB: a pid from a state file cannot be proven to still be that portpub. */
+export const ERR_NOT_PORTPUB = 'ERR_NOT_PORTPUB';
+
 /** ERR_STATE_DIR is the code for a state directory portpub will not use. */
 export const ERR_STATE_DIR = 'ERR_STATE_DIR';
 
 const STATE_FILE = /^([1-9][0-9]*)\.json$/;
 const TEMP_FILE = /^\.([1-9][0-9]*)\.[0-9a-f]+\.tmp$/;
 
+/** STATE_DIR_ENV names the state directory outright (absolute path), before XDG_RUNTIME_DIR. */
+export const STATE_DIR_ENV = 'PORTPUB_STATE_DIR';
+
 /**
- * stateDir is where state files live: `$XDG_RUNTIME_DIR/portpub` (per-user, tmpfs, cleared at
- * logout) or else `<os.tmpdir()>/portpub-<uid>`. It only computes the path; ensureStateDir creates
- * and checks it.
+ * stateDir is where state files live: `$PORTPUB_STATE_DIR` if set (absolute), else
+ * `$XDG_RUNTIME_DIR/portpub` (per-user, tmpfs, cleared at logout, and no one else can create it),
+ * else `<os.tmpdir()>/portpub-<uid>`. Another user can create that last one first to keep portpub
+ * out; ensureStateDir then refuses it and says how to choose another. It only computes the path.
  */
 export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const named = env[STATE_DIR_ENV];
+  if (named && named.startsWith('/')) return named;
   const runtime = env.XDG_RUNTIME_DIR;
   if (runtime && runtime.startsWith('/')) return join(runtime, 'portpub');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
@@ -86,7 +97,12 @@ export function ensureStateDir(dir: string): void {
 export function writeState(dir: string, state: State): void {
   ensureStateDir(dir);
   const procStart = state.procStart ?? processStartTime(state.pid);
-  const record: State = procStart === undefined ? state : { ...state, procStart };
+  const cmdline = state.cmdline ?? processCommandLine(state.pid);
+  const record: State = {
+    ...state,
+    ...(procStart !== undefined ? { procStart } : {}),
+    ...(cmdline !== undefined ? { cmdline } : {}),
+  };
   const tmp = join(dir, `.${state.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
@@ -162,12 +178,36 @@ function stateFile(dir: string, pid: number): string {
 function checkStateDir(dir: string): void {
   const st = lstatSync(dir);
   const refuse = (why: string): never => {
-    throw new PortpubError(ERR_STATE_DIR, `refusing state directory ${dir}: ${why}`, EXIT_RUNTIME);
+    throw new PortpubError(
+      ERR_STATE_DIR,
+      `refusing state directory ${dir}: ${why}. ${chooseAnother(dir)}`,
+      EXIT_RUNTIME,
+    );
   };
   if (!st.isDirectory()) refuse(st.isSymbolicLink() ? 'it is a symbolic link' : 'not a directory');
   const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
   if (uid !== undefined && st.uid !== uid) refuse(`owned by uid ${st.uid}, not ${uid}`);
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/**
+ * chooseAnother says what to do about a refused state directory: in a shared /tmp another user
+ * may have made it first, so point at a directory only this user can create.
+ */
+function chooseAnother(dir: string): string {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+  const runUser = uid === undefined ? undefined : `/run/user/${uid}`;
+  let suggestion = '';
+  try {
+    if (runUser && lstatSync(runUser).uid === uid) suggestion = ` (here: ${runUser})`;
+  } catch {
+    // no per-user runtime directory on this host
+  }
+  return (
+    `Another user may have created it to keep portpub out. Set XDG_RUNTIME_DIR to your ` +
+    `runtime directory${suggestion}, or ${STATE_DIR_ENV} to a directory only you can write, ` +
+    `the same for every portpub command; or remove ${dir} if it is yours to remove`
+  );
 }
 
 /** isAlive is `kill(pid, 0)`: ESRCH means gone; EPERM means alive but someone else's. */
@@ -203,6 +243,46 @@ export function processStartTime(pid: number): string | undefined {
   return fields[19]; // fields[0] is field 3 (state)
 }
 
+/** processCommandLine reads `/proc/<pid>/cmdline` as its arguments; undefined without /proc. */
+export function processCommandLine(pid: number): string[] | undefined {
+  let raw: string;
+  try {
+    raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return raw.replace(/\0$/, '').split('\0');
+}
+
+/**
+ * provePortpub throws ERR_NOT_PORTPUB unless `state.pid` is provably the process that wrote
+ * `state`: its recorded kernel start time and command line both match the live process's. A pid
+ * is reused after a process dies, so anything about to be signalled must pass this first; a state
+ * file that lacks either record proves nothing.
+ */
+export function provePortpub(state: State): void {
+  const refuse = (why: string): never => {
+    throw new PortpubError(
+      ERR_NOT_PORTPUB,
+      `pid ${state.pid} is not a portpub that can be proven: ${why}; nothing was signalled`,
+      EXIT_RUNTIME,
+    );
+  };
+  if (state.procStart === undefined || state.cmdline === undefined) {
+    refuse(
+      'its state file does not record the process start time and command line, so it cannot ' +
+        'be told from an unrelated process that got the same pid',
+    );
+  }
+  const start = processStartTime(state.pid);
+  if (start === undefined) refuse('no such process');
+  if (start !== state.procStart) refuse('that pid now belongs to a process started later');
+  const now = processCommandLine(state.pid);
+  if (now === undefined || now.join('\0') !== state.cmdline!.join('\0')) {
+    refuse('its command line is not the one its state file recorded');
+  }
+}
+
 function parseState(text: string, pid: number): State | undefined {
   let v: unknown;
   try {
@@ -219,6 +299,10 @@ function parseState(text: string, pid: number): State | undefined {
     !optionalString(s.name) ||
     !optionalString(s.configFile) ||
     !optionalString(s.procStart) ||
+    !(
+      s.cmdline === undefined ||
+      (Array.isArray(s.cmdline) && s.cmdline.every((a) => typeof a === 'string'))
+    ) ||
     !Array.isArray(s.bindings) ||
     !s.bindings.every(isBinding) ||
     !optionalString(s.project) ||

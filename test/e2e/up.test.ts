@@ -1,7 +1,8 @@
 // End-to-end: `portpub up` serving a docker-compose.yml, `portpub port` asking where things
 // landed, and SIGHUP reloads that keep live connections on kept mappings.
+import { spawn } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -278,4 +279,69 @@ describe('reading a config file off the event loop (issue 11 defect 5)', () => {
       }),
     );
   });
+});
+
+describe('state directory and reload targets (issue 11 defects 7 and 8)', () => {
+  it('reload --pid never signals a process its state file cannot prove is a portpub', async () => {
+    const dir = tempDir();
+    // An unrelated process, and a state file claiming its pid without start time or command line
+    // (a stale file whose pid was reused): SIGHUP would kill it.
+    const victim = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], {
+      stdio: 'ignore',
+    });
+    onTestFinished(() => void victim.kill('SIGKILL'));
+    await new Promise<void>((resolve, reject) => {
+      victim.once('spawn', resolve);
+      victim.once('error', reject);
+    });
+    const pid = victim.pid!;
+    mkdirSync(join(dir, 'portpub'), { mode: 0o700 });
+    writeFileSync(
+      join(dir, 'portpub', `${pid}.json`),
+      JSON.stringify({
+        pid,
+        startedAt: new Date().toISOString(),
+        configFile: '/x.yaml',
+        bindings: [],
+      }),
+    );
+    const r = await runCli(['reload', '--pid', String(pid)], 15_000, {
+      env: { XDG_RUNTIME_DIR: dir },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`pid ${pid} is not a portpub that can be proven`);
+    expect(victim.exitCode).toBeNull();
+    expect(victim.signalCode).toBeNull();
+    expect(() => process.kill(pid, 0)).not.toThrow();
+  });
+
+  it.runIf(process.getuid?.() === 0)(
+    "refuses another user's state directory with what to do, and no stack trace",
+    async () => {
+      const dir = tempDir();
+      const taken = join(dir, 'taken');
+      mkdirSync(taken, { mode: 0o700 });
+      chownSync(taken, 4242, 4242);
+      const env = { PORTPUB_STATE_DIR: taken, XDG_RUNTIME_DIR: '' };
+      const port = await runCli(['port'], 15_000, { env });
+      expect(port.code).toBe(1);
+      expect(port.stderr).toContain(`refusing state directory ${taken}: owned by uid 4242, not 0`);
+      expect(port.stderr).toContain('PORTPUB_STATE_DIR to a directory only you can write');
+      expect(port.stderr).not.toMatch(/\n\s+at /);
+
+      const target = await tcpEcho();
+      const run = await startCli(
+        ['-p', `127.0.0.1:0:${target}`, '--log-format', 'json'],
+        1,
+        15_000,
+        {
+          env,
+        },
+      );
+      await waitForLog(run, 'cannot write the state file: `portpub port` will not see this run');
+      const done = await run.stop('SIGTERM');
+      expect(done.stderr).toContain('Another user may have created it');
+      expect(done.stderr).not.toContain('"stack"');
+    },
+  );
 });

@@ -17,7 +17,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Binding } from '../../src/docker/report.js';
 import {
   ensureStateDir,
+  processCommandLine,
   processStartTime,
+  provePortpub,
   readStates,
   removeState,
   stateDir,
@@ -116,7 +118,11 @@ describe('ensureStateDir', () => {
     expect(() => ensureStateDir(dir)).toThrow(
       expect.objectContaining({
         code: 'ERR_STATE_DIR',
-        message: `refusing state directory ${dir}: it is a symbolic link`,
+        message: expect.stringMatching(
+          `^refusing state directory ${dir}: it is a symbolic link\\. Another user may have ` +
+            `created it to keep portpub out\\. Set XDG_RUNTIME_DIR .*, or PORTPUB_STATE_DIR to a ` +
+            `directory only you can write`,
+        ) as string,
       }),
     );
   });
@@ -128,7 +134,9 @@ describe('ensureStateDir', () => {
     expect(() => ensureStateDir(dir)).toThrow(
       expect.objectContaining({
         code: 'ERR_STATE_DIR',
-        message: `refusing state directory ${dir}: owned by uid 4242, not 0`,
+        message: expect.stringMatching(
+          `^refusing state directory ${dir}: owned by uid 4242, not 0\\. Another user may have`,
+        ) as string,
       }),
     );
     expect(() => readStates(dir)).toThrow(expect.objectContaining({ code: 'ERR_STATE_DIR' }));
@@ -227,5 +235,76 @@ describe('writeState / readStates / removeState', () => {
   it('reads nothing from a directory that does not exist', () => {
     const { dir } = scratch();
     expect(readStates(dir)).toEqual([]);
+  });
+});
+
+describe('PORTPUB_STATE_DIR (issue 11 defect 7)', () => {
+  it('names the state directory before XDG_RUNTIME_DIR, when absolute', () => {
+    expect(stateDir({ PORTPUB_STATE_DIR: '/srv/pp', XDG_RUNTIME_DIR: '/run/user/1' })).toBe(
+      '/srv/pp',
+    );
+    expect(stateDir({ PORTPUB_STATE_DIR: 'rel', XDG_RUNTIME_DIR: '/run/user/1' })).toBe(
+      '/run/user/1/portpub',
+    );
+  });
+});
+
+describe('provePortpub (issue 11 defect 8)', () => {
+  it('accepts the live process that wrote the state, with start time and command line', () => {
+    const { dir } = scratch();
+    writeState(dir, stateOf(process.pid));
+    const [state] = readStates(dir);
+    expect(state!.cmdline).toEqual(processCommandLine(process.pid));
+    expect(() => provePortpub(state!)).not.toThrow();
+  });
+
+  it.runIf(onLinux).each([
+    {
+      what: 'no start time',
+      edit: (s: State): State => ({ ...s, procStart: undefined }),
+      why:
+        'its state file does not record the process start time and command line, so it ' +
+        'cannot be told from an unrelated process that got the same pid',
+    },
+    {
+      what: 'no command line',
+      edit: (s: State): State => ({ ...s, cmdline: undefined }),
+      why:
+        'its state file does not record the process start time and command line, so it ' +
+        'cannot be told from an unrelated process that got the same pid',
+    },
+    {
+      what: 'another start time',
+      edit: (s: State): State => ({ ...s, procStart: '1' }),
+      why: 'that pid now belongs to a process started later',
+    },
+    {
+      what: 'another command line',
+      edit: (s: State): State => ({ ...s, cmdline: ['sleep', '100'] }),
+      why: 'its command line is not the one its state file recorded',
+    },
+  ])('refuses a state with $what', ({ edit, why }) => {
+    const own: State = {
+      ...stateOf(process.pid),
+      procStart: processStartTime(process.pid)!,
+      cmdline: processCommandLine(process.pid)!,
+    };
+    expect(() => provePortpub(edit(own))).toThrow(
+      expect.objectContaining({
+        code: 'ERR_NOT_PORTPUB',
+        exitCode: 1,
+        message: `pid ${process.pid} is not a portpub that can be proven: ${why}; nothing was signalled`,
+      }),
+    );
+  });
+
+  it.runIf(onLinux)('refuses a pid that has exited', async () => {
+    const pid = await deadPid();
+    expect(() => provePortpub({ ...stateOf(pid), procStart: '1', cmdline: ['x'] })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_NOT_PORTPUB',
+        message: expect.stringContaining('no such process') as string,
+      }),
+    );
   });
 });
