@@ -30,6 +30,7 @@ import {
 } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import type { ServeOptions } from './options.js';
+import { observeOptions, startObserve, type Observe } from '../observe/start.js';
 
 /** ERR_LINK: a --link that names no running service. */
 export const ERR_LINK = 'ERR_LINK';
@@ -64,7 +65,9 @@ export async function runContainer(
   let box: Sandbox | undefined;
   let forwarding: Forwarding | undefined;
   let links: LinkServer | undefined;
+  let observe: Observe | undefined;
   const teardown = async () => {
+    await observe?.close();
     forwarding?.destroy();
     links?.close();
     box?.destroy();
@@ -112,6 +115,7 @@ export async function runContainer(
         logger: log,
       });
     }
+    observe = await startObserve(observeOptions(forwarding, record.name, opts, dir, log));
     const tcpPorts = new Set(record.exposed.filter((p) => p.protocol === 'tcp').map((p) => p.port));
     links = await serveLinks(containerPath(record.id, 'link.sock', dir), tcpPorts, (port) =>
       sandbox.dialTcp(port),

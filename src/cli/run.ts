@@ -275,6 +275,8 @@ function pickServeOptions(opts: RunOptions): ServeOptions {
     'udpTimeout',
     'maxUdpFlows',
     'tcpWorkers',
+    'metrics',
+    'ui',
   ];
   const out: Record<string, unknown> = {};
   for (const k of keys) if (opts[k] !== undefined) out[k] = opts[k];

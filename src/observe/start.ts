@@ -5,7 +5,7 @@ import type { Logger } from '../logger.js';
 import { ensureStateDir } from '../registry/state.js';
 import { controlPath, startControl } from './control.js';
 import { listenHttp, parseListenAddress, type HttpEndpoint } from './http.js';
-import { liveSource, type LiveSourceOptions } from './live.js';
+import { liveSource, type LiveSourceOptions, type Served } from './live.js';
 import { metricsHandler } from './metrics.js';
 import { uiHandler } from './ui.js';
 
@@ -74,6 +74,27 @@ export async function startObserve(options: ObserveOptions): Promise<Observe> {
     throw err;
   }
   return result;
+}
+
+/**
+ * observeOptions builds the options of one serving command: what it serves (nothing yet, for a
+ * `portpub run` without -p), its run name, and its --metrics and --ui.
+ */
+export function observeOptions(
+  served: Served | undefined,
+  name: string | undefined,
+  opts: { metrics?: string | undefined; ui?: string | undefined },
+  stateDir: string,
+  logger: Logger,
+): ObserveOptions {
+  return {
+    served: served ?? { stats: () => [] },
+    ...(name !== undefined ? { name } : {}),
+    ...(opts.metrics !== undefined ? { metrics: opts.metrics } : {}),
+    ...(opts.ui !== undefined ? { ui: opts.ui } : {}),
+    stateDir,
+    logger,
+  };
 }
 
 /** endpoint listens on ADDR for one option, turning a listen failure into a runtime error. */
