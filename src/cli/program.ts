@@ -14,7 +14,11 @@ import type { CliContext } from './context.js';
 import { registerEnv } from './env.js';
 import { registerPort } from './port.js';
 import { registerReload } from './reload.js';
+import { registerLogs } from './logs.js';
+import { registerPs } from './ps.js';
+import { registerRm } from './rm.js';
 import { registerRun } from './run.js';
+import { registerStop } from './stop.js';
 import { registerServe } from './serve.js';
 import { registerStats } from './stats.js';
 import { registerTop } from './top.js';
@@ -29,6 +33,10 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerPort,
   registerEnv,
   registerRun,
+  registerPs,
+  registerLogs,
+  registerStop,
+  registerRm,
   registerReload,
   registerStats,
   registerTop,

@@ -1,0 +1,80 @@
+// `portpub logs [-f] [--tail N] NAME`: a detached service's output (the command's and portpub's
+// own lines), from its log file; -f follows it until the service ends, as docker logs -f does.
+import { closeSync, openSync, readSync, statSync, watch } from 'node:fs';
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { containerPath, findContainer, liveness, readRecord } from '../registry/containers.js';
+import type { CliContext } from './context.js';
+
+/** registerLogs adds `portpub logs`. */
+export function registerLogs(program: Command, ctx: CliContext): void {
+  program
+    .command('logs')
+    .description('print the output of a detached service')
+    .argument('<name>', 'service name or id')
+    .option('-f, --follow', 'follow the output until the service ends', false)
+    .option('-n, --tail <n>', "lines from the end to show ('all' or a number)", tail, Infinity)
+    .action(async (name: string, opts: { follow: boolean; tail: number }) => {
+      const record = findContainer(name);
+      const path = containerPath(record.id, 'log');
+      let offset = 0;
+      const read = (): string => {
+        let fd: number;
+        try {
+          fd = openSync(path, 'r');
+        } catch {
+          return '';
+        }
+        try {
+          const size = statSync(path).size;
+          if (size <= offset) return '';
+          const buf = Buffer.alloc(size - offset);
+          const n = readSync(fd, buf, 0, buf.length, offset);
+          offset += n;
+          return buf.subarray(0, n).toString('utf8');
+        } finally {
+          closeSync(fd);
+        }
+      };
+      const first = read();
+      ctx.io.stdout.write(lastLines(first, opts.tail));
+      if (!opts.follow) return;
+      const running = () => {
+        const r = readRecord(record.id);
+        return r !== undefined && liveness(r) === 'running';
+      };
+      // Woken by the file changing, and every 250 ms to see whether the service has ended.
+      let wake: (() => void) | undefined;
+      const watcher = watch(path, () => wake?.());
+      try {
+        for (;;) {
+          const alive = running();
+          ctx.io.stdout.write(read());
+          if (!alive) break;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, 250);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+      } finally {
+        watcher.close();
+      }
+    });
+}
+
+function lastLines(text: string, n: number): string {
+  if (n === Infinity) return text;
+  const lines = text.split('\n');
+  const complete = lines.at(-1) === '' ? lines.slice(0, -1) : lines;
+  const kept = n === 0 ? [] : complete.slice(-n);
+  return kept.map((l) => `${l}\n`).join('');
+}
+
+function tail(value: string): number {
+  if (value === 'all') return Infinity;
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError("--tail takes a number or 'all'");
+  return Number(value);
+}
