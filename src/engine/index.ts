@@ -4,7 +4,7 @@
 // engine cannot serve (a hostname target, a custom dialer) is served in TypeScript.
 import { isIP, type Server } from 'node:net';
 import { UnsupportedError, UsageError } from '../errors.js';
-import type { Forwarder } from '../forwarder.js';
+import type { Forwarder, TcpDialer } from '../forwarder.js';
 import { TcpForwarder, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
 import type { UdpListener } from '../udp/bind.js';
 import { UdpForwarder, type UdpForwarderOptions, type UdpStats } from '../udp/forwarder.js';
@@ -68,7 +68,7 @@ export function assertEngine(choice: EngineChoice, loaded?: Loaded): void {
  */
 export function createTcpForwarder(
   server: Server,
-  options: TcpForwarderOptions & { dial?: unknown },
+  options: TcpForwarderOptions & { dial?: TcpDialer },
   choice: EngineChoice = 'auto',
 ): Forwarder<TcpStats> {
   const why = nativeTcpObstacle(options, choice);
@@ -83,7 +83,7 @@ export function createTcpForwarder(
 }
 
 function nativeTcpObstacle(
-  options: TcpForwarderOptions & { dial?: unknown },
+  options: TcpForwarderOptions & { dial?: TcpDialer },
   choice: EngineChoice,
 ): string | undefined {
   if (choice === 'js') return 'chosen';

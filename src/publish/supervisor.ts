@@ -6,14 +6,10 @@ import { UnsupportedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { joinHostPort, type Binding } from '../docker/report.js';
 import { formatSpec, isIpLiteral, type PortMapping } from '../docker/spec.js';
-import {
-  TcpForwarder,
-  listenTcp,
-  type TcpForwarderOptions,
-  type TcpStats,
-} from '../tcp/forwarder.js';
+import { listenTcp, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
 import { bindUdp } from '../udp/bind.js';
-import { UdpForwarder, type UdpStats } from '../udp/forwarder.js';
+import { createTcpForwarder, createUdpForwarder, type EngineChoice } from '../engine/index.js';
+import type { UdpStats } from '../udp/forwarder.js';
 import type { ConnectionInfo, TcpDialer, UdpDialer } from '../forwarder.js';
 
 /** PublishRequest is one parsed `-p` mapping and where its target port lives. */
@@ -74,6 +70,11 @@ export interface ForwardingOptions {
   allocator?: PortAllocator;
   /** Also serve every TCP socket from other processes (see TcpShare). */
   tcpShare?: TcpShare;
+  /**
+   * engine picks the data plane per binding (src/engine): auto (default: native where it
+   * loaded), native, or js. Sockets shared with TCP workers are served in TypeScript.
+   */
+  engine?: EngineChoice;
 }
 
 interface Forwarder {
@@ -339,16 +340,25 @@ export class Forwarding {
         const common = { targetHost, targetPort: mapping.targetPort, logger };
         const fw =
           protocol === 'tcp'
-            ? new TcpForwarder(handle as Awaited<ReturnType<typeof listenTcp>>, {
-                ...common,
-                ...this.options.tcp,
-                ...(request.dial ? { dial: request.dial as TcpDialer } : {}),
-              })
-            : new UdpForwarder(handle as Awaited<ReturnType<typeof bindUdp>>, {
-                ...common,
-                ...this.options.udp,
-                ...(request.dial ? { dial: request.dial as UdpDialer } : {}),
-              });
+            ? createTcpForwarder(
+                handle as Awaited<ReturnType<typeof listenTcp>>,
+                {
+                  ...common,
+                  ...this.options.tcp,
+                  ...(request.dial ? { dial: request.dial as TcpDialer } : {}),
+                },
+                // TCP workers accept from Node's listening socket, which the native engine closes.
+                this.options.tcpShare && !request.dial ? 'js' : this.options.engine,
+              )
+            : createUdpForwarder(
+                handle as Awaited<ReturnType<typeof bindUdp>>,
+                {
+                  ...common,
+                  ...this.options.udp,
+                  ...(request.dial ? { dial: request.dial as UdpDialer } : {}),
+                },
+                this.options.engine,
+              );
         forwarders.push(fw);
         this.allForwarders.add(fw);
       });
