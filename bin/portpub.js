@@ -7,6 +7,6 @@ import { HEAP_FLAGS } from '../dist/heap-flags.js';
 // Heap sizing for many idle sockets (reasons in src/heap-flags.ts), set before the CLI loads.
 for (const flag of HEAP_FLAGS) setFlagsFromString(flag);
 
-const { main } = await import('../dist/cli/main.js');
-// Exit explicitly: once main() has stopped everything, nothing may keep the process alive.
-process.exit(await main(process.argv));
+// run() exits once stdout and stderr have drained (src/cli/main.ts says why).
+const { run } = await import('../dist/cli/main.js');
+await run(process.argv);

@@ -40,6 +40,32 @@ export async function main(
   return exitCode;
 }
 
+/**
+ * run is all bin/portpub.js does: main(), then exit once everything written to stdout and stderr
+ * has reached the pipe, file or terminal. Exiting explicitly means nothing left behind keeps the
+ * process alive; waiting first means a pipe to a slow reader still gets every byte (process.exit
+ * drops what a pipe has not yet taken).
+ */
+export async function run(argv: readonly string[] = process.argv): Promise<never> {
+  // A reader that went away (`portpub port | head -1`) is not an error of ours.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+  const code = await main(argv);
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit(code);
+}
+
+/** flushed resolves once every write queued on stream so far has completed (or failed). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || stream.writableEnded) {
+      resolve();
+      return;
+    }
+    // Writes complete in order: the callback of an empty one runs after all earlier ones.
+    stream.write('', () => resolve());
+  });
+}
+
 /** exitCodeOf prints a failure once and maps it to its exit code. */
 function exitCodeOf(err: unknown, io: CliIo): number {
   if (err instanceof CommanderError) {
