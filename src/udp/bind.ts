@@ -102,6 +102,9 @@ export async function bindUdp(
   if (typeof options !== 'object' || options === null) {
     throw new UsageError('bindUdp: options must be an object such as { single: true }');
   }
+  if (options.single !== undefined && typeof options.single !== 'boolean') {
+    throw new UsageError(`bindUdp: single must be true or false, got ${String(options.single)}`);
+  }
   const type = family === 6 ? 'udp6' : 'udp4';
   if (!isWildcard(host) || options.single === true) {
     const socket = await bindSocket(type, host, port);

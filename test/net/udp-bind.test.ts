@@ -52,6 +52,12 @@ describe('bindUdp', () => {
       message: 'bindUdp: host must be an IP literal, got localhost',
     });
     await expect(bindUdp(V4, 70000)).rejects.toMatchObject({ code: 'ERR_USAGE' });
+    await expect(
+      bindUdp('0.0.0.0', 0, { single: 'yes' as unknown as boolean }),
+    ).rejects.toMatchObject({
+      code: 'ERR_USAGE',
+      message: 'bindUdp: single must be true or false, got yes',
+    });
   });
 
   it('binds a wildcard as one exclusive socket per local address, on one port', async () => {
