@@ -6,6 +6,7 @@ import { PortpubError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../logger.js';
 import { isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
 import { parseListenAddress } from '../observe/http.js';
+import { ENGINE_CHOICES, type EngineChoice } from '../engine/index.js';
 import type { CliIo } from './context.js';
 
 /** ServeOptions are the options of every command that serves ports. */
@@ -21,6 +22,8 @@ export interface ServeOptions {
   udpTimeout: number;
   maxUdpFlows: number;
   tcpWorkers: number;
+  /** --engine: the data plane (src/engine): auto, native or js. */
+  engine: EngineChoice;
   /** --metrics and --ui: HOST:PORT of the Prometheus endpoint and the live page (src/observe). */
   metrics?: string;
   ui?: string;
@@ -88,6 +91,11 @@ export function addServeOptions(cmd: Command): Command {
       'TCP: accept and relay in n processes (this one and n-1 workers); UDP stays in this one',
       countArg('--tcp-workers', 1),
       1,
+    )
+    .addOption(
+      new Option('--engine <engine>', 'data plane: native (C, splice) where it built, or js')
+        .choices(ENGINE_CHOICES as string[])
+        .default('auto'),
     )
     .option(
       '--metrics <addr>',

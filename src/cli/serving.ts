@@ -5,6 +5,7 @@ import { formatSpec, type PortMapping } from '../docker/spec.js';
 import { PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
+import { assertEngine, engineLine } from '../engine/index.js';
 import { removeState, stateDir, writeState, type ServiceState } from '../registry/state.js';
 import { TcpWorkers } from '../workers/pool.js';
 import { startObserve, type Observe } from '../observe/start.js';
@@ -39,6 +40,8 @@ export async function serve(
   let workers: TcpWorkers | undefined;
   let observe: Observe;
   try {
+    assertEngine(opts.engine); // --engine native without the addon: fail before binding
+    logger.info(engineLine(opts.engine, { tcpShared: opts.tcpWorkers > 1 }));
     workers = await startWorkers(opts, ctx, logger);
     forwarding = await startForwarding({
       publish,
@@ -51,6 +54,7 @@ export async function serve(
       udp: { flowTimeoutMs: opts.udpTimeout, maxFlows: opts.maxUdpFlows },
       logger,
       ...(workers ? { tcpShare: workers } : {}),
+      engine: opts.engine,
     });
     observe = await observeServing(forwarding, workers, opts, identity, logger);
   } catch (err) {

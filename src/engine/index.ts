@@ -32,20 +32,30 @@ export interface EngineStatus {
   why: string;
 }
 
+/** EngineContext is what else decides the engine: TCP sockets shared with --tcp-workers. */
+export interface EngineContext {
+  tcpShared?: boolean;
+  /** The addon's load outcome; loadNative()'s by default (tests pass their own). */
+  loaded?: Loaded;
+}
+
 /** engineStatus resolves a choice against what loaded (loading the addon on first call). */
-export function engineStatus(choice: EngineChoice = 'auto', loaded?: Loaded): EngineStatus {
+export function engineStatus(choice: EngineChoice = 'auto', ctx: EngineContext = {}): EngineStatus {
   const udpWhy = 'UDP is served in TypeScript (no native UDP yet)';
   if (choice === 'js') return { tcp: 'js', udp: 'js', why: 'chosen with --engine js' };
-  loaded ??= loadNative();
+  const loaded = ctx.loaded ?? loadNative();
   if (loaded.binding === undefined) {
     return { tcp: 'js', udp: 'js', why: `native engine ${loaded.why}` };
+  }
+  if (ctx.tcpShared) {
+    return { tcp: 'js', udp: 'js', why: 'TCP sockets are shared with --tcp-workers processes' };
   }
   return { tcp: 'native', udp: 'js', why: `TCP in ${loaded.path}; ${udpWhy}` };
 }
 
 /** engineLine is the one startup line saying which engine serves and why. */
-export function engineLine(choice: EngineChoice = 'auto', loaded?: Loaded): string {
-  const s = engineStatus(choice, loaded);
+export function engineLine(choice: EngineChoice = 'auto', ctx: EngineContext = {}): string {
+  const s = engineStatus(choice, ctx);
   return `engine: tcp ${s.tcp}, udp ${s.udp} (${s.why})`;
 }
 
@@ -53,9 +63,8 @@ export function engineLine(choice: EngineChoice = 'auto', loaded?: Loaded): stri
  * assertEngine fails when `native` was asked for and cannot be had, before anything is bound
  * (auto falls back silently, apart from the startup line).
  */
-export function assertEngine(choice: EngineChoice, loaded?: Loaded): void {
+export function assertEngine(choice: EngineChoice, loaded: Loaded = loadNative()): void {
   if (choice !== 'native') return;
-  loaded ??= loadNative();
   if (loaded.binding === undefined) {
     throw new UnsupportedError(`--engine native: the native engine is unavailable: ${loaded.why}`);
   }

@@ -41,6 +41,10 @@ describe('engineStatus and engineLine', () => {
     const status = engineStatus('auto');
     expect(status.tcp).toBe(loaded.binding ? 'native' : 'js');
     expect(engineLine('auto')).toMatch(/^engine: tcp (native|js), udp js \(.+\)$/);
+    if (loaded.binding) {
+      expect(engineStatus('auto', { tcpShared: true })).toMatchObject({ tcp: 'js' });
+      expect(engineLine('auto', { tcpShared: true })).toMatch(/--tcp-workers/);
+    }
   });
 });
 
@@ -50,7 +54,7 @@ describe('without the addon', () => {
     onTestFinished(() => rmSync(empty, { recursive: true, force: true }));
     const none = loadFrom(empty);
     expect(none.binding).toBeUndefined();
-    expect(engineLine('auto', none)).toMatch(
+    expect(engineLine('auto', { loaded: none })).toMatch(
       /^engine: tcp js, udp js \(native engine not built \(no .*portpub_engine\.node/,
     );
     writeFileSync(join(empty, 'portpub_engine.node'), 'not an ELF file');
