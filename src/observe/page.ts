@@ -42,7 +42,7 @@ path.link { fill:none; stroke:var(--line); stroke-width:2; }
 `;
 
 const SCRIPT = `
-const W = 960, ROW = 40, TOP = 30, CLIENT_W = 250, HOST_X = 380, HOST_W = 210, TARGET_X = 700, TARGET_W = 240;
+const W = 960, ROW = 40, TOP = 30, CLIENT_W = 250, HOST_X = 330, HOST_W = 200, TARGET_X = 720, TARGET_W = 220;
 const NS = 'http://www.w3.org/2000/svg';
 const cards = new Map();
 let previous = new Map();
@@ -91,17 +91,17 @@ function card(id, snap, b) {
   el.append(h2, svg);
   document.querySelector('main').appendChild(el);
   const host = $('g', { class: 'box host' }, svg);
-  $('rect', { x: HOST_X, y: TOP, width: HOST_W, height: 60, rx: 8 }, host);
+  const hostRect = $('rect', { x: HOST_X, y: TOP, width: HOST_W, height: 60, rx: 8 }, host);
   $('text', { x: HOST_X + 12, y: TOP + 24, class: 'big' }, host).textContent = hostPort(b.hostIp, b.hostPort);
   $('text', { x: HOST_X + 12, y: TOP + 44, class: 'small' }, host).textContent = 'host port (portpub)';
   const target = $('g', { class: 'box target' }, svg);
-  $('rect', { x: TARGET_X, y: TOP, width: TARGET_W, height: 60, rx: 8 }, target);
+  const targetRect = $('rect', { x: TARGET_X, y: TOP, width: TARGET_W, height: 60, rx: 8 }, target);
   $('text', { x: TARGET_X + 12, y: TOP + 24, class: 'big' }, target).textContent = hostPort(b.targetHost, b.targetPort);
   $('text', { x: TARGET_X + 12, y: TOP + 44, class: 'small' }, target).textContent = 'target';
   $('text', { x: 20, y: TOP - 10, class: 'small' }, svg).textContent = 'clients';
   const empty = $('text', { x: 20, y: TOP + 30, class: 'empty' }, svg);
   empty.textContent = 'no open ' + (b.protocol === 'udp' ? 'flows' : 'connections');
-  c = { el, svg, nums, host, target, empty, conns: new Map(), order: [] };
+  c = { el, svg, nums, hostRect, targetRect, empty, conns: new Map(), order: [] };
   cards.set(id, c);
   return c;
 }
@@ -126,18 +126,18 @@ function layout(c) {
   const n = c.order.length;
   const height = Math.max(120, TOP + n * ROW + 20);
   c.svg.setAttribute('viewBox', '0 0 ' + W + ' ' + height);
-  const mid = TOP + Math.max(60, n * ROW) / 2 - 30;
-  for (const box of [c.host, c.target]) box.setAttribute('transform', 'translate(0,' + (mid - TOP) + ')');
+  // The host and target boxes span every row: each connection runs straight across its own row.
+  const boxH = Math.max(60, n * ROW - 8);
+  for (const r of [c.hostRect, c.targetRect]) r.setAttribute('height', boxH);
   c.empty.style.display = n === 0 ? '' : 'none';
   c.order.forEach((id, i) => {
     const k = c.conns.get(id);
     const y = TOP + i * ROW;
     k.g.setAttribute('transform', 'translate(0,' + y + ')');
-    const cy = (ROW - 8) / 2, hy = mid + 30 - y;
-    k.g.querySelector('.in').setAttribute('d', 'M' + (20 + CLIENT_W) + ' ' + cy + ' C ' + (HOST_X - 60) + ' ' + cy + ', ' + (HOST_X - 60) + ' ' + hy + ', ' + HOST_X + ' ' + hy);
-    const ty = hy + (i - (n - 1) / 2) * 4;
-    k.g.querySelector('.out').setAttribute('d', 'M' + (HOST_X + HOST_W) + ' ' + ty + ' L ' + TARGET_X + ' ' + ty);
-    k.t3.setAttribute('y', ty - 4);
+    const cy = (ROW - 8) / 2;
+    k.g.querySelector('.in').setAttribute('d', 'M' + (20 + CLIENT_W) + ' ' + cy + ' L ' + HOST_X + ' ' + cy);
+    k.g.querySelector('.out').setAttribute('d', 'M' + (HOST_X + HOST_W) + ' ' + cy + ' L ' + TARGET_X + ' ' + cy);
+    k.t3.setAttribute('y', cy - 5);
   });
 }
 function render(ev) {

@@ -1,0 +1,193 @@
+// The --ui page in a real headless browser (Debian's chromium driven by playwright-core): it
+// draws each binding, shows connections arriving and leaving and UDP flows expiring, with the
+// byte counts a test client pushed, while that client opens and closes connections.
+// A screenshot is kept under test-results/ (and written to docs/ with PORTPUB_DOCS_SCREENSHOT=1).
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type net from 'node:net';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
+import { parsePortLine } from '../helpers/cli.js';
+import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
+import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { loggedUrl, observeEnv } from '../fixtures/observe-env.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const RESULTS = new URL('../../test-results/', import.meta.url).pathname;
+const DOCS = new URL('../../docs/', import.meta.url).pathname;
+
+/** browser starts chromium with a fresh profile, closed (and the profile removed) at the end. */
+async function browser(t: TestContext): Promise<BrowserContext> {
+  if (!existsSync(CHROMIUM)) t.skip(`${CHROMIUM} is missing (apt-get install chromium)`);
+  const profile = mkdtempSync(join(tmpdir(), 'portpub-chromium-'));
+  onTestFinished(() => rmSync(profile, { recursive: true, force: true }));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60_000,
+    viewport: { width: 1100, height: 400 },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  onTestFinished(() => context.close());
+  return context;
+}
+
+/** attr polls the page until `selector`'s attribute `name` satisfies ok, and returns it. */
+async function attr(
+  page: Page,
+  selector: string,
+  name: string,
+  ok: (v: string | null) => boolean,
+  what: string,
+): Promise<string | null> {
+  let v: string | null = null;
+  await waitFor(
+    async () => {
+      const el = await page.$(selector);
+      v = el ? await el.getAttribute(name) : null;
+      return ok(v);
+    },
+    what,
+    20_000,
+  );
+  return v;
+}
+
+/** push sends n bytes through an open connection and waits for the echo. */
+async function push(socket: net.Socket, n: number): Promise<void> {
+  let got = 0;
+  const onData = (d: Buffer) => (got += d.length);
+  socket.on('data', onData);
+  socket.write(Buffer.alloc(n, 3));
+  await waitFor(() => got === n, `${n} bytes echoed`, 10_000);
+  socket.off('data', onData);
+}
+
+describe('--ui page', () => {
+  it('draws connections arriving, ticking and leaving, and UDP flows expiring', async (t) => {
+    const context = await browser(t);
+    const o = observeEnv();
+    const tcpTarget = await echoServer();
+    const udpTarget = await udpEcho('udp4', '127.0.0.1');
+    const pp = await o.start(
+      [
+        '-p',
+        `127.0.0.1::${tcpTarget.port}`,
+        '-p',
+        `127.0.0.1::${udpTarget.port}/udp`,
+        '--name',
+        'demo',
+        '--udp-timeout',
+        '2s',
+        '--ui',
+        '127.0.0.1:0',
+      ],
+      2,
+    );
+    const url = await loggedUrl(pp, 'ui');
+    const tcpPort = parsePortLine(pp.lines.find((l) => l.includes('/tcp'))!).port;
+    const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
+    const tcpCard = `section.card[data-binding="127.0.0.1:${tcpPort}/tcp"]`;
+    const udpCard = `section.card[data-binding="127.0.0.1:${udpPort}/udp"]`;
+
+    const page = await context.newPage();
+    const external: string[] = [];
+    page.on('request', (r) => {
+      if (!r.url().startsWith(url)) external.push(r.url());
+    });
+    await page.goto(url, { timeout: 30_000 });
+    await page.waitForSelector(tcpCard, { timeout: 20_000 });
+    await page.waitForSelector('#status.live', { timeout: 20_000 });
+
+    const clients = [
+      await connectTcp(tcpPort),
+      await connectTcp(tcpPort),
+      await connectTcp(tcpPort),
+    ];
+    for (const [i, c] of clients.entries()) await push(c, 10_000 * (i + 1));
+    const udp = await udpSocket('udp4', '127.0.0.1');
+    await request(udp, 'hello, flow', udpPort, '127.0.0.1', { tries: 5 });
+
+    const field = (card: string, f: string, want: number) =>
+      attr(
+        page,
+        `${card} [data-field="${f}"]`,
+        'data-value',
+        (v) => v === String(want),
+        `${f} = ${want}`,
+      );
+    await field(tcpCard, 'active', 3);
+    await field(tcpCard, 'c2t', 60_000);
+    await field(tcpCard, 't2c', 60_000);
+    await field(udpCard, 'active', 1);
+    await field(udpCard, 'c2t', 11);
+
+    // Each connection is drawn on the left, by its client address, with its own bytes.
+    const node = (c: net.Socket) => `${tcpCard} .conn[data-client="127.0.0.1:${c.localPort}"]`;
+    for (const [i, c] of clients.entries()) {
+      await attr(
+        page,
+        node(c),
+        'data-c2t',
+        (v) => v === String(10_000 * (i + 1)),
+        `client ${i} bytes`,
+      );
+    }
+    const flow = `${udpCard} .conn[data-client="127.0.0.1:${udp.address().port}"]`;
+    await attr(page, flow, 'data-state', (v) => v === 'open', 'the UDP flow drawn');
+
+    // Bytes tick on a live connection.
+    await push(clients[2]!, 5_000);
+    await attr(page, node(clients[2]!), 'data-c2t', (v) => v === '35000', 'bytes to tick');
+    mkdirSync(RESULTS, { recursive: true });
+    await page.screenshot({ path: join(RESULTS, 'ui-page.png'), fullPage: true });
+    if (process.env.PORTPUB_DOCS_SCREENSHOT === '1') {
+      mkdirSync(DOCS, { recursive: true });
+      await page.screenshot({ path: join(DOCS, 'ui.png'), fullPage: true });
+    }
+
+    // A connection closed leaves (marked closed, then gone); the others stay.
+    const gone = clients[0]!;
+    gone.end();
+    await field(tcpCard, 'active', 2);
+    await waitFor(async () => (await page.$(node(gone))) === null, 'the closed one to go', 20_000);
+    expect(await page.$(node(clients[1]!))).not.toBeNull();
+    // The UDP flow expires after --udp-timeout without traffic.
+    await field(udpCard, 'active', 0);
+    await waitFor(async () => (await page.$(flow)) === null, 'the expired flow to go', 20_000);
+    await page.screenshot({ path: join(RESULTS, 'ui-page-after.png'), fullPage: true });
+    expect(external).toEqual([]);
+  });
+
+  it('sums --tcp-workers processes on the page', async (t) => {
+    const context = await browser(t);
+    const o = observeEnv();
+    const target = await echoServer();
+    const pp = await o.start([
+      '-p',
+      `127.0.0.1::${target.port}`,
+      '--tcp-workers',
+      '2',
+      '--ui',
+      '127.0.0.1:0',
+    ]);
+    const port = parsePortLine(pp.lines[0]!).port;
+    const page = await context.newPage();
+    await page.goto(await loggedUrl(pp, 'ui'), { timeout: 30_000 });
+    const card = `section.card[data-binding="127.0.0.1:${port}/tcp"]`;
+    await page.waitForSelector(card, { timeout: 20_000 });
+    for (let i = 0; i < 6; i++) await push(await connectTcp(port), 1_000);
+    await attr(page, `${card} [data-field="total"]`, 'data-value', (v) => v === '6', 'total = 6');
+    await attr(page, `${card} [data-field="c2t"]`, 'data-value', (v) => v === '6000', 'bytes');
+  });
+});
