@@ -1,13 +1,15 @@
 // `portpub stats` and `portpub top` through the built CLI: bytes pushed through a real portpub
 // show up, exactly, in what the commands print; names select; nothing running is exit 1.
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor, withDeadline } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
+
+const SCRIPT = '/usr/bin/script';
 
 interface Row {
   pid: number;
@@ -194,5 +196,28 @@ describe('portpub stats', () => {
     expect(out).toMatch(/\nlive +127\.0\.0\.1:\d+ -> /);
     child.kill('SIGINT');
     expect(await withDeadline(exited, 10_000, 'stats to exit')).toBe(0);
+  });
+
+  it.runIf(existsSync(SCRIPT))('redraws in place on a terminal', async () => {
+    const o = observeEnv();
+    const echo = await echoServer();
+    await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'tty']);
+    // script(1) runs the command on a pseudo-terminal: stdout is a TTY there.
+    const cmd = `exec ${process.execPath} ${BIN} stats --interval 50ms`;
+    const child = spawn(SCRIPT, ['-qfec', cmd, '/dev/null'], {
+      env: { ...process.env, ...o.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    onTestFinished(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await waitFor(() => out.split('\x1b[H\x1b[2J').length > 3, 'three redraws', 15_000);
+    const frames = out.split('\x1b[H\x1b[2J').slice(1, -1);
+    for (const f of frames) expect(f).toMatch(/^SERVICE .*\r?\ntty +127\.0\.0\.1:\d+ -> /);
+    child.kill('SIGTERM');
+    await withDeadline(exited, 10_000, 'script to exit');
   });
 });
