@@ -1,7 +1,8 @@
 // Records of `portpub run` services, as Docker keeps containers: one directory per service under
 // `<state dir>/containers/<id>/` with its configuration and state (`config.json`), its output
-// (`log`, when detached), its private /etc/hosts and the Unix socket its linked peers dial. Records
-// outlive the service (for `ps -a`, `logs`, `rm`); a record whose portpub died is shown as dead.
+// (`log`, when detached), its private /etc/hosts; beside it `<short id>.sock`, the Unix socket its
+// linked peers dial. Records outlive the service (for `ps -a`, `logs`, `rm`); a record whose
+// portpub died is shown as dead.
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -87,6 +88,8 @@ export function containerPath(
   file: 'config.json' | 'log' | 'hosts' | 'hostname' | 'link.sock',
   dir: string = stateDir(),
 ): string {
+  // A Unix socket path has room for 107 bytes: the link socket sits higher, named by short id.
+  if (file === 'link.sock') return join(containersDir(dir), `${id.slice(0, 12)}.sock`);
   return join(containersDir(dir), id, file);
 }
 
@@ -287,6 +290,7 @@ export function removeContainer(record: ContainerRecord, dir: string = stateDir(
     );
   }
   rmSync(join(containersDir(dir), record.id), { recursive: true, force: true });
+  rmSync(containerPath(record.id, 'link.sock', dir), { force: true });
 }
 
 /**

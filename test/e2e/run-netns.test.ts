@@ -1,0 +1,204 @@
+// `portpub run` through the built CLI: a service in its own network namespace published with -p
+// (the host's port free before and after), TCP and UDP both ways, -P with --expose, exit codes,
+// everything after COMMAND for the command, --network host, and the no-user-namespace error.
+import dgram from 'node:dgram';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { runCli, startCli, type Running } from '../helpers/cli.js';
+import { waitFor } from '../helpers/net.js';
+import { nextMessage } from '../helpers/udp.js';
+import {
+  exchange,
+  refused,
+  requireNetns,
+  runEnv,
+  service,
+  type RunEnv,
+} from '../fixtures/netns-run.js';
+
+/** startService runs a foreground `portpub run` and waits for the service's `up`. */
+async function startService(args: string[], e: RunEnv): Promise<Running> {
+  // startCli waits for stdout lines: the service's `up` is the first.
+  const run = await startCli(['run', ...args], 1, 20_000, { env: e.env });
+  expect(run.lines[0]).toBe('up');
+  return run;
+}
+
+describe('portpub run: a network of its own', () => {
+  it('publishes -p N:N while the host port N stays free, before and after', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    // N must be free on the host for -p N:N; ports outside the ephemeral range, tried in turn,
+    // so no other test's ephemeral socket can take it meanwhile.
+    let run: Running | undefined;
+    let port = 0;
+    for (let i = 0; i < 8 && !run; i++) {
+      port = 20_000 + ((process.pid * 7 + i * 977) % 9_000);
+      if (!(await refused(port))) continue;
+      try {
+        run = await startService(
+          ['-p', `127.0.0.1:${port}:${port}`, '--', ...service(`tcp=${port}`)],
+          e,
+        );
+      } catch (err) {
+        if (!String(err).includes('address already in use')) throw err;
+      }
+    }
+    expect(run, 'no free port found for -p N:N').toBeDefined();
+    // The service holds port N inside its namespace and portpub holds N on the host: both bound.
+    expect(await exchange(port, 'hi')).toBe('ns:hi');
+    const ps = await runCli(['port'], 15_000, { env: e.env });
+    expect(ps.stdout).toBe(`${port}/tcp -> 127.0.0.1:${port}\n`);
+
+    const result = await run!.stop('SIGTERM');
+    expect(result.code).toBe(0); // the service exits 0 on SIGTERM
+    expect(await refused(port)).toBe(true);
+  });
+
+  it('relays UDP both ways, one flow per client', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const run = await startService(
+      ['--name', 'dns', '-p', '127.0.0.1::5353/udp', '--', ...service('udp=5353')],
+      e,
+    );
+    const port = await hostPort(e, 'dns', '5353/udp');
+    for (const text of ['one', 'two']) {
+      const client = dgram.createSocket('udp4');
+      onTestFinished(() => {
+        client.close();
+      });
+      await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+      const reply = nextMessage(client, 5_000);
+      client.send(text, port, '127.0.0.1');
+      const { msg, rinfo } = await reply;
+      expect(String(msg)).toBe(`ns:${text}`);
+      expect(rinfo.port).toBe(port);
+    }
+    await run.stop('SIGTERM');
+  });
+
+  it('publishes every --expose port on an ephemeral host port with -P', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const run = await startService(
+      ['--name', 'web', '--expose', '7000', '-P', '--', ...service('tcp=7000')],
+      e,
+    );
+    const out = (await runCli(['port', 'web'], 15_000, { env: e.env })).stdout;
+    expect(out).toMatch(/^7000\/tcp -> 0\.0\.0\.0:(\d+)\n(7000\/tcp -> \[::\]:\d+\n)?$/);
+    const port = Number(/0\.0\.0\.0:(\d+)/.exec(out)![1]);
+    expect(await exchange(port, 'P')).toBe('ns:P');
+    await run.stop('SIGTERM');
+  });
+
+  it('exits as the command does: its code, 127 not found, 128+N for signal N', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const exit = async (...args: string[]) =>
+      (await runCli(['run', ...args], 20_000, { env: e.env })).code;
+    expect(await exit('--', 'sh', '-c', 'exit 3')).toBe(3);
+    expect(await exit('no-such-command-for-portpub')).toBe(127);
+    expect(await exit('sh', '-c', 'kill -TERM $$')).toBe(143);
+  });
+
+  it('gives everything after COMMAND to the command (issue 13, defect 6)', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const r = await runCli(
+      ['run', 'sh', '-c', 'echo "$0|$*"', 'x', '--link', 'db', '-e', 'A=1'],
+      20_000,
+      {
+        env: e.env,
+      },
+    );
+    expect(r.stdout).toBe('x|--link db -e A=1\n');
+  });
+
+  it('sets the hostname, Docker default environment and -e/--env-file inside', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-envfile-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'env');
+    writeFileSync(file, '# comment\n  FROM_FILE=a "b" \nOVERRIDE=file\n\n');
+    const r = await runCli(
+      [
+        'run',
+        '--env-file',
+        file,
+        '-e',
+        'OVERRIDE=flag',
+        '-e',
+        'EMPTY=',
+        '--',
+        process.execPath,
+        '-e',
+        'for (const [k, v] of Object.entries(process.env)) console.log(k + "=" + v)',
+      ],
+      20_000,
+      { env: e.env },
+    );
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n').filter(Boolean);
+    const id = /^HOSTNAME=([0-9a-f]{12})$/.exec(lines[1] ?? '')?.[1];
+    expect(id).toBeDefined();
+    expect(lines).toEqual([
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      `HOSTNAME=${id}`,
+      'FROM_FILE=a "b" ',
+      'OVERRIDE=flag',
+      'EMPTY=',
+      'HOME=/root',
+    ]);
+  });
+
+  it('--network host runs the command on the host, as before', async () => {
+    const e = runEnv();
+    const r = await runCli(
+      ['run', '--network', 'host', '-e', 'A=1', '--', 'sh', '-c', 'echo "$A $(hostname)"'],
+      15_000,
+      {
+        env: e.env,
+      },
+    );
+    expect(r.stdout).toBe(`1 ${hostname()}\n`);
+  });
+
+  it.each([
+    ['user/max_user_namespaces', '0', 'user.max_user_namespaces'],
+    ['kernel/unprivileged_userns_clone', '0', 'kernel.unprivileged_userns_clone'],
+    ['kernel/apparmor_restrict_unprivileged_userns', '1', 'AppArmor'],
+  ])(
+    'without user namespaces (%s = %s) says which setting and suggests --network host',
+    async (file, value, named) => {
+      const e = runEnv();
+      const sys = mkdtempSync(join(tmpdir(), 'portpub-sysctl-'));
+      onTestFinished(() => rmSync(sys, { recursive: true, force: true }));
+      mkdirSync(join(sys, file, '..'), { recursive: true });
+      writeFileSync(join(sys, file), `${value}\n`);
+      const r = await runCli(['run', '-p', '127.0.0.1::80', '--', 'true'], 15_000, {
+        env: { ...e.env, PORTPUB_USERNS: 'always', PORTPUB_SYSCTL_DIR: sys },
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(named);
+      expect(r.stderr).toContain('--network host');
+    },
+  );
+});
+
+/** hostPort asks `portpub port NAME PORT` for the first host port of a binding. */
+async function hostPort(e: RunEnv, name: string, port: string): Promise<number> {
+  let out = '';
+  await waitFor(
+    async () => {
+      out = (await runCli(['port', name, port], 15_000, { env: e.env })).stdout;
+      return out !== '';
+    },
+    `portpub port ${name} ${port}`,
+    15_000,
+  );
+  return Number(/:(\d+)\n/.exec(out)![1]);
+}
