@@ -9,6 +9,8 @@ import {
   type ComposeProject,
   type ProjectOptions,
 } from '../publish/compose-load.js';
+import { planSelfLoop } from '../publish/self-loop.js';
+import { UsageError } from '../errors.js';
 import type { ServiceState } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { formatServicePlan } from './format.js';
@@ -68,7 +70,6 @@ export function registerUp(program: Command, ctx: CliContext): void {
       ctx.setExit(await runUp(opts, ctx));
     });
   addServeOptions(up);
-  up.configureHelp({ sortOptions: false });
 }
 
 function targetForArg(value: string, prev: Record<string, string>): Record<string, string> {
@@ -92,12 +93,16 @@ async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
   const project = loadComposeProject(projectOpts);
   for (const w of project.warnings) logger.warn(w);
   const publish = projectRequests(project);
+  if (publish.length === 0) throw nothingToPublish(project);
   if (opts.dryRun) {
     ctx.io.stdout.write(formatServicePlan(publish, opts));
     warnSctp(
       publish.map((r) => r.mapping),
       logger,
     );
+    // Serving this plan would be refused (exit 2): a dry run says why, and still shows the plan.
+    const loop = planSelfLoop(publish, opts.defaultHostIp);
+    if (loop) logger.warn({ code: loop.code }, loop.message);
     return 0;
   }
   // The state file says which project, and each service's expose: ports and container_name:.
@@ -113,6 +118,21 @@ async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
     return projectRequests(next);
   };
   return serve(publish, opts, ctx, logger, identity, reload);
+}
+
+/**
+ * nothingToPublish is the start-up error for a project without one published port (exit 2):
+ * serving nothing would only wait for a reload that may never come.
+ */
+function nothingToPublish(project: ComposeProject): UsageError {
+  const files = project.files.join(', ');
+  const names = project.services.map((s) => s.name);
+  return new UsageError(
+    `nothing to publish: no service in ${files} has ports: ` +
+      (names.length === 0
+        ? '(it defines no services)'
+        : `(services: ${names.join(', ')}; expose: ports are not published)`),
+  );
 }
 
 /** serviceStates is what the state file records of each service beside its bindings. */

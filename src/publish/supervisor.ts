@@ -1,11 +1,20 @@
 // Starts every published mapping all-or-nothing, reports what was bound, applies reloads, and
 // stops by draining. Arrows point one way: supervisor -> allocate / forwarders -> pure parts.
-import { createServer, type Server } from 'node:net';
+import { createServer, isIP, type Server } from 'node:net';
 import { PortAllocator, type Allocation, type Handle } from './allocate.js';
-import { UnsupportedError, UsageError } from '../errors.js';
+import { BindError, UnsupportedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { joinHostPort, type Binding } from '../docker/report.js';
-import { formatSpec, isIpLiteral, type PortMapping } from '../docker/spec.js';
+import { formatSpec, hostPortRange, isIpLiteral, type PortMapping } from '../docker/spec.js';
+import {
+  findSelfLoop,
+  literalAddresses,
+  localAddresses,
+  plannedListening,
+  selfLoopError,
+  targetAddresses,
+  type LoopCandidate,
+} from './self-loop.js';
 import { listenTcp, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
 import { bindUdp } from '../udp/bind.js';
 import { createTcpForwarder, createUdpForwarder, type EngineChoice } from '../engine/index.js';
@@ -191,7 +200,10 @@ export class Forwarding {
     await Promise.all(removed.map((e) => this.drain(e)));
     let added: Entry[];
     try {
-      added = await this.bindAll(wanted.filter(([key]) => !current.has(key)));
+      added = await this.bindAll(
+        wanted.filter(([key]) => !current.has(key)),
+        kept,
+      );
     } catch (err) {
       const restored: Entry[] = [];
       for (const e of removed) {
@@ -210,6 +222,7 @@ export class Forwarding {
     }
     const byKey = new Map([...kept, ...added].map((e) => [e.key, e]));
     this.entries = wanted.map(([key]) => byKey.get(key)!);
+    this.holdWhileEmpty();
     return { added: added.length, removed: removed.length, kept: kept.length };
   }
 
@@ -219,6 +232,7 @@ export class Forwarding {
    */
   async close(drainTimeoutMs = 10_000): Promise<void> {
     this.closed = true;
+    this.holdWhileEmpty();
     const entries = this.entries;
     this.entries = [];
     for (const e of entries) void this.drain(e);
@@ -239,12 +253,35 @@ export class Forwarding {
   /** destroy cuts every connection and closes every socket now. Idempotent. */
   destroy(): void {
     this.closed = true;
+    this.holdWhileEmpty();
     for (const e of this.entries) void this.drain(e);
     this.entries = [];
     for (const fw of this.allForwarders) fw.destroy();
   }
 
   private readonly allForwarders = new Set<Forwarder>();
+
+  /** idle keeps the process alive while a reload has left nothing to publish. */
+  private idle: NodeJS.Timeout | undefined;
+
+  /**
+   * holdWhileEmpty: with no sockets and no timers Node would simply exit (code 13 under a
+   * top-level await), so a reload to zero ports would end the process and no later reload could
+   * bring ports back. While open and empty, a ref'd timer holds the process; it goes once a
+   * reload publishes something again, or on close.
+   */
+  private holdWhileEmpty(): void {
+    const empty = !this.closed && this.entries.length === 0;
+    if (empty && !this.idle) {
+      this.idle = setInterval(() => undefined, 1 << 30);
+      this.logger.warn(
+        'nothing to publish after the reload: still running, and a reload that adds ports will publish them',
+      );
+    } else if (!empty && this.idle) {
+      clearInterval(this.idle);
+      this.idle = undefined;
+    }
+  }
 
   /**
    * drain stops accepting on an entry's sockets and lets its connections finish (tracked in
@@ -269,7 +306,15 @@ export class Forwarding {
     return Promise.all(ids.map((id) => share.unserve(id))).then(() => undefined);
   }
 
-  private async bindAll(keys: readonly [string, PublishRequest][]): Promise<Entry[]> {
+  /**
+   * bindAll binds `keys` all-or-nothing beside the `kept` entries. No target may be one of this
+   * process's own listening sockets (self-loop.ts): checked before binding where the ports are
+   * known, and again once bound, for ports the kernel or a pool picked.
+   */
+  private async bindAll(
+    keys: readonly [string, PublishRequest][],
+    kept: readonly Entry[] = [],
+  ): Promise<Entry[]> {
     for (const [, r] of keys) {
       if (r.mapping.protocol === 'sctp') {
         throw new UnsupportedError(
@@ -278,9 +323,26 @@ export class Forwarding {
         );
       }
     }
+    const candidates = await loopCandidates([
+      ...kept.map((e) => e.request),
+      ...keys.map(([, r]) => r),
+    ]);
+    const keptListening = kept.flatMap((e) => e.bindings);
+    const planned = findSelfLoop(candidates, [
+      ...keptListening,
+      ...plannedListening(
+        keys.map(([, r]) => ({ mapping: r.mapping, hostIps: this.hostIpsFor(r.mapping) })),
+      ),
+    ]);
+    if (planned) throw selfLoopError(planned);
     const entries: Entry[] = [];
     try {
       for (const [key, request] of keys) entries.push(await this.bindOne(key, request));
+      const bound = findSelfLoop(candidates, [
+        ...keptListening,
+        ...entries.flatMap((e) => e.bindings),
+      ]);
+      if (bound) throw selfLoopError(bound);
     } catch (err) {
       for (const e of entries) {
         e.allocation.release();
@@ -311,12 +373,17 @@ export class Forwarding {
     const protocol = mapping.protocol as 'tcp' | 'udp';
     const hostIps = this.hostIpsFor(mapping);
     const req = { hostIps, hostPort: hostPort ?? mapping.hostPort, protocol };
-    const allocation: Allocation<Handle> =
-      protocol === 'tcp'
-        ? await this.allocator.allocate(req, (ip, port) =>
-            listenTcp(ip, port, { ipv6Only: ip === '::' }),
-          )
-        : await this.allocator.allocate(req, (ip, port) => bindUdp(ip, port));
+    let allocation: Allocation<Handle>;
+    try {
+      allocation =
+        protocol === 'tcp'
+          ? await this.allocator.allocate(req, (ip, port) =>
+              listenTcp(ip, port, { ipv6Only: ip === '::' }),
+            )
+          : await this.allocator.allocate(req, (ip, port) => bindUdp(ip, port));
+    } catch (err) {
+      throw ownServiceHint(err, request);
+    }
     const bindings: Binding[] = hostIps.map((hostIp) => ({
       ...(name !== undefined ? { name } : {}),
       hostIp,
@@ -389,6 +456,42 @@ export class Forwarding {
 /** startForwarding binds every mapping (all or nothing) and starts serving them. */
 export function startForwarding(options: ForwardingOptions): Promise<Forwarding> {
   return Forwarding.start(options);
+}
+
+/** loopCandidates resolves each distinct target host once (mappings with a dialer never loop). */
+async function loopCandidates(requests: readonly PublishRequest[]): Promise<LoopCandidate[]> {
+  const hosts = new Map<string, Promise<string[]>>();
+  const out: LoopCandidate[] = [];
+  for (const r of requests) {
+    if (r.dial) continue;
+    let addresses = hosts.get(r.targetHost);
+    if (!addresses) hosts.set(r.targetHost, (addresses = targetAddresses(r.targetHost)));
+    out.push({ ...r, addresses: await addresses });
+  }
+  return out;
+}
+
+/**
+ * ownServiceHint adds a hint to "address already in use" when the mapping publishes a local
+ * target's own port: the service itself most likely holds it, as it shares the host's ports.
+ */
+function ownServiceHint(err: unknown, request: PublishRequest): unknown {
+  if (!(err instanceof BindError) || !err.message.endsWith('address already in use')) return err;
+  const range = hostPortRange(request.mapping.hostPort);
+  const addresses = literalAddresses(request.targetHost);
+  if (!range || range[0] !== request.mapping.targetPort || !addresses || request.dial) return err;
+  const local = localAddresses();
+  if (!addresses.some((a) => isIP(a) !== 0 && local.check(a, isIP(a) === 4 ? 'ipv4' : 'ipv6'))) {
+    return err;
+  }
+  const target = joinHostPort(request.targetHost, request.mapping.targetPort);
+  return new BindError(
+    `${err.message} (hint: the service at ${target} is probably holding this port itself: on a ` +
+      `bare host it shares the host's ports, where Docker gives it a network namespace of its ` +
+      `own. Publish on another host port, run the service on another loopback address such as ` +
+      `127.0.0.2 and point portpub at it, or start it with \`portpub run\`)`,
+    { cause: err },
+  );
 }
 
 /** keyed gives each request a stable identity for reloads; repeats get an occurrence number. */

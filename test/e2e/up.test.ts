@@ -10,6 +10,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadComposeProjectOffThread } from '../../src/publish/compose-load.js';
 import { runCli, startCli, withTimeout, type Running } from '../helpers/cli.js';
 import { echoServer, freePort } from '../helpers/net.js';
+import { reservePorts } from '../helpers/ports.js';
 
 const tcpEcho = async (): Promise<number> => (await echoServer()).port;
 
@@ -344,4 +345,51 @@ describe('state directory and reload targets (issue 11 defects 7 and 8)', () => 
       expect(done.stderr).not.toContain('"stack"');
     },
   );
+});
+
+describe('up and its own sockets; a reload to no ports (issue 13 defects 1 and 2)', () => {
+  it('refuses a service whose target is its own published socket (exit 2); --dry-run says so', async () => {
+    const dir = tempDir();
+    const p = await reservePorts(1);
+    const file = join(dir, 'compose.yaml');
+    writeFileSync(file, `services:\n  web:\n    ports:\n      - "${p}:${p}"\n`);
+    const env = { XDG_RUNTIME_DIR: dir };
+    const r = await runCli(['up', '-f', file], 15_000, { env });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `service web: ${p}:${p}/tcp: the target 127.0.0.1:${p}/tcp is portpub's own listening socket 0.0.0.0:${p}/tcp`,
+    );
+    expect(r.stderr).toContain('--target-for web=127.0.0.2');
+    const dry = await runCli(['up', '-f', file, '--dry-run'], 15_000, { env });
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain(`web: ${p}/tcp -> 0.0.0.0:${p} => 127.0.0.1:${p}`);
+    expect(dry.stderr).toContain("is portpub's own listening socket");
+  });
+
+  it('keeps running after a reload removes the last port, and publishes again later', async () => {
+    const dir = tempDir();
+    const env = { XDG_RUNTIME_DIR: dir };
+    const web = await tcpEcho();
+    const file = join(dir, 'compose.yaml');
+    const withPort = `services:\n  web:\n    ports:\n      - "127.0.0.1::${web}"\n`;
+    writeFileSync(file, withPort);
+    const run = await startCli(['up', '-f', file, '--log-format', 'json'], 1, 15_000, { env });
+    writeFileSync(file, 'services:\n  web:\n    image: nginx\n');
+    run.child.kill('SIGHUP');
+    await waitForLog(
+      run,
+      'nothing to publish after the reload: still running, and a reload that adds ports will publish them',
+    );
+    await waitForLog(run, 'reloaded');
+    writeFileSync(file, withPort);
+    run.child.kill('SIGHUP');
+    await waitForLog(run, 'reloaded', 2);
+    const port = await runCli(['port', 'web', String(web)], 15_000, { env });
+    expect(port.code).toBe(0);
+    const published = Number(/:(\d+)$/.exec(port.stdout.trim())![1]);
+    const conn = await open(published);
+    expect(await conn.echo('back')).toBe('back');
+    const done = await run.stop('SIGTERM');
+    expect(done.code).toBe(0);
+  });
 });
