@@ -44,6 +44,8 @@ path.link { fill:none; stroke:var(--line); stroke-width:2; }
 const SCRIPT = `
 const W = 960, ROW = 40, TOP = 30, CLIENT_W = 250, HOST_X = 330, HOST_W = 200, TARGET_X = 720, TARGET_W = 220;
 const NS = 'http://www.w3.org/2000/svg';
+// Rows drawn per binding, oldest first; the rest are counted. A demo page, not a load monitor.
+const MAX_ROWS = 40;
 const cards = new Map();
 let previous = new Map();
 const $ = (tag, attrs = {}, parent) => {
@@ -101,7 +103,8 @@ function card(id, snap, b) {
   $('text', { x: 20, y: TOP - 10, class: 'small' }, svg).textContent = 'clients';
   const empty = $('text', { x: 20, y: TOP + 30, class: 'empty' }, svg);
   empty.textContent = 'no open ' + (b.protocol === 'udp' ? 'flows' : 'connections');
-  c = { el, svg, nums, hostRect, targetRect, empty, conns: new Map(), order: [] };
+  const more = $('text', { x: 20, y: 0, class: 'small more' }, svg);
+  c = { el, svg, nums, hostRect, targetRect, empty, more, extra: 0, conns: new Map(), order: [] };
   cards.set(id, c);
   return c;
 }
@@ -124,7 +127,9 @@ function connNode(c, id, conn) {
 }
 function layout(c) {
   const n = c.order.length;
-  const height = Math.max(120, TOP + n * ROW + 20);
+  const height = Math.max(120, TOP + n * ROW + (c.extra > 0 ? 40 : 20));
+  c.more.textContent = c.extra > 0 ? '+ ' + c.extra + ' more' : '';
+  c.more.setAttribute('y', TOP + n * ROW + 12);
   c.svg.setAttribute('viewBox', '0 0 ' + W + ' ' + height);
   // The host and target boxes span every row: each connection runs straight across its own row.
   const boxH = Math.max(60, n * ROW - 8);
@@ -170,7 +175,10 @@ function render(ev) {
       }
       rates.set(id, { at: snap.at, k });
       const live = new Set();
-      for (const conn of (snap.connections || []).filter((x) => x.key === b.key)) {
+      const mine = (snap.connections || []).filter((x) => x.key === b.key);
+      mine.sort((x, y) => x.openedAt - y.openedAt);
+      c.extra = Math.max(0, mine.length - MAX_ROWS);
+      for (const conn of mine.slice(0, MAX_ROWS)) {
         const cid = conn.client + ' ' + conn.openedAt;
         live.add(cid);
         const n = c.conns.get(cid) || connNode(c, cid, conn);

@@ -190,4 +190,29 @@ describe('--ui page', () => {
     await attr(page, `${card} [data-field="total"]`, 'data-value', (v) => v === '6', 'total = 6');
     await attr(page, `${card} [data-field="c2t"]`, 'data-value', (v) => v === '6000', 'bytes');
   });
+
+  it('portpub ui serves the page for portpubs already running, 40 rows at most', async (t) => {
+    const context = await browser(t);
+    const o = observeEnv();
+    const target = await echoServer();
+    const pp = await o.start(['-p', `127.0.0.1::${target.port}`, '--name', 'many']);
+    const port = parsePortLine(pp.lines[0]!).port;
+    for (let i = 0; i < 42; i++) await connectTcp(port);
+    const ui = await o.start(['ui', '--listen', '127.0.0.1:0']);
+    const url = ui.lines[0]!;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const page = await context.newPage();
+    await page.goto(url, { timeout: 30_000 });
+    const card = `section.card[data-binding="127.0.0.1:${port}/tcp"]`;
+    await attr(page, `${card} [data-field="active"]`, 'data-value', (v) => v === '42', '42 open');
+    await waitFor(
+      async () => (await page.$$(`${card} .conn`)).length === 40,
+      '40 rows drawn',
+      20_000,
+    );
+    expect(await page.textContent(`${card} .more`)).toBe('+ 2 more');
+    expect(await page.textContent(`${card} h2 span`)).toBe('many');
+    const stopped = await ui.stop('SIGINT');
+    expect(stopped.code).toBe(0);
+  });
 });
