@@ -5,6 +5,7 @@ import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { readBuffer, relayRead, sharedReads, sweepCaptures } from './shared-reads.js';
 import { joinHostPort } from '../address.js';
+import { resetSocket } from '../node-internals.js';
 
 /**
  * LISTEN_BACKLOG is what Go (so docker-proxy) asks for: the kernel caps it at
@@ -135,7 +136,7 @@ function holdUnclaimed(server: Server): void {
       socket.on('error', ignore);
       hold.sockets.push(socket);
       hold.timer ??= setTimeout(() => {
-        for (const s of hold.sockets.splice(0)) s.resetAndDestroy();
+        for (const s of hold.sockets.splice(0)) resetSocket(s);
         hold.timer = undefined;
       }, UNCLAIMED_HOLD_MS).unref();
     },
@@ -378,7 +379,7 @@ export class TcpForwarder {
   private accept(client: Socket): void {
     if (this.closing) {
       client.on('error', ignore);
-      client.resetAndDestroy();
+      resetSocket(client);
       return;
     }
     const { maxConnections } = this.settings;
@@ -392,7 +393,7 @@ export class TcpForwarder {
           'connection refused: maxConnections reached',
         );
       }
-      client.resetAndDestroy();
+      resetSocket(client);
       return;
     }
     this.counters.connectionsTotal++;
@@ -643,7 +644,7 @@ class Pair {
       this.owner.connectFailed(this.peer(), undefined);
       this.code = 'ETIMEDOUT';
       this.target.destroy();
-      this.client.resetAndDestroy();
+      resetSocket(this.client);
       return;
     }
     const { idleTimeoutMs, halfCloseLingerMs } = this.owner.settings;
@@ -670,12 +671,12 @@ class Pair {
       this.how ??= 'connect-failed';
       this.code ??= errorCode(err);
       this.owner.connectFailed(this.peer(), err);
-      this.client.resetAndDestroy();
+      resetSocket(this.client);
       return;
     }
     this.how ??= how;
     this.code ??= errorCode(err);
-    (how === 'reset-by-client' ? this.target : this.client).resetAndDestroy();
+    resetSocket(how === 'reset-by-client' ? this.target : this.client);
   }
 
   onClose(): void {

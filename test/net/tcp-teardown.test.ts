@@ -1,0 +1,243 @@
+// Every TCP pair ends with both descriptors closed, whatever order FIN, RST and errors arrive in
+// (issue 11 defect 1): each scenario drives one order through a real forwarder on loopback and
+// checks that every pair finishes and /proc/self/fd returns to its baseline.
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { TcpForwarder, listenTcp } from '../../src/tcp/forwarder.js';
+import { resetSocket, shutdownPending } from '../../src/node-internals.js';
+import { settled, track, waitFor, withDeadline } from '../helpers/net.js';
+
+const V4 = '127.0.0.1';
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+/** closed resolves once socket has closed (at once if it already has). */
+function closed(socket: net.Socket): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+/**
+ * Scenario is one order of events on every pair: the origin (client or target) sends `bytes`,
+ * optionally its FIN, then a reset; the receiver (the other end) reads or not, and may send
+ * `receiverSends` bytes of its own meanwhile (an answer, an upload), with or without its own FIN.
+ */
+interface Scenario {
+  origin: 'client' | 'target';
+  /** bytes the origin sends before it closes, per connection (spread so some fill the buffers). */
+  bytes: (i: number) => number;
+  fin: boolean;
+  receiverReads: boolean;
+  receiverSends: number;
+  receiverFin: boolean;
+}
+
+const PAIRS = 8;
+/** spread: 64 KiB to ~2.2 MiB across the pairs, so one of them meets a socket buffer just full. */
+const spread = (i: number): number => 64 * KiB + i * 300 * KiB;
+const none = (): number => 0;
+const bulk = (): number => 16 * MiB;
+
+/** rows crosses every order worth driving: who resets, FIN first or not, reading or not. */
+function rows(): [string, Scenario][] {
+  const out: [string, Scenario][] = [];
+  for (const origin of ['client', 'target'] as const) {
+    for (const [size, bytes] of [
+      ['nothing', none],
+      ['up to 2 MiB', spread],
+      ['16 MiB (writes pending)', bulk],
+    ] as const) {
+      for (const fin of [false, true]) {
+        for (const receiverReads of [false, true]) {
+          for (const [receiverSends, receiverFin] of [
+            [0, false],
+            [4 * MiB, true],
+          ] as const) {
+            const name =
+              `${origin} sends ${size}${fin ? ', FIN' : ''}, then RST; the other end ` +
+              `${receiverReads ? 'reads' : 'does not read'}` +
+              (receiverSends > 0
+                ? `, sends ${receiverSends / KiB} KiB${receiverFin ? ' and FIN' : ''}`
+                : '');
+            out.push([name, { origin, bytes, fin, receiverReads, receiverSends, receiverFin }]);
+          }
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Ends is the two test-owned sockets of one pair: the client and the target's accepted one. */
+interface Ends {
+  client: net.Socket;
+  target: net.Socket;
+}
+
+async function run(s: Scenario): Promise<void> {
+  // The target reads nothing until told: pauseOnConnect keeps its bytes in the kernel, so its
+  // own close() with unread bytes is a reset.
+  const accepted: net.Socket[] = [];
+  const waiting: ((s: net.Socket) => void)[] = [];
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => undefined);
+    const w = waiting.shift();
+    if (w) w(socket);
+    else accepted.push(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, V4, resolve));
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const nextTarget = (): Promise<net.Socket> => {
+    const s = accepted.shift();
+    return s ? Promise.resolve(s) : new Promise((resolve) => waiting.push(resolve));
+  };
+  const listener = await listenTcp(V4, 0);
+  track(listener, (l) => l.close());
+  const targetPort = (server.address() as net.AddressInfo).port;
+  const fw = track(new TcpForwarder(listener, { targetHost: V4, targetPort }));
+  const baseline = fdCount();
+
+  const ends: Ends[] = [];
+  for (let i = 0; i < PAIRS; i++) {
+    const client = net.connect({ port: fw.address.port, host: V4, allowHalfOpen: true });
+    client.pause(); // read nothing until told, for the same reason as the target
+    client.on('error', () => undefined);
+    track(client);
+    await withDeadline(
+      new Promise((resolve) => client.once('connect', resolve)),
+      5_000,
+      'the connect',
+    );
+    const target = track(await withDeadline(nextTarget(), 5_000, 'the target connection'));
+    ends.push({ client, target });
+  }
+  const origin = (e: Ends): net.Socket => (s.origin === 'client' ? e.client : e.target);
+  const receiver = (e: Ends): net.Socket => (s.origin === 'client' ? e.target : e.client);
+
+  // A byte from each receiver, left unread by the origin: the origin's close() is then a reset.
+  const toOrigin = (): number =>
+    s.origin === 'client' ? fw.stats().bytesTargetToClient : fw.stats().bytesClientToTarget;
+  for (const e of ends) receiver(e).write('!');
+  await waitFor(() => toOrigin() >= PAIRS, 'the greetings to reach the origins');
+
+  ends.forEach((e, i) => {
+    const r = receiver(e);
+    if (s.receiverReads) r.resume();
+    if (s.receiverSends > 0) r.write(Buffer.alloc(s.receiverSends, 2));
+    if (s.receiverFin) r.end();
+    const o = origin(e);
+    const n = s.bytes(i);
+    if (n > 0) o.write(Buffer.alloc(n, 1));
+    if (s.fin) o.end();
+  });
+  // Let whatever can move, move (FINs relayed, buffers filled), then reset every origin.
+  await settled(
+    () => fw.stats().bytesClientToTarget + fw.stats().bytesTargetToClient,
+    'traffic',
+    200,
+  );
+  for (const e of ends) origin(e).destroy();
+  // The forwarder meets the resets with the receivers as they were (a pending shutdown stays
+  // pending while its peer reads nothing); then every receiver reads and ends, so that a pair
+  // left half-open by design (it saw the FIN, and nothing made it see the reset) finishes too.
+  await settled(() => fw.stats().connectionsActive, 'the resets to be relayed', 200);
+  for (const e of ends) receiver(e).resume().end();
+
+  await waitFor(() => fw.stats().connectionsActive === 0, 'every pair to finish', 10_000);
+  for (const e of ends) {
+    e.client.destroy();
+    e.target.destroy();
+  }
+  await withDeadline(
+    Promise.all(ends.flatMap((e) => [closed(e.client), closed(e.target)])),
+    5_000,
+    'the test sockets to close',
+  );
+  await waitFor(() => fdCount() <= baseline, `descriptors back to ${baseline}`, 5_000).catch(() =>
+    expect(fdCount()).toBe(baseline),
+  );
+  // close() (drain on stop) resolves at once: no pair is left to wait for.
+  await withDeadline(fw.close(), 1_000, 'close() with nothing to drain');
+}
+
+describe('pair teardown: both descriptors closed whatever the order', () => {
+  it.each(rows())('%s', async (_name, scenario) => run(scenario), 30_000);
+});
+
+describe('resetSocket', () => {
+  it('closes a socket whose shutdown is pending (libuv refuses the reset: EINVAL)', async () => {
+    const peers: net.Socket[] = [];
+    const server = net.createServer({ pauseOnConnect: true }, (s) => {
+      s.on('error', () => undefined);
+      peers.push(s);
+    });
+    onTestFinished(() => {
+      for (const s of peers) s.destroy();
+      server.close();
+    });
+    await new Promise<void>((resolve) => server.listen(0, V4, resolve));
+    const baseline = fdCount();
+    const socket = net.connect({ port: (server.address() as net.AddressInfo).port, host: V4 });
+    const errors: string[] = [];
+    socket.on('error', (err: NodeJS.ErrnoException) => errors.push(`${err.syscall}:${err.code}`));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.end(); // nothing queued: the shutdown goes to libuv now and completes next turn
+    expect(shutdownPending(socket)).toBe(true);
+    resetSocket(socket);
+    await withDeadline(closed(socket), 2_000, "the socket's close");
+    expect(errors).toEqual([]);
+    await waitFor(() => peers.length === 1, 'the accept');
+    peers[0]!.destroy();
+    await waitFor(() => fdCount() <= baseline, `descriptors back to ${baseline}`);
+  });
+});
+
+/**
+ * sameTurn drives the order that leaked descriptors (issue 11): in one event-loop turn the
+ * forwarder reads the origin's bytes and FIN (so end() goes to the other socket, whose shutdown
+ * is then pending until the next turn) and then the receiver's bytes, whose relay to the origin
+ * fails (the origin has reset): the pair resets the socket it has just ended. The two test ends
+ * run in a worker thread and act while this thread is blocked, so the forwarder meets it all in
+ * one turn.
+ */
+async function sameTurn(origin: 'client' | 'target'): Promise<void> {
+  const baseline = fdCount();
+  const worker = new Worker(new URL('../fixtures/tcp-same-tick-peer.mjs', import.meta.url));
+  onTestFinished(async () => {
+    await worker.terminate();
+  });
+  const reply = <T>(): Promise<T> =>
+    withDeadline(new Promise<T>((resolve) => worker.once('message', resolve)), 5_000, 'the worker');
+  worker.postMessage({ op: 'listen' });
+  const { port: targetPort } = await reply<{ port: number }>();
+  const listener = await listenTcp(V4, 0);
+  const fw = new TcpForwarder(listener, { targetHost: V4, targetPort });
+  onTestFinished(() => fw.destroy());
+  worker.postMessage({ op: 'connect', port: fw.address.port, origin });
+  await reply();
+  const toOrigin = (): number =>
+    origin === 'client' ? fw.stats().bytesTargetToClient : fw.stats().bytesClientToTarget;
+  await waitFor(() => toOrigin() === 1, 'the greeting to reach the origin');
+
+  const word = new Int32Array(new SharedArrayBuffer(4));
+  worker.postMessage({ op: 'go', origin, word: word.buffer });
+  expect(Atomics.wait(word, 0, 0, 5_000)).not.toBe('timed-out');
+
+  await waitFor(() => fw.stats().connectionsActive === 0, 'the pair to finish');
+  await withDeadline(fw.close(), 1_000, 'close() with nothing to drain');
+  await worker.terminate();
+  await waitFor(() => fdCount() <= baseline, `descriptors back to ${baseline}`).catch(() =>
+    expect(fdCount()).toBe(baseline),
+  );
+}
+
+describe('pair teardown: FIN, reset and an answer in one event-loop turn', () => {
+  it('client sends, FIN, reset; the target answers', () => sameTurn('client'));
+  it('target sends, FIN, reset; the client uploads', () => sameTurn('target'));
+});
