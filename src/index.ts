@@ -8,15 +8,18 @@ export {
   type Protocol,
 } from './docker/spec.js';
 export {
+  startPublisher,
+  Publisher,
   startForwarding,
   Forwarding,
   type Binding,
   type BindingStats,
+  type PublisherOptions,
   type ForwardingOptions,
   type PublishRequest,
   type TcpOptions,
   type UdpOptions,
-} from './publish/supervisor.js';
+} from './publish/publisher.js';
 export { PortAllocator, type PortRange } from './publish/allocate.js';
 export {
   TcpForwarder,

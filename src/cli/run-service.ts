@@ -11,7 +11,7 @@ import { serviceEnv } from '../netns/env.js';
 import { hostsFile } from '../netns/hosts.js';
 import { dialLink, relay, serveLinks, type LinkServer } from '../netns/relay.js';
 import { exitStatus, Sandbox } from '../netns/sandbox.js';
-import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
+import { startPublisher, type Publisher, type PublishRequest } from '../publish/publisher.js';
 import {
   containerPath,
   findContainer,
@@ -63,7 +63,7 @@ export async function runContainer(
   const shortId = record.id.slice(0, 12);
   const log = logger.child({ container: shortId, name: record.name });
   let box: Sandbox | undefined;
-  let forwarding: Forwarding | undefined;
+  let forwarding: Publisher | undefined;
   let links: LinkServer | undefined;
   let observe: Observe | undefined;
   const teardown = async () => {
@@ -103,7 +103,7 @@ export async function runContainer(
           : () => sandbox.dialTcp(mapping.targetPort),
     }));
     if (publish.length > 0) {
-      forwarding = await startForwarding({
+      forwarding = await startPublisher({
         publish,
         defaultHostIp: opts.defaultHostIp,
         tcp: {

@@ -3,7 +3,7 @@
 // page all read this one shape; with --tcp-workers the workers' counters are summed in here.
 import type { ConnectionInfo } from '../forwarder.js';
 import { joinHostPort } from '../docker/report.js';
-import type { BindingStats } from '../publish/supervisor.js';
+import type { BindingStats } from '../publish/publisher.js';
 
 /** TcpStats and UdpStats are the forwarders' counters, as the supervisor reports them. */
 export type TcpStats = Extract<BindingStats, { tcp: unknown }>['tcp'];
@@ -48,7 +48,7 @@ export interface WorkerForwarderReport {
   connections?: ConnectionInfo[];
 }
 
-/** Served is the part of a running Forwarding the live view reads. */
+/** Served is the part of a running Publisher the live view reads. */
 export interface Served {
   stats(): BindingStats[];
   /** connections lists each binding's live connections, in stats() order, where implemented. */

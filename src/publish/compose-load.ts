@@ -15,7 +15,7 @@ import {
   type ComposeService,
 } from '../docker/compose.js';
 import { parseDotenv } from '../docker/dotenv.js';
-import type { PublishRequest } from './supervisor.js';
+import type { PublishRequest } from './publisher.js';
 
 /**
  * MAX_COMPOSE_FILE_BYTES bounds each config file (and the `.env`): 4 MiB, some hundred times a

@@ -5,7 +5,7 @@
 import { BlockList, isIP, isIPv4 } from 'node:net';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import { PortpubError, EXIT_USAGE } from '../errors.js';
+import { BindError, PortpubError, EXIT_USAGE } from '../errors.js';
 import { joinHostPort } from '../docker/report.js';
 import { formatSpec, hostPortRange, type PortMapping } from '../docker/spec.js';
 
@@ -193,4 +193,52 @@ export function planSelfLoop(
     plannedListening(requests.map((r) => ({ mapping: r.mapping, hostIps: hostIpsFor(r.mapping) }))),
   );
   return found && selfLoopError(found);
+}
+
+/** loopCandidates resolves each distinct target host once (mappings with a dialer never loop). */
+export async function loopCandidates(
+  requests: readonly { mapping: PortMapping; targetHost: string; name?: string; dial?: unknown }[],
+): Promise<LoopCandidate[]> {
+  const hosts = new Map<string, Promise<string[]>>();
+  const out: LoopCandidate[] = [];
+  for (const r of requests) {
+    if (r.dial) continue;
+    let addresses = hosts.get(r.targetHost);
+    if (!addresses) hosts.set(r.targetHost, (addresses = targetAddresses(r.targetHost)));
+    out.push({
+      mapping: r.mapping,
+      targetHost: r.targetHost,
+      ...(r.name !== undefined ? { name: r.name } : {}),
+      addresses: await addresses,
+    });
+  }
+  return out;
+}
+
+/**
+ * ownServiceHint adds a hint to "address already in use" when the mapping publishes a local
+ * target's own port: the service itself most likely holds it, as it shares the host's ports.
+ */
+export function ownServiceHint(
+  err: unknown,
+  mapping: PortMapping,
+  targetHost: string,
+  dialled: boolean,
+): unknown {
+  if (!(err instanceof BindError) || !err.message.endsWith('address already in use')) return err;
+  const range = hostPortRange(mapping.hostPort);
+  const addresses = literalAddresses(targetHost);
+  if (!range || range[0] !== mapping.targetPort || !addresses || dialled) return err;
+  const local = localAddresses();
+  if (!addresses.some((a) => isIP(a) !== 0 && local.check(a, isIP(a) === 4 ? 'ipv4' : 'ipv6'))) {
+    return err;
+  }
+  const target = joinHostPort(targetHost, mapping.targetPort);
+  return new BindError(
+    `${err.message} (hint: the service at ${target} is probably holding this port itself: on a ` +
+      `bare host it shares the host's ports, where Docker gives it a network namespace of its ` +
+      `own. Publish on another host port, run the service on another loopback address such as ` +
+      `127.0.0.2 and point portpub at it, or start it with \`portpub run\`)`,
+    { cause: err },
+  );
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { PortpubError } from '../errors.js';
 import { HEAP_FLAGS } from '../heap-flags.js';
 import type { Logger, LogFormat } from '../logger.js';
-import type { TcpShare } from '../publish/supervisor.js';
+import type { TcpShare } from '../publish/publisher.js';
 import type { TcpForwarderOptions, TcpStats } from '../tcp/forwarder.js';
 import type { ConnectionInfo } from '../forwarder.js';
 

@@ -5,14 +5,14 @@ import { BlockList, createServer, type Server } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePublish } from '../../src/docker/spec.js';
 import { findSelfLoop, type LoopCandidate } from '../../src/publish/self-loop.js';
-import { startForwarding, type PublishRequest } from '../../src/publish/supervisor.js';
+import { startPublisher, type PublishRequest } from '../../src/publish/publisher.js';
 import { reservePorts } from '../helpers/ports.js';
 
 const req = (spec: string, targetHost = '127.0.0.1', name?: string): PublishRequest[] =>
   parsePublish(spec).map((mapping) => ({ mapping, targetHost, ...(name ? { name } : {}) }));
 
 async function start(publish: PublishRequest[]) {
-  const f = await startForwarding({ publish });
+  const f = await startPublisher({ publish });
   onTestFinished(() => f.destroy());
   return f;
 }
@@ -37,7 +37,7 @@ const selfLoop = (message: string): unknown =>
 describe('start refuses a target that is its own listening socket', () => {
   it('127.0.0.1:P:P to 127.0.0.1, saying why and what to do, and binds nothing', async () => {
     const p = await reservePorts(1);
-    const err = await startForwarding({ publish: req(`127.0.0.1:${p}:${p}`) }).then(
+    const err = await startPublisher({ publish: req(`127.0.0.1:${p}:${p}`) }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -57,10 +57,10 @@ describe('start refuses a target that is its own listening socket', () => {
 
   it('the wildcard form P:P to 127.0.0.1 (TCP) and to localhost (UDP)', async () => {
     const p = await reservePorts(1);
-    await expect(startForwarding({ publish: req(`${p}:${p}`) })).rejects.toThrow(
+    await expect(startPublisher({ publish: req(`${p}:${p}`) })).rejects.toThrow(
       selfLoop(`socket 0.0.0.0:${p}/tcp`),
     );
-    await expect(startForwarding({ publish: req(`${p}:${p}/udp`, 'localhost') })).rejects.toThrow(
+    await expect(startPublisher({ publish: req(`${p}:${p}/udp`, 'localhost') })).rejects.toThrow(
       selfLoop(`the target localhost:${p}/udp (127.0.0.1)`),
     );
   });
@@ -71,17 +71,17 @@ describe('start refuses a target that is its own listening socket', () => {
       ...req(`127.0.0.1:${p}:${p + 1}`, '127.0.0.1', 'web'),
       ...req(`127.0.0.1:${p + 1}:80`, '10.255.255.1', 'api'),
     ];
-    await expect(startForwarding({ publish })).rejects.toThrow(
+    await expect(startPublisher({ publish })).rejects.toThrow(
       selfLoop(`service web: 127.0.0.1:${p}:${p + 1}/tcp: the target 127.0.0.1:${p + 1}/tcp`),
     );
-    await expect(startForwarding({ publish })).rejects.toThrow(
+    await expect(startPublisher({ publish })).rejects.toThrow(
       selfLoop('--target-for web=127.0.0.2'),
     );
   });
 
   it('a pool whose picked port is the target port, caught once bound', async () => {
     const p = await reservePorts(2);
-    await expect(startForwarding({ publish: req(`127.0.0.1:${p}-${p + 1}:${p}`) })).rejects.toThrow(
+    await expect(startPublisher({ publish: req(`127.0.0.1:${p}-${p + 1}:${p}`) })).rejects.toThrow(
       selfLoop(`socket 127.0.0.1:${p}/tcp`),
     );
     await listen(p);
@@ -110,7 +110,7 @@ describe('a bind refused because the service holds the port', () => {
     const p = await reservePorts(1);
     await listen(p); // the service, on the port it would be published on
     await expect(
-      startForwarding({ publish: req(`127.0.0.1:${p}:${p}`, '127.0.0.3') }),
+      startPublisher({ publish: req(`127.0.0.1:${p}:${p}`, '127.0.0.3') }),
     ).rejects.toThrow(
       expect.objectContaining({
         code: 'ERR_BIND',

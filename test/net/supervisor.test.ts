@@ -1,11 +1,8 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePublish } from '../../src/docker/spec.js';
-import {
-  startForwarding,
-  type Forwarding,
-  type PublishRequest,
-} from '../../src/publish/supervisor.js';
+import * as api from '../../src/index.js';
+import { Publisher, startPublisher, type PublishRequest } from '../../src/publish/publisher.js';
 import { withTimeout } from '../helpers/cli.js';
 import { echoServer as echoFixture, freePort } from '../helpers/net.js';
 
@@ -24,8 +21,8 @@ async function listenOn(port: number): Promise<Server> {
 const req = (spec: string, targetHost = '127.0.0.1', name?: string): PublishRequest[] =>
   parsePublish(spec).map((mapping) => ({ mapping, targetHost, ...(name ? { name } : {}) }));
 
-async function start(publish: PublishRequest[]): Promise<Forwarding> {
-  const f = await startForwarding({ publish });
+async function start(publish: PublishRequest[]): Promise<Publisher> {
+  const f = await startPublisher({ publish });
   onTestFinished(() => f.destroy());
   return f;
 }
@@ -58,7 +55,13 @@ async function openEcho(port: number): Promise<Socket & { echo(t: string): Promi
   return Object.assign(s, { echo });
 }
 
-describe('startForwarding', () => {
+describe('startPublisher', () => {
+  it('is what the library exports, also under its former names', () => {
+    expect(api.Publisher).toBe(Publisher);
+    expect(api.Forwarding).toBe(Publisher);
+    expect(api.startForwarding).toBe(api.startPublisher);
+  });
+
   it('reports bindings in order, with the port actually bound', async () => {
     const t = await echoServer();
     const f = await start([
@@ -95,7 +98,7 @@ describe('startForwarding', () => {
     const busy = await listenOn(0);
     const busyPort = (busy.address() as { port: number }).port;
     await expect(
-      startForwarding({
+      startPublisher({
         publish: [...req(`127.0.0.1:${first}:${t}`), ...req(`127.0.0.1:${busyPort}:${t}`)],
       }),
     ).rejects.toMatchObject({
@@ -109,7 +112,7 @@ describe('startForwarding', () => {
   it('refuses sctp before binding anything', async () => {
     const first = await freePort();
     await expect(
-      startForwarding({ publish: [...req(`127.0.0.1:${first}:80`), ...req('127.0.0.1::80/sctp')] }),
+      startPublisher({ publish: [...req(`127.0.0.1:${first}:80`), ...req('127.0.0.1::80/sctp')] }),
     ).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
     await listenOn(first);
   });
@@ -136,7 +139,7 @@ describe('startForwarding', () => {
   });
 });
 
-describe('Forwarding.update (reload)', () => {
+describe('Publisher.update (reload)', () => {
   it('keeps unchanged mappings and their live connections, adds new ones, drains removed ones', async () => {
     const t = await echoServer();
     const keepPort = await freePort();
