@@ -78,10 +78,6 @@ function serveClient(socket: Socket, source: LiveSource, logger: Logger): void {
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => {
     buffered += chunk;
-    if (buffered.length > MAX_REQUEST && !buffered.includes('\n')) {
-      socket.destroy();
-      return;
-    }
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {
       const line = buffered.slice(0, nl);
@@ -98,6 +94,8 @@ function serveClient(socket: Socket, source: LiveSource, logger: Logger): void {
           },
         );
     }
+    // What is left has no newline yet: a request longer than any of ours is not a client.
+    if (buffered.length > MAX_REQUEST) socket.destroy();
   });
 }
 

@@ -1,11 +1,12 @@
 // `portpub stats` and `portpub top` through the built CLI: bytes pushed through a real portpub
 // show up, exactly, in what the commands print; names select; nothing running is exit 1.
 import { spawn } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, waitFor, withDeadline } from '../helpers/net.js';
+import { connectTcp, echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
 
@@ -157,14 +158,14 @@ describe('portpub stats', () => {
   it('selects by NAME, and says what runs when a NAME matches nothing', async () => {
     const o = observeEnv();
     const echo = await echoServer();
-    await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'a']);
-    await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'b']);
+    await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'alpha']);
+    await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'beta']);
     const both = await statsJson(o);
-    expect(both.map((r) => r.service).sort()).toEqual(['a', 'b']);
-    expect((await statsJson(o, ['b'])).map((r) => r.service)).toEqual(['b']);
+    expect(both.map((r) => r.service).sort()).toEqual(['alpha', 'beta']);
+    expect((await statsJson(o, ['beta'])).map((r) => r.service)).toEqual(['beta']);
     const r = await o.run(['stats', 'nope', '--no-stream']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/no such service: nope \(running: (a, b|b, a)\)/);
+    expect(r.stderr).toMatch(/no such service: nope \(running: (alpha, beta|beta, alpha)\)/);
   });
 
   it('exits 1 when no portpub runs, and 2 on a bad option', async () => {
@@ -219,5 +220,29 @@ describe('portpub stats', () => {
     for (const f of frames) expect(f).toMatch(/^SERVICE .*\r?\ntty +127\.0\.0\.1:\d+ -> /);
     child.kill('SIGTERM');
     await withDeadline(exited, 10_000, 'script to exit');
+  });
+
+  it('answers bad control requests with an error, and drops a client that floods it', async () => {
+    const o = observeEnv();
+    const echo = await echoServer();
+    const pp = await o.start(['-p', `127.0.0.1::${echo.port}`]);
+    const path = join(o.env.XDG_RUNTIME_DIR!, 'portpub', `${pp.child.pid}.sock`);
+    const c = track(createConnection(path));
+    c.on('error', () => undefined);
+    let got = '';
+    c.setEncoding('utf8').on('data', (d: string) => (got += d));
+    c.write('nonsense\n{"op":"dance"}\n{"op":"stats"}\n');
+    await waitFor(() => got.split('\n').length > 3, 'three answers', 10_000);
+    const [a, b, snap] = got
+      .split('\n')
+      .map((l) => JSON.parse(l || 'null') as Record<string, unknown>);
+    expect(a).toEqual({ error: 'request is not JSON' });
+    expect(b).toEqual({ error: 'unknown op: "dance"' });
+    expect(snap).toMatchObject({ pid: pp.child.pid, bindings: [{ protocol: 'tcp' }] });
+    const closed = new Promise((resolve) => c.once('close', resolve));
+    c.write('x'.repeat(5000));
+    await withDeadline(closed, 10_000, 'the flooding client to be dropped');
+    // The process serves on, and answers the next client.
+    expect(await statsJson(o)).toHaveLength(1);
   });
 });
