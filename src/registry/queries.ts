@@ -14,7 +14,7 @@ import {
   toPortMap,
   type Binding,
 } from '../docker/report.js';
-import { stateDir, type State } from './state.js';
+import { stateDir, type ServiceState, type State } from './state.js';
 
 /** ERR_NOT_RUNNING: no live state file, so nothing to ask. */
 export const ERR_NOT_RUNNING = 'ERR_NOT_RUNNING';
@@ -39,6 +39,11 @@ export interface Selection {
   bindings: Binding[];
 }
 
+/** Found is a Selection and, for a compose service, what its bindings alone do not give. */
+interface Found extends Selection {
+  service?: ServiceState;
+}
+
 /**
  * selectBindings resolves NAME the way `portpub port NAME` does, first match wins:
  * a service name (bindings carrying that `name`), then a run's `--name` (all its bindings), then
@@ -60,6 +65,13 @@ export function selectBindings(
     );
   }
   if (name === undefined) return { label: ALL_LABEL, bindings: states.flatMap((s) => s.bindings) };
+  const found = findSelection(states, name, dir);
+  return { label: found.label, bindings: found.bindings };
+}
+
+/** findSelection is selectBindings for one NAME, keeping the service record serviceEnv needs. */
+function findSelection(states: readonly State[], name: string, dir: string): Found {
+  if (states.length === 0) return selectBindings(states, name, dir); // throws ERR_NOT_RUNNING
   const found = findByName(states, name);
   if (found) return found;
   throw new PortpubError(
@@ -140,8 +152,8 @@ export interface EnvArgs extends LinkOptions {
  * the address is their target host, which must be the same for all of them (ERR_LINK_TARGET).
  * SERVICE is resolved as selectBindings resolves NAME.
  *
- * Only published ports are known to a running portpub, so a compose `expose:`-only port has no
- * variables, and the service's own environment (`<ALIAS>_ENV_*`) is never produced.
+ * A compose service's `expose:` ports (recorded by `portpub up`) count too, at the service's
+ * target; the service's own environment (`<ALIAS>_ENV_*`) is never produced.
  *
  * `--published` has no Docker equivalent; it is for a program on the host that was written for the
  * link. The NAMES stay keyed by the target port (`DB_PORT_5432_TCP` for `-p 49153:5432`), so the
@@ -287,12 +299,33 @@ export function findReloadTarget(
   );
 }
 
-/** findByName is selectBindings' matching, undefined when nothing matches. */
-function findByName(states: readonly State[], name: string): Selection | undefined {
-  const byService = states.filter((s) => s.bindings.some((b) => b.name === name));
-  if (byService.length > 0) {
-    onlyOne(byService, 'service', name);
-    return { label: name, bindings: byService[0]!.bindings.filter((b) => b.name === name) };
+/**
+ * findByName is selectBindings' matching, undefined when nothing matches. A compose service
+ * answers to its service name, its `container_name:`, and compose's default container name
+ * `<project>-<service>-1`; a name that fits services of more than one live portpub (two projects
+ * with a `db`, say) is refused, naming the projects and an unambiguous name for each.
+ */
+function findByName(states: readonly State[], name: string): Found | undefined {
+  const matches: { state: State; service: ServiceState }[] = [];
+  for (const state of states) {
+    for (const service of servicesOf(state)) {
+      if (
+        service.name === name ||
+        service.containerName === name ||
+        (state.project !== undefined && `${state.project}-${service.name}-1` === name)
+      ) {
+        matches.push({ state, service });
+      }
+    }
+  }
+  if (matches.length > 0) {
+    if (matches.length > 1) ambiguousService(name, matches);
+    const { state, service } = matches[0]!;
+    return {
+      label: name,
+      bindings: state.bindings.filter((b) => b.name === service.name),
+      service,
+    };
   }
   const byRun = states.filter((s) => s.name === name);
   if (byRun.length > 0) {
@@ -304,6 +337,44 @@ function findByName(states: readonly State[], name: string): Selection | undefin
     if (byPid) return { label: name, bindings: byPid.bindings };
   }
   return undefined;
+}
+
+/**
+ * servicesOf lists a state's services: those its `services` record (with expose: and
+ * container_name:), then any named only by a binding (a state written before those records).
+ */
+function servicesOf(state: State): ServiceState[] {
+  const out = new Map<string, ServiceState>();
+  for (const s of state.services ?? []) out.set(s.name, s);
+  for (const b of state.bindings) {
+    if (b.name !== undefined && !out.has(b.name)) {
+      out.set(b.name, { name: b.name, targetHost: b.targetHost, expose: [] });
+    }
+  }
+  return [...out.values()];
+}
+
+function ambiguousService(
+  name: string,
+  matches: readonly { state: State; service: ServiceState }[],
+): never {
+  const projects = matches.map((m) => m.state.project);
+  const distinct = new Set(projects);
+  if (projects.every((p) => p !== undefined) && distinct.size === matches.length) {
+    const where = matches.map((m) => `${m.state.project} (pid ${m.state.pid})`).join(', ');
+    const names = matches.map((m) => `${m.state.project}-${m.service.name}-1`).join(' or ');
+    throw new PortpubError(
+      ERR_AMBIGUOUS_SERVICE,
+      `service ${name} is in several projects: ${where}; name one as ${names}, or give the pid`,
+      EXIT_RUNTIME,
+    );
+  }
+  onlyOne(
+    matches.map((m) => m.state),
+    'service',
+    name,
+  );
+  throw new Error('unreachable: onlyOne refuses several matches');
 }
 
 function onlyOne(matches: readonly State[], what: string, name: string): void {
@@ -319,7 +390,7 @@ function onlyOne(matches: readonly State[], what: string, name: string): void {
 function runningNames(states: readonly State[]): string[] {
   const names = new Set<string>();
   for (const s of states) {
-    const own = s.bindings.flatMap((b) => (b.name === undefined ? [] : [b.name]));
+    const own = servicesOf(s).map((svc) => svc.name);
     if (s.name !== undefined) own.push(s.name);
     if (own.length === 0) own.push(`pid ${s.pid}`);
     for (const n of own) names.add(n);
@@ -351,11 +422,20 @@ function serviceEnv(
   alias: string,
   opts: LinkOptions,
 ): EnvVar[] {
-  const { bindings } = selectBindings(states, service, opts.dir);
+  const { bindings, service: known } = findSelection(states, service, opts.dir ?? stateDir());
   const parent = opts.parent ?? DEFAULT_PARENT;
-  const ports = bindings.map((b) => ({ port: b.targetPort, protocol: b.protocol }));
+  // The published target ports and the `expose:` ones, as docker run --link describes them.
+  const ports = [
+    ...bindings.map((b) => ({ port: b.targetPort, protocol: b.protocol })),
+    ...(known?.expose ?? []),
+  ];
   if (!opts.published) {
-    const targets = [...new Set(bindings.map((b) => b.targetHost))];
+    const targets = [
+      ...new Set([
+        ...bindings.map((b) => b.targetHost),
+        ...(known && known.expose.length > 0 ? [known.targetHost] : []),
+      ]),
+    ];
     if (targets.length > 1) {
       throw new PortpubError(
         ERR_LINK_TARGET,
@@ -366,7 +446,7 @@ function serviceEnv(
     return linkEnv({ parent, alias, ip: targets[0] ?? '', ports });
   }
   // Names from the targets (ip is a placeholder), values then swapped for the published endpoints.
-  const ip = bindings[0]?.targetHost ?? '';
+  const ip = bindings[0]?.targetHost ?? known?.targetHost ?? '';
   return publishedValues(linkEnv({ parent, alias, ip, ports }), ip, bindings);
 }
 

@@ -475,3 +475,77 @@ describe('findReloadTarget', () => {
     );
   });
 });
+
+describe('compose projects: scoped names, container_name, expose (issue 13 defect 10)', () => {
+  // Two projects with a db each: shop's only `expose: 5432`, blog's published.
+  const shop = state(
+    501,
+    [bind('0.0.0.0', 8080, 80, 'tcp', { name: 'web', targetHost: '127.0.0.2' })],
+    {
+      configFile: '/srv/shop/compose.yaml',
+      project: 'shop',
+      services: [
+        { name: 'web', containerName: 'shop-frontend', targetHost: '127.0.0.2', expose: [] },
+        { name: 'db', targetHost: '127.0.0.3', expose: [{ port: 5432, protocol: 'tcp' }] },
+      ],
+    },
+  );
+  const blog = state(
+    602,
+    [bind('127.0.0.1', 15432, 5432, 'tcp', { name: 'db', targetHost: '127.0.0.4' })],
+    {
+      configFile: '/srv/blog/compose.yaml',
+      project: 'blog',
+      services: [{ name: 'db', targetHost: '127.0.0.4', expose: [] }],
+    },
+  );
+
+  it('refuses a service name two projects share, naming the projects and a name for each', () => {
+    expect(codeOf(() => envCommand([shop, blog], { service: 'db' }))).toMatchObject({
+      code: ERR_AMBIGUOUS_SERVICE,
+      exitCode: 1,
+      message:
+        'service db is in several projects: shop (pid 501), blog (pid 602); ' +
+        'name one as shop-db-1 or blog-db-1, or give the pid',
+    });
+    expect(codeOf(() => portCommand([shop, blog], { name: 'db' })).code).toBe(
+      ERR_AMBIGUOUS_SERVICE,
+    );
+  });
+
+  it("answers to compose's container name <project>-<service>-1", () => {
+    expect(portCommand([shop, blog], { name: 'blog-db-1' })).toBe('5432/tcp -> 127.0.0.1:15432\n');
+  });
+
+  it('gives link variables for expose:-only ports, at the service target', () => {
+    expect(envCommand([shop, blog], { service: 'shop-db-1', alias: 'db', format: 'dotenv' })).toBe(
+      `DB_PORT=tcp://127.0.0.3:5432
+DB_PORT_5432_TCP=tcp://127.0.0.3:5432
+DB_PORT_5432_TCP_ADDR=127.0.0.3
+DB_PORT_5432_TCP_PORT=5432
+DB_PORT_5432_TCP_PROTO=tcp
+DB_NAME=/portpub/db
+`,
+    );
+    // Nothing of it is published, so docker port prints nothing.
+    expect(portCommand([shop, blog], { name: 'shop-db-1' })).toBe('');
+  });
+
+  it('answers to container_name:', () => {
+    expect(portCommand([shop, blog], { name: 'shop-frontend' })).toBe('80/tcp -> 0.0.0.0:8080\n');
+  });
+
+  it('lists expose-only services among what is running', () => {
+    expect(codeOf(() => portCommand([shop], { name: 'nope' })).message).toBe(
+      'no such service: nope (running: web, db)',
+    );
+  });
+
+  it('keeps the state records through a state file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-q-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    writeState(dir, { ...shop, pid: process.pid, procStart: undefined });
+    const [back] = readStates(dir);
+    expect(back).toMatchObject({ project: 'shop', services: shop.services });
+  });
+});
