@@ -87,6 +87,8 @@ export function parsePortSpec(raw: string): PortMapping[] {
     ip = r as string;
   }
   if (ip !== '' && !isIpLiteral(ip)) fail(`invalid IP address: ${ip}`);
+  // Docker CLI 29 keeps the host IP as a netip.Addr, so it is stored and shown canonically.
+  if (ip !== '') ip = canonicalIp(ip);
 
   const container = parsePortRange(containerPort);
   if (!container) return fail(`invalid containerPort: ${containerPort}`);
@@ -206,6 +208,57 @@ export function goToLower(s: string): string {
     out += [...lower].length === 1 ? lower : ch;
   }
   return out;
+}
+
+/**
+ * canonicalIp is Go's netip.Addr String() for an IP literal (isIpLiteral): IPv4 as dotted
+ * decimal; an IPv4-mapped IPv6 address as `::ffff:1.2.3.4`; any other IPv6 address in lower-case
+ * hex without leading zeros, the longest run of two or more zero groups (the first, on a tie)
+ * written `::`, and an embedded IPv4 part in hex (`64:ff9b::1.2.3.4` is `64:ff9b::102:304`).
+ */
+export function canonicalIp(ip: string): string {
+  if (!ip.includes(':')) return ip;
+  const groups = ipv6Groups(ip);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    const [a, b] = [groups[6]!, groups[7]!];
+    return `::ffff:${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
+  }
+  // netip's appendTo6: the longest run of zero groups, at least two, the first one on a tie.
+  let zeroStart = -1;
+  let zeroLen = 0;
+  for (let i = 0; i < 8; i++) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i >= 2 && j - i > zeroLen) [zeroStart, zeroLen] = [i, j - i];
+  }
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === zeroStart) {
+      out += '::';
+      i += zeroLen - 1;
+      continue;
+    }
+    if (i > 0 && !out.endsWith(':')) out += ':';
+    out += groups[i]!.toString(16);
+  }
+  return out;
+}
+
+/** ipv6Groups reads a valid IPv6 literal (no zone) into its eight 16-bit groups. */
+function ipv6Groups(ip: string): number[] {
+  const read = (part: string): number[] => {
+    if (part === '') return [];
+    return part.split(':').flatMap((g) => {
+      if (!g.includes('.')) return [parseInt(g, 16)];
+      const [a, b, c, d] = g.split('.').map(Number) as [number, number, number, number];
+      return [(a << 8) | b, (c << 8) | d];
+    });
+  };
+  const gap = ip.indexOf('::');
+  if (gap < 0) return read(ip);
+  const head = read(ip.slice(0, gap));
+  const tail = read(ip.slice(gap + 2));
+  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }
 
 /** isIpLiteral mirrors Go's net.ParseIP: dotted IPv4 without leading zeros, or IPv6 without a zone. */

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SpecError } from '../../src/errors.js';
 import {
   convertToStandardNotation,
+  canonicalIp,
   formatSpec,
   goToLower,
   hostPortRange,
@@ -138,11 +139,14 @@ describe('parsePublish: IPv6 host addresses', () => {
     // Quirks Docker accepts: brackets around IPv4, empty brackets (= no host IP).
     { input: '[1.2.3.4]:80:80', expected: [pm(80, '80', '1.2.3.4')] },
     { input: '[]:80:80', expected: [pm(80, '80')] },
-    // The address is kept as written (not normalised), embedded IPv4 and full forms included.
-    { input: 'FE80::1:80:80', expected: [pm(80, '80', 'FE80::1')] },
+    // The address is stored as Docker CLI 29 stores it, Go's netip.Addr text (issue 13
+    // defect 15): lower case, zero runs compressed, embedded IPv4 in hex unless IPv4-mapped.
+    { input: 'FE80::1:80:80', expected: [pm(80, '80', 'fe80::1')] },
     { input: '::ffff:1.2.3.4:80:80', expected: [pm(80, '80', '::ffff:1.2.3.4')] },
     { input: '1:2:3:4:5:6:7:8:80:80', expected: [pm(80, '80', '1:2:3:4:5:6:7:8')] },
-    { input: '1:2:3:4:5:6:7::::80', expected: [pm(80, '', '1:2:3:4:5:6:7::')] },
+    { input: '1:2:3:4:5:6:7::::80', expected: [pm(80, '', '1:2:3:4:5:6:7:0')] },
+    { input: '[2001:0DB8:0:0:0:0:0:1]:80:80', expected: [pm(80, '80', '2001:db8::1')] },
+    { input: '[64:ff9b::1.2.3.4]::80', expected: [pm(80, '', '64:ff9b::102:304')] },
     { input: '[::1]:8000-8002:80-82', expected: paired(80, 82, 8000, '::1') },
   ]);
   rejects([
@@ -349,6 +353,34 @@ describe('parsePublish: protocols', () => {
     { input: '80/İCMP', error: 'invalid proto: icmp' },
     { input: '80/ÀÉ', error: 'invalid proto: àé' },
   ]);
+});
+
+describe("canonicalIp: Go's netip.Addr String()", () => {
+  it.each([
+    ['0.0.0.0', '0.0.0.0'],
+    ['192.168.1.100', '192.168.1.100'],
+    ['::', '::'],
+    ['::1', '::1'],
+    ['0:0:0:0:0:0:0:1', '::1'],
+    ['0:0:0:0:0:0:0:0', '::'],
+    ['FE80::1', 'fe80::1'],
+    ['fe80:0000:0000:0000:0204:61ff:fe9d:f156', 'fe80::204:61ff:fe9d:f156'],
+    ['2001:db8:0:0:1:0:0:1', '2001:db8::1:0:0:1'], // a tie: the first run
+    ['2001:db8:0:1:0:0:0:1', '2001:db8:0:1::1'], // the longest run, not the first
+    ['2001:db8:0:1:1:1:1:1', '2001:db8:0:1:1:1:1:1'], // one zero group stays
+    ['1:0:0:0:0:0:0:0', '1::'],
+    ['1:2:3:4:5:6:7::', '1:2:3:4:5:6:7:0'],
+    ['::ffff:1.2.3.4', '::ffff:1.2.3.4'],
+    ['::FFFF:0102:0304', '::ffff:1.2.3.4'], // IPv4-mapped however written
+    ['0:0:0:0:0:ffff:a00:1', '::ffff:10.0.0.1'],
+    ['64:ff9b::1.2.3.4', '64:ff9b::102:304'],
+    ['::1.2.3.4', '::102:304'], // IPv4-compatible is not IPv4-mapped
+    ['::fffe:1.2.3.4', '::fffe:102:304'],
+    ['2001:DB8::ABCD:EF01', '2001:db8::abcd:ef01'],
+    ['0001:0002::0003', '1:2::3'],
+  ])('%s -> %s', (input, expected) => {
+    expect(canonicalIp(input)).toBe(expected);
+  });
 });
 
 describe('goToLower: Go strings.ToLower', () => {
