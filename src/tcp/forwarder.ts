@@ -350,8 +350,9 @@ export class TcpForwarder {
   }
 
   /**
-   * destroy closes the listener and cuts every pair now (sockets destroyed: the kernel sends a FIN,
-   * or a RST where data was unread, as when docker-proxy exits). Idempotent; resolves close().
+   * destroy closes the listener and cuts every pair now, resetting both its sockets: a cut is a
+   * reset on both sides, never a clean end (issue 11). The supervisor's drain timeout cuts with
+   * it. Idempotent; resolves close().
    */
   destroy(): void {
     void this.close();
@@ -564,11 +565,14 @@ class Pair {
     return this.peerName;
   }
 
-  /** cut ends the pair now, recording why; the pair is finished at once. */
+  /**
+   * cut ends the pair now with a reset on both sides (so a cut upload never looks complete to
+   * the target), recording why; the pair is finished at once.
+   */
   cut(how: TcpEnding): void {
     this.how ??= how;
-    this.client.destroy();
-    this.target.destroy();
+    resetSocket(this.client);
+    resetSocket(this.target);
     this.finish();
   }
 

@@ -274,6 +274,27 @@ describe('relay', () => {
   );
 });
 
+/**
+ * endedBy reads a socket to its end and says whether its peer reset it or ended it cleanly. A
+ * reset that arrives behind unread bytes reaches a Node reader as a plain EOF (libuv reports
+ * POLLHUP after a partial read as EOF), so after an EOF a write tells them apart: it fails at
+ * once on a reset connection and goes out on a half-closed one.
+ */
+function endedBy(socket: net.Socket, timeoutMs = 10_000): Promise<'reset' | 'end'> {
+  return withDeadline(
+    new Promise((resolve) => {
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ECONNRESET' || err.code === 'EPIPE') resolve('reset');
+      });
+      socket.on('end', () => socket.write('?', (err) => resolve(err ? 'reset' : 'end')));
+      socket.on('data', () => undefined);
+      socket.resume();
+    }),
+    timeoutMs,
+    'the socket to end',
+  );
+}
+
 /** slowHash is hashIncoming as a reader that stops for a moment after every 256 KiB. */
 const slowHash = (socket: net.Socket): Promise<Received> =>
   hashIncoming(socket, { pauseEvery: 256 * 1024 });
@@ -467,10 +488,27 @@ describe('failures', () => {
       fw.destroy();
       expect(fw.stats().connectionsActive).toBe(0);
       await withDeadline(done, 5_000, 'the client to be cut');
-      // The target, reading at last, gets what the kernel still held, then the forwarder's FIN.
-      expect(await outcome(far, 10_000)).toMatchObject({ ended: true });
+      // The target, reading at last, gets what the kernel still held, then the forwarder's reset
+      // (a cut is a reset on both sides: a clean end would make a cut upload look complete).
+      expect(await endedBy(far)).toBe('reset');
     },
   );
+
+  it('destroy() (how the drain timeout cuts) resets both sides of an upload in flight', async () => {
+    const target = await tcpServer(() => undefined);
+    const { logger, lines } = captureLogger();
+    const { fw, port } = await forward(target, { logger });
+    const client = await connectTcp(port);
+    const far = await target.next();
+    const farSaw = endedBy(far);
+    const clientSaw = endedBy(client);
+    void sendPattern(client, 256 * MiB, 4).catch(() => undefined);
+    await waitFor(() => fw.stats().bytesClientToTarget > 4 * MiB, 'the upload to be under way');
+    fw.destroy();
+    expect(await farSaw).toBe('reset');
+    expect(await clientSaw).toBe('reset');
+    expect(closeLines(lines)).toEqual([expect.objectContaining({ how: 'destroyed' })]);
+  });
 });
 
 describe('timeouts and limits', () => {
