@@ -50,7 +50,7 @@ function row(c: ContainerRecord, now: number): Row {
   return {
     ID: c.id.slice(0, 12),
     Names: c.name,
-    Command: `"${ellipsis([c.command, ...c.args].join(' '), 20)}"`,
+    Command: goQuote(ellipsis([c.command, ...c.args].join(' '), 20)),
     CreatedAt: c.created,
     RunningFor: `${humanDuration(now - Date.parse(c.created))} ago`,
     State: state,
@@ -92,6 +92,31 @@ function table(rows: readonly Row[]): string {
     )
     .map((l) => `${l}\n`)
     .join('');
+}
+
+const GO_ESCAPES: Record<string, string> = {
+  '\x07': '\\a',
+  '\b': '\\b',
+  '\f': '\\f',
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+  '\v': '\\v',
+  '"': '\\"',
+  '\\': '\\\\',
+};
+
+/** goQuote is Go's strconv.Quote for the text docker ps shows (control characters escaped). */
+function goQuote(s: string): string {
+  let body = '';
+  for (const c of s) {
+    const code = c.charCodeAt(0);
+    const escaped = GO_ESCAPES[c];
+    if (escaped !== undefined) body += escaped;
+    else if (code < 0x20 || code === 0x7f) body += `\\x${code.toString(16).padStart(2, '0')}`;
+    else body += c;
+  }
+  return `"${body}"`;
 }
 
 /** ellipsis is docker/cli's formatter.Ellipsis for ASCII-width text. */

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from 'commander';
 import {
   findContainer,
   liveness,
+  processGone,
   readRecord,
   removeContainer,
   updateState,
@@ -43,14 +44,7 @@ export async function stopContainer(
     markKilled(record);
     return;
   }
-  const gone = () => {
-    try {
-      ctx.host.kill(pid, 0);
-      return false;
-    } catch {
-      return true;
-    }
-  };
+  const gone = () => processGone(pid);
   const waitGone = async (ms: number) => {
     const deadline = Date.now() + ms;
     while (!gone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

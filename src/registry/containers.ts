@@ -249,11 +249,32 @@ export function liveness(record: ContainerRecord): Liveness {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return 'dead';
   }
+  // A killed portpub whose parent has not reaped it yet is a zombie: gone, for every purpose.
+  if (zombie(s.pid)) return 'dead';
   if (s.procStart !== undefined) {
     const now = processStartTime(s.pid);
     if (now !== undefined && now !== s.procStart) return 'dead';
   }
   return 'running';
+}
+
+/** processGone: no such process, or only its zombie (killed, not yet reaped by its parent). */
+export function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'EPERM';
+  }
+  return zombie(pid);
+}
+
+function zombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
+  }
 }
 
 /**

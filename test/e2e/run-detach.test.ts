@@ -1,0 +1,169 @@
+// Detached `portpub run` services through the built CLI: a `db` with -e and an exposed port that
+// publishes nothing, reached only through --link by a second service (Docker's variables byte for
+// byte, `getent hosts db`, traffic through the conduit, nothing for the host); ps, logs, stop and
+// rm; and nothing left running when a service's portpub is SIGKILLed.
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/net.js';
+import {
+  alive,
+  processesWith,
+  record,
+  refused,
+  requireNetns,
+  runEnv,
+  service,
+  type RunEnv,
+} from '../fixtures/netns-run.js';
+
+const cli = (e: RunEnv, ...args: string[]) => runCli(args, 20_000, { env: e.env });
+
+/** startDb starts a detached `db` exposing 5432, and waits for its `up` in its log. */
+async function startDb(e: RunEnv, ...extra: string[]): Promise<string> {
+  const r = await cli(
+    e,
+    'run',
+    '-d',
+    '--name',
+    'db',
+    '--expose',
+    '5432',
+    '-e',
+    'POSTGRES_DB=app',
+    '-e',
+    'GREETING=hello world',
+    '--',
+    ...service('tcp=5432', 'tag=db', 'greet=1', ...extra),
+  );
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+  await waitFor(async () => (await cli(e, 'logs', 'db')).stdout.includes('up\n'), 'db up', 15_000);
+  return r.stdout.trim();
+}
+
+describe('portpub run -d and --link', () => {
+  it('links a second service to an exposed-only db: variables, hosts line, traffic', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const id = await startDb(e);
+    const db = record(e.dir, 'db');
+    expect(db.id).toBe(id);
+
+    // One node program, no shell between: a shell would re-order the environment it passes on.
+    const script = [
+      'for (const [k, v] of Object.entries(process.env)) if (k.startsWith("DB_")) console.log(k + "=" + v);',
+      'process.stdout.write(require("node:child_process").execFileSync("getent", ["hosts", "db"]));',
+      'const s = require("node:net").connect(5432, "db"); let got = "";',
+      's.on("data", (d) => { got += d; if (got.includes("db:ping")) { console.log(JSON.stringify(got)); s.end(); } });',
+      's.write("ping");',
+    ].join('\n');
+    const r = await cli(
+      e,
+      'run',
+      '--name',
+      'web2',
+      '--link',
+      'db',
+      '--',
+      process.execPath,
+      '-e',
+      script,
+    );
+    expect(r.code).toBe(0);
+    const short = id.slice(0, 12);
+    expect(r.stdout).toBe(
+      [
+        `DB_PORT=tcp://${db.ip}:5432`,
+        `DB_PORT_5432_TCP=tcp://${db.ip}:5432`,
+        `DB_PORT_5432_TCP_ADDR=${db.ip}`,
+        'DB_PORT_5432_TCP_PORT=5432',
+        'DB_PORT_5432_TCP_PROTO=tcp',
+        'DB_NAME=/web2/db',
+        'DB_ENV_POSTGRES_DB=app',
+        'DB_ENV_GREETING=hello world',
+        // getent prints the address padded to 15 columns, then the names.
+        `${db.ip.padEnd(15)} db ${short}`,
+        JSON.stringify('hello db\ndb:ping'),
+        '',
+      ].join('\n'),
+    );
+    // db published nothing: no host port, and its address answers nothing on the host.
+    expect((await cli(e, 'port', 'db')).stdout).toBe('');
+    expect(await refused(5432, db.ip)).toBe(true);
+  });
+
+  it('an alias names the variables and the hosts line keeps the name', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const id = await startDb(e);
+    const db = record(e.dir, 'db');
+    const r = await cli(
+      e,
+      'run',
+      '--link',
+      'db:pg',
+      '--',
+      'sh',
+      '-c',
+      'echo "$PG_PORT $PG_NAME"; grep -w pg /etc/hosts',
+    );
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^tcp://${db.ip}:5432 /[a-z_]+[0-9]*/pg\\n${db.ip}\\tpg ${id.slice(0, 12)} db\\n$`,
+      ),
+    );
+  });
+
+  it('ps, logs, stop and rm, as docker has them', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const id = await startDb(e);
+    const short = id.slice(0, 12);
+
+    const ps = (await cli(e, 'ps')).stdout.split('\n');
+    expect(ps[0]).toMatch(/^CONTAINER ID {3}COMMAND +CREATED +STATUS +PORTS +NAMES$/);
+    expect(ps[1]).toMatch(new RegExp(`^${short} {3}".+…" +.+ ago +Up .+ {3}5432/tcp {3}db$`));
+    const json = JSON.parse((await cli(e, 'ps', '--format', 'json')).stdout) as Record<
+      string,
+      string
+    >;
+    expect(json).toMatchObject({ ID: short, Names: 'db', State: 'running', Ports: '5432/tcp' });
+
+    expect((await cli(e, 'logs', '--tail', '1', 'db')).stdout).toBe('up\n');
+
+    const { pid } = record(e.dir, 'db').state;
+    expect((await cli(e, 'stop', 'db')).stdout).toBe('db\n');
+    expect(alive(pid!)).toBe(false);
+    // The service saw the SIGTERM and ended by itself.
+    expect((await cli(e, 'logs', 'db')).stdout).toContain('got SIGTERM\n');
+    expect((await cli(e, 'ps')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(0\) .+ ago +db\n$/);
+
+    // A second service may not take the name until the first is removed.
+    const again = await cli(e, 'run', '-d', '--name', 'db', '--', 'true');
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(
+      `The container name "/db" is already in use by container "${id}"`,
+    );
+
+    expect((await cli(e, 'rm', 'db')).stdout).toBe('db\n');
+    expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
+    expect((await cli(e, 'logs', 'db')).stderr).toContain('No such container: db');
+  });
+
+  it('leaves nothing running when the service’s portpub is SIGKILLed', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const marker = `marker-${process.pid}-${Date.now()}`;
+    await startDb(e, marker);
+    expect(processesWith(marker).length).toBeGreaterThan(0);
+    const { pid } = record(e.dir, 'db').state;
+    process.kill(pid!, 'SIGKILL');
+    await waitFor(() => processesWith(marker).length === 0, 'the service to end', 15_000);
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Dead +db\n$/);
+    // stop settles the record of a portpub that died without a word.
+    await cli(e, 'stop', 'db');
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +db\n$/);
+  });
+});
