@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../logger.js';
 import { readBuffer, relayRead, sharedReads, sweepCaptures } from './shared-reads.js';
 import { joinHostPort } from '../address.js';
 import { resetSocket } from '../node-internals.js';
+import { LogLimit } from '../log-limit.js';
 
 /**
  * LISTEN_BACKLOG is what Go (so docker-proxy) asks for: the kernel caps it at
@@ -25,9 +26,6 @@ const KEEPALIVE_MS = 15_000;
  * (the gap between bind-to-allocate and serving) wait for it; then they are reset.
  */
 const UNCLAIMED_HOLD_MS = 5_000;
-
-/** LOG_EVERY_MS is the interval of rate-limited warnings (connection limit, descriptor exhaustion). */
-const LOG_EVERY_MS = 10_000;
 
 /** MAX_TIMER_MS is the longest delay a Node timer can hold. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -239,25 +237,6 @@ function validate(options: TcpForwarderOptions): Settings {
   return settings;
 }
 
-/**
- * RateLimit lets one warning through per LOG_EVERY_MS and counts the ones it held back, so a
- * flood (refusals, descriptor exhaustion) costs one log line per interval.
- */
-class RateLimit {
-  private last = -Infinity;
-  private held = 0;
-
-  /** take returns the number of events since the last line (this one included), or 0 to stay quiet. */
-  take(now: number): number {
-    this.held++;
-    if (now - this.last < LOG_EVERY_MS) return 0;
-    this.last = now;
-    const n = this.held;
-    this.held = 0;
-    return n;
-  }
-}
-
 function errorCode(err: Error): string | undefined {
   const code = (err as NodeJS.ErrnoException).code;
   if (code !== undefined) return code;
@@ -301,8 +280,8 @@ export class TcpForwarder {
     bytesClientToTarget: 0,
     bytesTargetToClient: 0,
   };
-  private readonly refusals = new RateLimit();
-  private readonly exhaustion = new RateLimit();
+  private readonly refusals = new LogLimit();
+  private readonly exhaustion = new LogLimit();
   private readonly owner: PairOwner;
   private closing: Promise<void> | undefined;
   private resolveClosing: (() => void) | undefined;
