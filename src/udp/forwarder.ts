@@ -7,6 +7,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { joinHostPort } from '../address.js';
 import type { BoundAddress, ConnectionInfo, Forwarder, UdpDialer } from '../forwarder.js';
+import { LogLimit } from '../log-limit.js';
 import type { Logger } from '../logger.js';
 import { boundAddress, type ListenerChange, type UdpListener } from './bind.js';
 import { Flow, isOwnTargetSocket, type FlowOwner } from './flow.js';
@@ -426,11 +427,12 @@ function closeQuietly(socket: dgram.Socket): void {
 }
 
 /**
- * WarnLimiter logs at most one warning per reason per WARN_INTERVAL_MS; the next one after the
- * interval carries how many were suppressed, so a flood costs a counter increment per datagram.
+ * WarnLimiter logs at most one warning per reason per WARN_INTERVAL_MS (one LogLimit per reason);
+ * the next one after the interval carries how many were suppressed, so a flood costs a counter
+ * increment per datagram.
  */
 class WarnLimiter {
-  private readonly last = new Map<string, { at: number; suppressed: number; msg: string }>();
+  private readonly limits = new Map<string, { limit: LogLimit; msg: string }>();
 
   constructor(
     private readonly log: Logger,
@@ -438,22 +440,25 @@ class WarnLimiter {
   ) {}
 
   warn(reason: string, fields: Record<string, unknown>, msg: string): void {
-    const now = this.now();
-    const state = this.last.get(reason);
-    if (state !== undefined && now - state.at < WARN_INTERVAL_MS) {
-      state.suppressed++;
-      return;
+    let entry = this.limits.get(reason);
+    if (entry === undefined) {
+      entry = { limit: new LogLimit(WARN_INTERVAL_MS), msg };
+      this.limits.set(reason, entry);
     }
-    const suppressed = state?.suppressed ?? 0;
-    this.last.set(reason, { at: now, suppressed: 0, msg });
+    const events = entry.limit.take(this.now());
+    if (events === 0) return;
+    entry.msg = msg;
+    const suppressed = events - 1;
     this.log.warn({ reason, ...fields, ...(suppressed > 0 ? { suppressed } : {}) }, msg);
   }
 
   /** flush logs the counts still suppressed (at close). */
   flush(): void {
-    for (const [reason, state] of this.last) {
-      if (state.suppressed > 0) this.log.warn({ reason, suppressed: state.suppressed }, state.msg);
+    for (const [reason, { limit, msg }] of this.limits) {
+      // take(Infinity) forces the line due; it counts one event of its own, hence the - 1.
+      const suppressed = limit.take(Infinity) - 1;
+      if (suppressed > 0) this.log.warn({ reason, suppressed }, msg);
     }
-    this.last.clear();
+    this.limits.clear();
   }
 }

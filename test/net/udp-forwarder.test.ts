@@ -311,6 +311,13 @@ describe('UdpForwarder', () => {
     await waitFor(() => fw.stats().drops['too-large'] === 6, 'a 6th drop');
     expect(tooLarge()).toHaveLength(2);
     expect(tooLarge()[1]).toMatchObject({ level: 40, suppressed: 4 });
+    // What is still held back when the forwarder closes gets its line then.
+    for (let i = 0; i < 3; i++) client.send(big, port, V6);
+    await waitFor(() => fw.stats().drops['too-large'] === 9, '3 more drops');
+    expect(tooLarge()).toHaveLength(2);
+    await fw.close();
+    expect(tooLarge()).toHaveLength(3);
+    expect(tooLarge()[2]).toMatchObject({ level: 40, suppressed: 3 });
   });
 
   it('logs flow open and expiry at debug with the client and the target source port', async () => {
