@@ -2,7 +2,7 @@
 // `ports:` follows compose-spec (short syntax = Docker's -p grammar, long syntax = compose-go's
 // ServicePortConfig); several files merge by compose's rules (compose-spec merge.md); the rest of a
 // real docker-compose.yml is accepted and ignored.
-import { parseDocument } from 'yaml';
+import { isMap, isScalar, parseDocument, type Document } from 'yaml';
 import { UsageError } from '../errors.js';
 import {
   base60Tag,
@@ -97,6 +97,9 @@ export interface FragmentService {
   profiles?: string[];
   networkMode?: string;
   containerName?: string;
+  /** Keys tagged `!reset` (cleared) or `!override` (replacing, not merging), compose's merge tags. */
+  reset?: Set<string>;
+  override?: Set<string>;
 }
 
 /** SERVICE_NAME is compose-spec's pattern for keys under `services:`. */
@@ -174,7 +177,10 @@ export function parseComposeFragment(
   });
   const [firstError] = doc.errors;
   if (firstError) fail('', firstError.message);
-  for (const w of doc.warnings) ctx.warn('', w.message);
+  const mergeTags = takeMergeTags(doc);
+  for (const w of doc.warnings) {
+    if (!MERGE_TAG_WARNING.test(w.message)) ctx.warn('', w.message);
+  }
   let root: unknown;
   try {
     root = doc.toJS({ mapAsMap: true, maxAliasCount: 100 });
@@ -205,12 +211,17 @@ export function parseComposeFragment(
   }
   const entries = servicesNode instanceof Map ? [...servicesNode.entries()] : [];
   for (const [rawName, body] of entries) {
-    fragment.services.push(readService(ctx, String(rawName), body));
+    fragment.services.push(readService(ctx, String(rawName), body, mergeTags.get(String(rawName))));
   }
   return fragment;
 }
 
-function readService(ctx: Context, name: string, body: unknown): FragmentService {
+function readService(
+  ctx: Context,
+  name: string,
+  body: unknown,
+  tags?: { reset: Set<string>; override: Set<string> },
+): FragmentService {
   const where = `services.${name}`;
   if (!SERVICE_NAME.test(name)) {
     ctx.fail('services', `invalid service name "${name}": must match ${SERVICE_NAME.source}`);
@@ -219,9 +230,10 @@ function readService(ctx: Context, name: string, body: unknown): FragmentService
     ctx.fail(where, 'must be a mapping');
   }
   const fields = body instanceof Map ? body : new Map<unknown, unknown>();
-  const service: FragmentService = { name, mappings: [], expose: [] };
+  const service: FragmentService = { name, mappings: [], expose: [], ...tags };
   for (const [rawKey, value] of fields) {
     const key = String(rawKey);
+    if (tags?.reset.has(key)) continue; // `!reset`: the value is ignored
     const at = `${where}.${key}`;
     if (key === 'ports') service.mappings = parsePorts(ctx, at, value);
     else if (key === 'expose') service.expose = parseExpose(ctx, at, value);
@@ -352,18 +364,28 @@ export function mergeCompose(
   return { ...(name !== undefined ? { name } : {}), services, warnings };
 }
 
-/** mergeService is compose's merge of one service's later definition over an earlier one. */
+/**
+ * mergeService is compose's merge of one service's later definition over an earlier one; a key
+ * the later file tags `!reset` is cleared, one tagged `!override` replaces instead of merging.
+ */
 function mergeService(a: FragmentService, b: FragmentService): FragmentService {
+  const earlier = <T>(key: string, value: T[]): T[] =>
+    b.reset?.has(key) || b.override?.has(key) ? [] : value;
   const ports = new Map<string, ComposeMapping>();
-  for (const m of [...a.mappings, ...b.mappings]) {
+  for (const m of [...earlier('ports', a.mappings), ...b.mappings]) {
     ports.set(`${m.hostIp}|${m.hostPort}|${m.targetPort}|${m.protocol}`, m);
   }
   const expose = new Map<string, ExposedPort>();
-  for (const e of [...a.expose, ...b.expose]) expose.set(`${e.port}/${e.protocol}`, e);
-  const profiles = [...new Set([...(a.profiles ?? []), ...(b.profiles ?? [])])];
-  const target = b.target ?? a.target;
-  const networkMode = b.networkMode ?? a.networkMode;
-  const containerName = b.containerName ?? a.containerName;
+  for (const e of [...earlier('expose', a.expose), ...b.expose]) {
+    expose.set(`${e.port}/${e.protocol}`, e);
+  }
+  const profiles = [...new Set([...earlier('profiles', a.profiles ?? []), ...(b.profiles ?? [])])];
+  const single = <T>(key: string, later: T | undefined, before: T | undefined): T | undefined =>
+    b.reset?.has(key) ? undefined : (later ?? before);
+  const target =
+    b.reset?.has('target') || b.reset?.has('x-portpub-target') ? undefined : (b.target ?? a.target);
+  const networkMode = single('network_mode', b.networkMode, a.networkMode);
+  const containerName = single('container_name', b.containerName, a.containerName);
   return {
     name: a.name,
     mappings: [...ports.values()],
@@ -373,6 +395,33 @@ function mergeService(a: FragmentService, b: FragmentService): FragmentService {
     ...(networkMode !== undefined ? { networkMode } : {}),
     ...(containerName !== undefined ? { containerName } : {}),
   };
+}
+
+/** MERGE_TAG_WARNING is the yaml library's complaint about compose's own tags, which portpub reads. */
+const MERGE_TAG_WARNING = /^Unresolved tag: !(?:reset|override)\b/;
+
+/**
+ * takeMergeTags finds compose's `!reset` and `!override` on the keys of each service (the level
+ * portpub reads), removes the tags so the values read as plain YAML, and returns them by service.
+ */
+function takeMergeTags(doc: Document): Map<string, { reset: Set<string>; override: Set<string> }> {
+  const out = new Map<string, { reset: Set<string>; override: Set<string> }>();
+  const services = isMap(doc.contents) ? doc.contents.get('services', true) : undefined;
+  if (!isMap(services)) return out;
+  for (const pair of services.items) {
+    if (!isScalar(pair.key) || !isMap(pair.value)) continue;
+    const tags = { reset: new Set<string>(), override: new Set<string>() };
+    for (const field of pair.value.items) {
+      const node = field.value as { tag?: string } | null;
+      if (!isScalar(field.key) || !node || (node.tag !== '!reset' && node.tag !== '!override')) {
+        continue;
+      }
+      (node.tag === '!reset' ? tags.reset : tags.override).add(String(field.key.value));
+      delete node.tag;
+    }
+    if (tags.reset.size + tags.override.size > 0) out.set(String(pair.key.value), tags);
+  }
+  return out;
 }
 
 /** linkPorts is the set of ports `--link` variables describe: every published target port and every `expose:` entry. */

@@ -28,7 +28,7 @@ export const MAX_COMPOSE_FILE_BYTES = 4 * 1024 * 1024;
 export const PROJECT_NAME = /^[a-z0-9][a-z0-9_-]*$/;
 
 export interface ProjectOptions {
-  /** `-f` files in order; empty or absent: the default names, from `cwd` up. */
+  /** `-f` files in order; empty or absent: COMPOSE_FILE, else the default names, from `cwd` up. */
   files?: readonly string[];
   /** Working directory for relative paths and discovery; default process.cwd(). */
   cwd?: string;
@@ -60,7 +60,12 @@ export function loadComposeProject(opts: ProjectOptions = {}): ComposeProject {
   const cwd = opts.cwd ?? process.cwd();
   const osEnv = opts.env ?? process.env;
   const warnings: string[] = [];
-  const given = opts.files && opts.files.length > 0 ? opts.files : undefined;
+  // compose's COMPOSE_FILE (COMPOSE_PATH_SEPARATOR-separated, ':' by default) stands in for -f.
+  const fromEnv = (osEnv.COMPOSE_FILE ?? '')
+    .split(osEnv.COMPOSE_PATH_SEPARATOR || ':')
+    .filter((f) => f !== '');
+  const given =
+    opts.files && opts.files.length > 0 ? opts.files : fromEnv.length > 0 ? fromEnv : undefined;
   const found = given ? given.map((f) => ({ path: resolve(cwd, f), shown: f })) : discover(cwd);
   const projectDir = dirname(found[0]!.path);
 

@@ -106,6 +106,22 @@ describe('loadComposeProject: default files', () => {
     expect(p.name).toBe('proj');
   });
 
+  it('takes the files from COMPOSE_FILE when no -f is given, as compose does', () => {
+    const dir = tempDir();
+    write(dir, {
+      'compose.yaml': 'services:\n  a:\n    ports: ["1:1"]\n',
+      'x.yaml': 'services:\n  x:\n    ports: ["2:2"]\n',
+      'y.yaml': 'services:\n  x:\n    ports: ["3:3"]\n',
+    });
+    const env = { COMPOSE_FILE: 'x.yaml:y.yaml' };
+    expect(ports(loadComposeProject({ cwd: dir, env }))).toEqual(['x :2->2/tcp', 'x :3->3/tcp']);
+    const sep = { COMPOSE_FILE: 'x.yaml,y.yaml', COMPOSE_PATH_SEPARATOR: ',' };
+    expect(ports(loadComposeProject({ cwd: dir, env: sep }))).toHaveLength(2);
+    expect(ports(loadComposeProject({ cwd: dir, env, files: ['compose.yaml'] }))).toEqual([
+      'a :1->1/tcp',
+    ]);
+  });
+
   it('prefers portpub.yaml, without compose override files', () => {
     const dir = tempDir();
     write(dir, {
@@ -252,5 +268,26 @@ describe('size limit', () => {
       () => readBounded('/dev/zero', '/dev/zero', 1000),
       /^\/dev\/zero: too large \(over 1000 bytes\)/,
     );
+  });
+});
+
+describe("compose's merge tags", () => {
+  it('!reset clears what earlier files said, !override replaces it, and neither warns', () => {
+    const dir = tempDir();
+    write(dir, {
+      'a.yaml':
+        'services:\n  web:\n    network_mode: host\n    ports: ["8080:80", "8443:443"]\n' +
+        '    expose: [5000]\n',
+      'b.yaml':
+        'services:\n  web:\n    network_mode: !reset null\n    ports: !override\n      - "9090:80"\n' +
+        '    expose: !reset []\n',
+    });
+    const p = loadComposeProject({ cwd: dir, files: ['a.yaml', 'b.yaml'], env: {} });
+    expect(ports(p)).toEqual(['web :9090->80/tcp']);
+    expect(p.services[0]!.expose).toEqual([]);
+    expect(p.warnings).toEqual([]);
+    write(dir, { 'c.yaml': 'services:\n  web:\n    ports: !reset []\n' });
+    const q = loadComposeProject({ cwd: dir, files: ['b.yaml', 'c.yaml'], env: {} });
+    expect(ports(q)).toEqual([]);
   });
 });
