@@ -18,6 +18,7 @@ import {
   waitFor,
   type UdpType,
 } from '../helpers/udp.js';
+import { reservePorts } from '../helpers/ports.js';
 
 const V4 = '127.0.0.1';
 const V6 = '::1';
@@ -196,9 +197,8 @@ describe('UdpForwarder', () => {
   });
 
   it('survives ICMP port unreachable: traffic flows once the target comes up', async () => {
-    const hold = await udpSocket('udp4', V4);
-    const targetPort = portOf(hold);
-    closeQuietly(hold); // nothing listens on targetPort now
+    // A port of this worker's own block: nothing listens there, and no port-0 bind can take it.
+    const targetPort = await reservePorts(1, V4);
     const { fw, port } = await forward(V4, { targetHost: V4, targetPort });
     const client = await udpSocket('udp4', V4);
     // A burst while nothing listens: the first send's ICMP error is pending when the next send
@@ -230,8 +230,8 @@ describe('UdpForwarder', () => {
   });
 
   it('keeps a flow through a target restart in mid-flow', async () => {
-    const first = await echoServer('udp4', V4);
-    const targetPort = first.port;
+    const targetPort = await reservePorts(1, V4);
+    const first = await echoServer('udp4', V4, 'echo', targetPort);
     const { fw, port } = await forward(V4, { targetHost: V4, targetPort });
     const client = await udpSocket('udp4', V4);
     for (let i = 0; i < 200; i++) await request(client, `up-${i}`, port, V4, { tries: 3 });
