@@ -3,8 +3,8 @@
 // byte, `getent hosts db`, traffic through the conduit, nothing for the host); ps, logs, stop and
 // rm; and nothing left running when a service's portpub is SIGKILLed.
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
-import { waitFor } from '../helpers/net.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { echoServer, waitFor } from '../helpers/net.js';
 import {
   alive,
   processesWith,
@@ -42,7 +42,7 @@ async function startDb(e: RunEnv, ...extra: string[]): Promise<string> {
   return r.stdout.trim();
 }
 
-describe('portpub run -d and --link', () => {
+describe('portpub run -d and --link', { timeout: 90_000 }, () => {
   it('links a second service to an exposed-only db: variables, hosts line, traffic', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
@@ -115,6 +115,27 @@ describe('portpub run -d and --link', () => {
     );
   });
 
+  it('links to a service a plain portpub publishes on the host, through a conduit', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const echo = await echoServer();
+    const plain = await startCli(
+      ['--name', 'hostdb', '-p', `127.0.0.1::${echo.port}`, '--log-level', 'warn'],
+      1,
+      15_000,
+      { env: e.env },
+    );
+    expect(plain.lines[0]).toMatch(new RegExp(`^${echo.port}/tcp -> 127\\.0\\.0\\.1:\\d+$`));
+    const talk = [
+      `const s = require("node:net").connect(${echo.port}, "hostdb"); let got = "";`,
+      's.on("data", (d) => (got += d)); s.on("end", () => console.log(process.env.HOSTDB_PORT + " " + got));',
+      's.end("through the conduit");',
+    ].join('\n');
+    const r = await cli(e, 'run', '--link', 'hostdb', '--', process.execPath, '-e', talk);
+    expect(r.stdout).toBe(`tcp://127.0.0.2:${echo.port} through the conduit\n`);
+    await plain.stop('SIGTERM');
+  });
+
   it('ps, logs, stop and rm, as docker has them', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
@@ -150,6 +171,17 @@ describe('portpub run -d and --link', () => {
     expect((await cli(e, 'rm', 'db')).stdout).toBe('db\n');
     expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
     expect((await cli(e, 'logs', 'db')).stderr).toContain('No such container: db');
+  });
+
+  it('--rm removes the record once the service ends, detached or not', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    expect((await cli(e, 'run', '--rm', '--name', 'once', '--', 'true')).code).toBe(0);
+    const d = await cli(e, 'run', '-d', '--rm', '--name', 'bg', '--', ...service('tcp=80'));
+    expect(d.code).toBe(0);
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/ bg\n$/);
+    await cli(e, 'stop', 'bg');
+    expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
   });
 
   it('leaves nothing running when the service’s portpub is SIGKILLed', async (ctx) => {

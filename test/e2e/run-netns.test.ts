@@ -26,7 +26,7 @@ async function startService(args: string[], e: RunEnv): Promise<Running> {
   return run;
 }
 
-describe('portpub run: a network of its own', () => {
+describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
   it('publishes -p N:N while the host port N stays free, before and after', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
