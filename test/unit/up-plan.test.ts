@@ -41,14 +41,18 @@ describe('portpub up --dry-run at scale', () => {
   // YAML entries) on an idle 2-core machine; the quadratic grouping took 89 s for either.
   it('plans one 1-65535:1-65535 line, every port, well within the bound', async () => {
     const file = join(tempDir(), 'compose.yaml');
-    writeFileSync(file, 'services:\n  all:\n    ports:\n      - "127.0.0.1:1-65535:1-65535"\n');
+    // The service on 127.0.0.2: to 127.0.0.1 every mapping would be portpub's own socket.
+    writeFileSync(
+      file,
+      'services:\n  all:\n    target: 127.0.0.2\n    ports:\n      - "127.0.0.1:1-65535:1-65535"\n',
+    );
     const r = await dryRun(file);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const lines = r.stdout.split('\n').filter((l) => l !== '');
     expect(lines).toHaveLength(65535);
-    expect(lines[0]).toBe('all: 1/tcp -> 127.0.0.1:1 => 127.0.0.1:1');
-    expect(lines[65534]).toBe('all: 65535/tcp -> 127.0.0.1:65535 => 127.0.0.1:65535');
+    expect(lines[0]).toBe('all: 1/tcp -> 127.0.0.1:1 => 127.0.0.2:1');
+    expect(lines[65534]).toBe('all: 65535/tcp -> 127.0.0.1:65535 => 127.0.0.2:65535');
   }, 10_000);
 
   it('plans 65,535 separate entries across two services in file order, as JSON too', async () => {
