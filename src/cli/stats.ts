@@ -5,6 +5,7 @@ import { Option, type Command } from 'commander';
 import { Collector } from '../observe/collect.js';
 import type { Snapshot } from '../observe/live.js';
 import { formatStats, formatTop, statsRows, topRows } from '../observe/table.js';
+import { ERR_NOT_RUNNING } from '../registry/queries.js';
 import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { durationArg } from './options.js';
@@ -86,7 +87,11 @@ export async function watch(
       await pause();
     }
     while (!stopped) {
-      const now = await collector.collect(view === 'top');
+      // Once the table is up, portpubs may all stop and start again: show them gone, keep going.
+      const now = await collector.collect(view === 'top').catch((err: unknown) => {
+        if (before.length > 0 && (err as { code?: string }).code === ERR_NOT_RUNNING) return [];
+        throw err;
+      });
       io.stdout.write(frame(now, before, opts, view, tty));
       before = now;
       if (!opts.stream) break;

@@ -181,7 +181,7 @@ describe('portpub stats', () => {
   it('streams plain tables when stdout is not a terminal, until SIGINT', async () => {
     const o = observeEnv();
     const echo = await echoServer();
-    await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'live']);
+    const pp = await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'live']);
     const child = spawn(process.execPath, [BIN, 'stats', '--interval', '50ms'], {
       env: { ...process.env, ...o.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -195,6 +195,10 @@ describe('portpub stats', () => {
     await waitFor(() => out.split('SERVICE').length > 3, 'three tables', 15_000);
     expect(out).not.toContain('\x1b[');
     expect(out).toMatch(/\nlive +127\.0\.0\.1:\d+ -> /);
+    // The portpub stops: the table goes empty (a header alone) and stats carries on.
+    await pp.stop();
+    await waitFor(() => /\n\nSERVICE [^\n]*\n\n/.test(out), 'an empty table', 15_000);
+    expect(child.exitCode).toBe(null);
     child.kill('SIGINT');
     expect(await withDeadline(exited, 10_000, 'stats to exit')).toBe(0);
   });
