@@ -8,8 +8,12 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, loggedUrl, observeEnv } from '../fixtures/observe-env.js';
 import { parseExposition, value, type Family } from '../fixtures/observe-prom.js';
+
+/** Both engines count alike; the native one where it built. */
+const native = loadNative().binding !== undefined;
 
 async function scrape(url: string): Promise<Map<string, Family>> {
   const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
@@ -19,87 +23,96 @@ async function scrape(url: string): Promise<Map<string, Family>> {
 }
 
 describe('--metrics', () => {
-  it('exposes TCP and UDP counters that match the traffic and portpub stats', async () => {
-    const o = observeEnv();
-    const tcpTarget = await echoServer();
-    const udpTarget = await udpEcho('udp4', '127.0.0.1');
-    const pp = await o.start(
-      [
-        '-p',
-        `127.0.0.1::${tcpTarget.port}`,
-        '-p',
-        `127.0.0.1::${udpTarget.port}/udp`,
-        '--name',
-        'm',
-        '--metrics',
-        '127.0.0.1:0',
-      ],
-      2,
-    );
-    const url = await loggedUrl(pp, 'metrics');
-    const tcpPort = parsePortLine(pp.lines.find((l) => l.includes('/tcp'))!).port;
-    const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
+  it.for(['js', 'native'])(
+    'exposes counters that match the traffic and portpub stats (%s engine)',
+    async (engine, t) => {
+      if (engine === 'native' && !native) t.skip('the native engine did not build');
+      const o = observeEnv();
+      const tcpTarget = await echoServer();
+      const udpTarget = await udpEcho('udp4', '127.0.0.1');
+      const pp = await o.start(
+        [
+          '-p',
+          `127.0.0.1::${tcpTarget.port}`,
+          '-p',
+          `127.0.0.1::${udpTarget.port}/udp`,
+          '--name',
+          'metered',
+          '--metrics',
+          '127.0.0.1:0',
+          '--engine',
+          engine,
+        ],
+        2,
+      );
+      const url = await loggedUrl(pp, 'metrics');
+      const tcpPort = parsePortLine(pp.lines.find((l) => l.includes('/tcp'))!).port;
+      const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
 
-    const socket = await connectTcp(tcpPort);
-    let got = 0;
-    socket.on('data', (d: Buffer) => (got += d.length));
-    socket.write(Buffer.alloc(70_001, 1));
-    await waitFor(() => got === 70_001, 'the echo', 10_000);
-    const dgram = await udpSocket('udp4', '127.0.0.1');
-    await request(dgram, 'ping!', udpPort, '127.0.0.1', { tries: 5 });
+      const socket = await connectTcp(tcpPort);
+      let got = 0;
+      socket.on('data', (d: Buffer) => (got += d.length));
+      socket.write(Buffer.alloc(70_001, 1));
+      await waitFor(() => got === 70_001, 'the echo', 10_000);
+      const dgram = await udpSocket('udp4', '127.0.0.1');
+      await request(dgram, 'ping!', udpPort, '127.0.0.1', { tries: 5 });
 
-    const tcp = { binding: `127.0.0.1:${tcpPort}`, protocol: 'tcp' };
-    const udp = { binding: `127.0.0.1:${udpPort}`, protocol: 'udp' };
-    let m = new Map<string, Family>();
-    await waitFor(
-      async () => {
-        m = await scrape(url);
-        return (
-          value(m, 'portpub_bytes_total', { ...tcp, direction: 'target_to_client' }) === 70_001 &&
-          value(m, 'portpub_bytes_total', { ...udp, direction: 'target_to_client' }) === 5
-        );
-      },
-      'the counters to reach the traffic',
-      15_000,
-    );
-    expect(m.get('portpub_bytes_total')!.type).toBe('counter');
-    expect(m.get('portpub_connections_active')!.type).toBe('gauge');
-    expect(value(m, 'portpub_connections_active', tcp)).toBe(1);
-    expect(value(m, 'portpub_connections_total', tcp)).toBe(1);
-    expect(value(m, 'portpub_bytes_total', { ...tcp, direction: 'client_to_target' })).toBe(70_001);
-    expect(value(m, 'portpub_bytes_total', { ...udp, direction: 'client_to_target' })).toBe(5);
-    expect(value(m, 'portpub_udp_flows_active', udp)).toBe(1);
-    expect(value(m, 'portpub_udp_flows_total', udp)).toBe(1);
-    expect(value(m, 'portpub_udp_datagrams_total', { ...udp, direction: 'client_to_target' })).toBe(
-      1,
-    );
-    const drops = m.get('portpub_udp_drops_total')!.samples;
-    expect(drops.length).toBeGreaterThan(3);
-    expect(drops.every((s) => s.value === 0 && s.labels.reason !== '')).toBe(true);
-    for (const s of m.get('portpub_connections_total')!.samples) {
-      expect(s.labels).toMatchObject({ service: '', target: `127.0.0.1:${tcpTarget.port}` });
-    }
-    // prom-client's default process metrics come along.
-    expect(m.get('process_cpu_user_seconds_total')?.type).toBe('counter');
-    expect(m.get('process_resident_memory_bytes')?.samples[0]!.value).toBeGreaterThan(0);
-
-    // The same counters, as portpub stats reads them from the control socket.
-    const stats = jsonLines<Record<string, number | string>>(
-      (await o.run(['stats', 'm', '--no-stream', '--format', 'json', '--interval', '50ms'])).stdout,
-    );
-    const after = await scrape(url);
-    for (const [labels, port] of [
-      [tcp, tcpPort],
-      [udp, udpPort],
-    ] as const) {
-      const row = stats.find((r) => r.binding === `127.0.0.1:${port}`)!;
-      for (const direction of ['client_to_target', 'target_to_client'] as const) {
-        const key =
-          direction === 'client_to_target' ? 'bytesClientToTarget' : 'bytesTargetToClient';
-        expect(value(after, 'portpub_bytes_total', { ...labels, direction })).toBe(row[key]);
+      const tcp = { binding: `127.0.0.1:${tcpPort}`, protocol: 'tcp' };
+      const udp = { binding: `127.0.0.1:${udpPort}`, protocol: 'udp' };
+      let m = new Map<string, Family>();
+      await waitFor(
+        async () => {
+          m = await scrape(url);
+          return (
+            value(m, 'portpub_bytes_total', { ...tcp, direction: 'target_to_client' }) === 70_001 &&
+            value(m, 'portpub_bytes_total', { ...udp, direction: 'target_to_client' }) === 5
+          );
+        },
+        'the counters to reach the traffic',
+        15_000,
+      );
+      expect(m.get('portpub_bytes_total')!.type).toBe('counter');
+      expect(m.get('portpub_connections_active')!.type).toBe('gauge');
+      expect(value(m, 'portpub_connections_active', tcp)).toBe(1);
+      expect(value(m, 'portpub_connections_total', tcp)).toBe(1);
+      expect(value(m, 'portpub_bytes_total', { ...tcp, direction: 'client_to_target' })).toBe(
+        70_001,
+      );
+      expect(value(m, 'portpub_bytes_total', { ...udp, direction: 'client_to_target' })).toBe(5);
+      expect(value(m, 'portpub_udp_flows_active', udp)).toBe(1);
+      expect(value(m, 'portpub_udp_flows_total', udp)).toBe(1);
+      expect(
+        value(m, 'portpub_udp_datagrams_total', { ...udp, direction: 'client_to_target' }),
+      ).toBe(1);
+      const drops = m.get('portpub_udp_drops_total')!.samples;
+      expect(drops.length).toBeGreaterThan(3);
+      expect(drops.every((s) => s.value === 0 && s.labels.reason !== '')).toBe(true);
+      for (const s of m.get('portpub_connections_total')!.samples) {
+        expect(s.labels).toMatchObject({ service: '', target: `127.0.0.1:${tcpTarget.port}` });
       }
-    }
-  });
+      // prom-client's default process metrics come along.
+      expect(m.get('process_cpu_user_seconds_total')?.type).toBe('counter');
+      expect(m.get('process_resident_memory_bytes')?.samples[0]!.value).toBeGreaterThan(0);
+
+      // The same counters, as portpub stats reads them from the control socket.
+      const stats = jsonLines<Record<string, number | string>>(
+        (await o.run(['stats', 'metered', '--no-stream', '--format', 'json', '--interval', '50ms']))
+          .stdout,
+      );
+      const after = await scrape(url);
+      for (const [labels, port] of [
+        [tcp, tcpPort],
+        [udp, udpPort],
+      ] as const) {
+        const row = stats.find((r) => r.binding === `127.0.0.1:${port}`)!;
+        for (const direction of ['client_to_target', 'target_to_client'] as const) {
+          const key =
+            direction === 'client_to_target' ? 'bytesClientToTarget' : 'bytesTargetToClient';
+          expect(value(after, 'portpub_bytes_total', { ...labels, direction })).toBe(row[key]);
+        }
+      }
+    },
+  );
 
   it('works on up, labelled by service', async () => {
     const o = observeEnv();

@@ -8,9 +8,13 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
 
 const SCRIPT = '/usr/bin/script';
+/** Both TCP engines report the same counters; the native one where it built. */
+const ENGINES = ['js', 'native'];
+const native = loadNative().binding !== undefined;
 
 interface Row {
   pid: number;
@@ -65,53 +69,64 @@ async function pushTcp(port: number, n: number) {
 }
 
 describe('portpub stats', () => {
-  it('shows the bytes a client pushed, each way, and the open connection', async () => {
-    const o = observeEnv();
-    const echo = await echoServer();
-    const pp = await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'web']);
-    const { port } = parsePortLine(pp.lines[0]!);
-    const socket = await pushTcp(port, 123_457);
-    const rows = await until(
-      o,
-      (r) => r[0]?.bytesTargetToClient === 123_457,
-      'stats to show 123457 bytes',
-    );
-    expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({
-      pid: pp.child.pid,
-      service: 'web',
-      binding: `127.0.0.1:${port}`,
-      target: `127.0.0.1:${echo.port}`,
-      protocol: 'tcp',
-      active: 1,
-      total: 1,
-      bytesClientToTarget: 123_457,
-      bytesTargetToClient: 123_457,
-      drops: 0,
-    });
-    expect(typeof rows[0]!.rateClientToTarget).toBe('number');
+  it.for(ENGINES)(
+    'shows the bytes pushed each way, and the open connection (%s engine)',
+    async (engine, t) => {
+      if (engine === 'native' && !native) t.skip('the native engine did not build');
+      const o = observeEnv();
+      const echo = await echoServer();
+      const pp = await o.start([
+        '-p',
+        `127.0.0.1::${echo.port}`,
+        '--name',
+        'web',
+        '--engine',
+        engine,
+      ]);
+      const { port } = parsePortLine(pp.lines[0]!);
+      const socket = await pushTcp(port, 123_457);
+      const rows = await until(
+        o,
+        (r) => r[0]?.bytesTargetToClient === 123_457,
+        'stats to show 123457 bytes',
+      );
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({
+        pid: pp.child.pid,
+        service: 'web',
+        binding: `127.0.0.1:${port}`,
+        target: `127.0.0.1:${echo.port}`,
+        protocol: 'tcp',
+        active: 1,
+        total: 1,
+        bytesClientToTarget: 123_457,
+        bytesTargetToClient: 123_457,
+        drops: 0,
+      });
+      expect(typeof rows[0]!.rateClientToTarget).toBe('number');
 
-    // The table: the same numbers in docker's units; the connection closed, active drops to 0.
-    socket.end();
-    await until(o, (r) => r[0]?.active === 0, 'the connection to close');
-    const table = await o.run(['stats', 'web', '--no-stream', '--interval', '50ms']);
-    expect(table.code).toBe(0);
-    const [header, line, ...rest] = table.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^SERVICE +BINDING +PROTO +ACTIVE +TOTAL +TO TARGET +TO CLIENT /);
-    expect(rest).toEqual([]);
-    expect(line!.split(/ {3,}/)).toEqual([
-      'web',
-      `127.0.0.1:${port} -> 127.0.0.1:${echo.port}`,
-      'tcp',
-      '0',
-      '1',
-      '123kB',
-      '123kB',
-      '0B/s',
-      '0B/s',
-      '0',
-    ]);
-  });
+      // The table: the same numbers in docker's units; the connection closed, active drops to 0.
+      socket.end();
+      await until(o, (r) => r[0]?.active === 0, 'the connection to close');
+      const table = await o.run(['stats', 'web', '--no-stream', '--interval', '50ms']);
+      expect(table.code).toBe(0);
+      const [header, line, ...rest] = table.stdout.trimEnd().split('\n');
+      expect(header).toMatch(/^SERVICE +BINDING +PROTO +ACTIVE +TOTAL +TO TARGET +TO CLIENT /);
+      expect(rest).toEqual([]);
+      expect(line!.split(/ {3,}/)).toEqual([
+        'web',
+        `127.0.0.1:${port} -> 127.0.0.1:${echo.port}`,
+        'tcp',
+        '0',
+        '1',
+        '123kB',
+        '123kB',
+        '0B/s',
+        '0B/s',
+        '0',
+      ]);
+    },
+  );
 
   it('counts UDP flows and bytes, and keeps the control socket owner-only', async () => {
     const o = observeEnv();
