@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
 
 interface Row {
@@ -27,51 +28,91 @@ async function top(o: ObserveEnv, args: string[]): Promise<Row[]> {
   return jsonLines<Row>(r.stdout);
 }
 
+/** Both TCP engines serve the same live view; the native one where it built. */
+const native = loadNative().binding !== undefined;
+
 describe('portpub top', () => {
-  it('lists each TCP connection with its addresses, bytes and state', async () => {
+  it.for(['js', 'native'])(
+    'lists each TCP connection (%s engine) with addresses, bytes and state',
+    async (engine, t) => {
+      if (engine === 'native' && !native) t.skip('the native engine did not build');
+      const o = observeEnv();
+      const target = await echoServer();
+      const pp = await o.start([
+        '-p',
+        `127.0.0.1::${target.port}`,
+        '--name',
+        'web',
+        '--engine',
+        engine,
+      ]);
+      const { port } = parsePortLine(pp.lines[0]!);
+      const sizes = [1_111, 22_222];
+      const sockets = [];
+      for (const n of sizes) {
+        const s = await connectTcp(port);
+        let got = 0;
+        s.on('data', (d: Buffer) => (got += d.length));
+        s.write(Buffer.alloc(n, 5));
+        await waitFor(() => got === n, 'the echo', 10_000);
+        sockets.push(s);
+      }
+      let rows: Row[] = [];
+      await waitFor(
+        async () =>
+          (rows = await top(o, ['top', 'web'])).filter((r) => r.bytesTargetToClient > 0).length ===
+          2,
+        'two connections with their bytes',
+        20_000,
+      );
+      for (const [i, s] of sockets.entries()) {
+        const row = rows.find((r) => r.client === `127.0.0.1:${s.localPort}`)!;
+        expect(row).toMatchObject({
+          service: 'web',
+          protocol: 'tcp',
+          host: `127.0.0.1:${port}`,
+          target: `127.0.0.1:${target.port}`,
+          bytesClientToTarget: sizes[i],
+          bytesTargetToClient: sizes[i],
+          state: 'open',
+        });
+        // The target-side socket is the one the target accepted.
+        const remote = [...target.sockets].map((t) => `127.0.0.1:${t.remotePort}`);
+        expect(remote).toContain(row.targetLocal);
+        expect(row.ageMs).toBeGreaterThanOrEqual(row.idleMs);
+      }
+      // The same, as a table (stats --connections is top over every running portpub).
+      const table = await o.run(['stats', '--connections', '--no-stream']);
+      expect(table.stdout.split('\n')[0]).toMatch(
+        /^SERVICE +PROTO +CLIENT +HOST +TARGET SIDE +AGE +IDLE +TO TARGET +TO CLIENT +STATE$/,
+      );
+      expect(table.stdout).toContain(`127.0.0.1:${sockets[0]!.localPort}`);
+    },
+  );
+
+  it('lists the connections every --tcp-workers process serves', async () => {
     const o = observeEnv();
     const target = await echoServer();
-    const pp = await o.start(['-p', `127.0.0.1::${target.port}`, '--name', 'web']);
+    const pp = await o.start([
+      '-p',
+      `127.0.0.1::${target.port}`,
+      '--name',
+      'many',
+      '--tcp-workers',
+      '3',
+    ]);
     const { port } = parsePortLine(pp.lines[0]!);
-    const sizes = [1_111, 22_222];
-    const sockets = [];
-    for (const n of sizes) {
-      const s = await connectTcp(port);
-      let got = 0;
-      s.on('data', (d: Buffer) => (got += d.length));
-      s.write(Buffer.alloc(n, 5));
-      await waitFor(() => got === n, 'the echo', 10_000);
-      sockets.push(s);
-    }
+    const clients = [];
+    for (let i = 0; i < 8; i++) clients.push(await connectTcp(port));
     let rows: Row[] = [];
     await waitFor(
-      async () =>
-        (rows = await top(o, ['top', 'web'])).filter((r) => r.bytesTargetToClient > 0).length === 2,
-      'two connections with their bytes',
+      async () => (rows = await top(o, ['top', 'many'])).length === 8,
+      'eight connections listed',
       20_000,
     );
-    for (const [i, s] of sockets.entries()) {
-      const row = rows.find((r) => r.client === `127.0.0.1:${s.localPort}`)!;
-      expect(row).toMatchObject({
-        service: 'web',
-        protocol: 'tcp',
-        host: `127.0.0.1:${port}`,
-        target: `127.0.0.1:${target.port}`,
-        bytesClientToTarget: sizes[i],
-        bytesTargetToClient: sizes[i],
-        state: 'open',
-      });
-      // The target-side socket is the one the target accepted.
-      const remote = [...target.sockets].map((t) => `127.0.0.1:${t.remotePort}`);
-      expect(remote).toContain(row.targetLocal);
-      expect(row.ageMs).toBeGreaterThanOrEqual(row.idleMs);
-    }
-    // The same, as a table (stats --connections is top over every running portpub).
-    const table = await o.run(['stats', '--connections', '--no-stream']);
-    expect(table.stdout.split('\n')[0]).toMatch(
-      /^SERVICE +PROTO +CLIENT +HOST +TARGET SIDE +AGE +IDLE +TO TARGET +TO CLIENT +STATE$/,
+    expect(rows.map((r) => r.client).sort()).toEqual(
+      clients.map((c) => `127.0.0.1:${c.localPort}`).sort(),
     );
-    expect(table.stdout).toContain(`127.0.0.1:${sockets[0]!.localPort}`);
   });
 
   it('lists UDP flows, by client, with their bytes', async () => {
