@@ -3,6 +3,8 @@
 // Synchronous on purpose: the files are tiny, and removeState must work in a process 'exit' handler.
 import { randomBytes } from 'node:crypto';
 import {
+  accessSync,
+  constants as fsConstants,
   chmodSync,
   closeSync,
   fsyncSync,
@@ -42,6 +44,18 @@ export interface State {
   procStart?: string;
   /** Command line of `pid` (`/proc/<pid>/cmdline`, split at NULs), filled in like procStart. */
   cmdline?: string[];
+  /** `portpub up`: the outcome of the latest SIGHUP reload, for `portpub reload` to report. */
+  lastReload?: ReloadReport;
+}
+
+/** ReloadReport is one reload's outcome; `seq` counts reloads since the process started. */
+export interface ReloadReport {
+  seq: number;
+  ok: boolean;
+  added?: number;
+  removed?: number;
+  kept?: number;
+  error?: string;
 }
 
 /** ServiceState is one service of a `portpub up`: its target, `expose:` ports and container_name. */
@@ -66,18 +80,46 @@ const TEMP_FILE = /^\.([1-9][0-9]*)\.[0-9a-f]+\.tmp$/;
 export const STATE_DIR_ENV = 'PORTPUB_STATE_DIR';
 
 /**
- * stateDir is where state files live: `$PORTPUB_STATE_DIR` if set (absolute), else
- * `$XDG_RUNTIME_DIR/portpub` (per-user, tmpfs, cleared at logout, and no one else can create it),
- * else `<os.tmpdir()>/portpub-<uid>`. Another user can create that last one first to keep portpub
- * out; ensureStateDir then refuses it and says how to choose another. It only computes the path.
+ * stateDir is where state files live, the first that applies:
+ *   1. `$PORTPUB_STATE_DIR` (absolute);
+ *   2. `$XDG_RUNTIME_DIR/portpub` (absolute: per-user, tmpfs, cleared at logout);
+ *   3. `/run/portpub` for root, `/run/user/<uid>/portpub` where that runtime directory exists and
+ *      is the user's own (XDG_RUNTIME_DIR is often unset under sudo, su or cron);
+ *   4. `<os.tmpdir()>/portpub-<uid>`.
+ * No other user can create the first three for you; the last one anyone can create first, to
+ * keep portpub out, and ensureStateDir then refuses it and says how to choose another. It only
+ * computes the path; `runtimeDir` stands in for looking at /run (tests).
  */
-export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+export function stateDir(
+  env: NodeJS.ProcessEnv = process.env,
+  runtimeDir: (uid: number) => string | undefined = ownRuntimeDir,
+): string {
   const named = env[STATE_DIR_ENV];
   if (named && named.startsWith('/')) return named;
   const runtime = env.XDG_RUNTIME_DIR;
   if (runtime && runtime.startsWith('/')) return join(runtime, 'portpub');
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const own = typeof process.getuid === 'function' ? runtimeDir(uid) : undefined;
+  if (own !== undefined) return join(own, 'portpub');
   return join(tmpdir(), `portpub-${uid}`);
+}
+
+/**
+ * ownRuntimeDir is a directory only `uid` (and root) can create entries in: `/run` for root,
+ * else `/run/user/<uid>` when it exists, is a real directory, belongs to uid and is not open
+ * to others (what systemd-logind makes at login).
+ */
+function ownRuntimeDir(uid: number): string | undefined {
+  const dir = uid === 0 ? '/run' : `/run/user/${uid}`;
+  try {
+    const st = lstatSync(dir);
+    if (!st.isDirectory() || st.uid !== uid) return undefined;
+    if (uid !== 0 && (st.mode & 0o077) !== 0) return undefined;
+    accessSync(dir, fsConstants.W_OK);
+    return dir;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -96,7 +96,20 @@ describe('stateDir', () => {
       expected: join(tmpdir(), `portpub-${process.getuid?.() ?? 0}`),
     },
   ])('is $expected for $env', ({ env, expected }) => {
-    expect(stateDir(env)).toBe(expected);
+    // Where no runtime directory of this user exists (the probe finds none).
+    expect(stateDir(env, () => undefined)).toBe(expected);
+  });
+
+  it("uses the user's own runtime directory when XDG_RUNTIME_DIR is unset (issue 11 defect 7)", () => {
+    const uid = process.getuid?.() ?? 0;
+    const probe = (u: number) => (u === uid ? `/run/user/${u}` : undefined);
+    expect(stateDir({}, probe)).toBe(`/run/user/${uid}/portpub`);
+    expect(stateDir({ XDG_RUNTIME_DIR: '/x' }, probe)).toBe('/x/portpub');
+    expect(stateDir({ PORTPUB_STATE_DIR: '/y' }, probe)).toBe('/y');
+  });
+
+  it.runIf(onLinux && isRoot)('is /run/portpub for root, which no other user can create', () => {
+    expect(stateDir({})).toBe('/run/portpub');
   });
 });
 
