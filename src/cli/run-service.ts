@@ -9,7 +9,8 @@ import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { serviceEnv } from '../netns/env.js';
 import { hostsFile } from '../netns/hosts.js';
-import { dialLink, relay, serveLinks, type LinkServer } from '../netns/relay.js';
+import { dialLink, dialLinkUdp, relay, serveLinks, type LinkServer } from '../netns/relay.js';
+import { hostPeer, udpConduit, type OpenPeer } from '../netns/udp-link.js';
 import { exitStatus, Sandbox } from '../netns/sandbox.js';
 import { startPublisher, type Publisher, type PublishRequest } from '../publish/publisher.js';
 import {
@@ -49,6 +50,8 @@ interface ResolvedLink {
   ports: LinkPort[];
   env: Record<string, string>;
   dial: (port: number) => Promise<net.Socket>;
+  /** Flows to a UDP port of the service. */
+  openUdp: (port: number) => OpenPeer;
 }
 
 /** runContainer runs the record's service to its end and resolves its exit code. */
@@ -65,11 +68,13 @@ export async function runContainer(
   let box: Sandbox | undefined;
   let forwarding: Publisher | undefined;
   let links: LinkServer | undefined;
+  let conduits: (() => void)[] = [];
   let observe: Observe | undefined;
   const teardown = async () => {
     await observe?.close();
     forwarding?.destroy();
     links?.close();
+    for (const stop of conduits) stop();
     box?.destroy();
     await box?.closed;
   };
@@ -116,11 +121,14 @@ export async function runContainer(
       });
     }
     observe = await startObserve(observeOptions(forwarding, record.name, opts, dir, log));
-    const tcpPorts = new Set(record.exposed.filter((p) => p.protocol === 'tcp').map((p) => p.port));
-    links = await serveLinks(containerPath(record.id, 'link.sock', dir), tcpPorts, (port) =>
-      sandbox.dialTcp(port),
+    const exposed = (protocol: string) =>
+      new Set(record.exposed.filter((p) => p.protocol === protocol).map((p) => p.port));
+    links = await serveLinks(
+      containerPath(record.id, 'link.sock', dir),
+      { tcp: exposed('tcp'), udp: exposed('udp') },
+      { tcp: (port) => sandbox.dialTcp(port), udp: (port) => sandbox.dialUdp(port) },
     );
-    await openConduits(sandbox, resolved, log);
+    conduits = await openConduits(sandbox, resolved);
 
     const linkVars = resolved.flatMap((l) =>
       linkEnv({ parent: record.name, alias: l.alias, ip: l.ip, ports: l.ports, env: l.env }),
@@ -242,6 +250,7 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
         ports: container.exposed.map((p) => ({ port: p.port, protocol: p.protocol })),
         env: Object.fromEntries(container.env),
         dial: (port: number) => dialLink(socket, port),
+        openUdp: (port: number) => dialLinkUdp(socket, port),
       };
     }
     const states = readStates(dir);
@@ -276,6 +285,7 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
       ports: bindings.map((b) => ({ port: b.targetPort, protocol: b.protocol })),
       env: {},
       dial: (port: number) => dialHost(target, port),
+      openUdp: (port: number) => hostPeer(target, port),
     };
   });
 }
@@ -291,20 +301,23 @@ function dialHost(host: string, port: number): Promise<net.Socket> {
   });
 }
 
-/** openConduits listens inside the recipient on each link's address and TCP ports. */
-async function openConduits(box: Sandbox, links: readonly ResolvedLink[], log: Logger) {
+/**
+ * openConduits listens inside the recipient on each link's address, for each of the linked
+ * service's TCP and UDP ports, relaying to the service; resolves the functions that stop the UDP
+ * ones (the TCP listeners end with the namespace).
+ */
+async function openConduits(box: Sandbox, links: readonly ResolvedLink[]): Promise<(() => void)[]> {
+  const stops: (() => void)[] = [];
   for (const l of links) {
-    const seen = new Set<number>();
+    const seen = new Set<string>();
     for (const p of l.ports) {
-      if (p.protocol !== 'tcp') {
-        log.warn(
-          { link: l.alias, port: `${p.port}/${p.protocol}` },
-          'link conduits carry TCP only: this port has variables but no conduit',
-        );
+      const key = `${p.port}/${p.protocol}`;
+      if (seen.has(key) || p.protocol === 'sctp') continue;
+      seen.add(key);
+      if (p.protocol === 'udp') {
+        stops.push(udpConduit(await box.bindUdp(l.ip, p.port), l.openUdp(p.port)));
         continue;
       }
-      if (seen.has(p.port)) continue;
-      seen.add(p.port);
       await box.listenTcp(l.ip, p.port, (inside) => {
         inside.on('error', () => undefined);
         l.dial(p.port).then(
@@ -317,4 +330,5 @@ async function openConduits(box: Sandbox, links: readonly ResolvedLink[], log: L
       });
     }
   }
+  return stops;
 }

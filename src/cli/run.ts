@@ -133,7 +133,15 @@ async function runCommand(
       `--network: portpub offers 'host' or a network of its own, not ${opts.network}`,
     );
   }
-  if (host) return runOnHost(command, args, opts, user, ctx);
+  if (host) {
+    if (opts.detach)
+      throw new UsageError('--network host runs in the foreground: -d needs a network of its own');
+    // Docker's own warning: on the host's network a port needs no publishing.
+    if (opts.publish.length > 0 || opts.publishAll) {
+      ctx.io.stderr.write('WARNING: Published ports are discarded when using host network mode\n');
+    }
+    return runOnHost(command, args, opts, user, ctx);
+  }
 
   if (opts.name !== undefined) validateName(opts.name);
   const exposed = [...opts.expose.flat()];

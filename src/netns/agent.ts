@@ -95,16 +95,28 @@ function dial(m: Extract<ToAgent, { t: 'dial' }>): void {
     });
     return;
   }
+  handOverUdp(m.id, '127.0.0.1', 0, failed);
+}
+
+/**
+ * handOverUdp binds a UDP socket here and sends it to the parent, then closes this copy. For a
+ * dial the parent connects it: a datagram can only arrive once the parent has sent from it, and
+ * by then this copy is closed ('released'), so no reply is read here.
+ */
+function handOverUdp(
+  id: number,
+  host: string,
+  port: number,
+  failed: (err: NodeJS.ErrnoException) => void,
+): void {
   const s = dgram.createSocket('udp4');
   s.once('error', failed);
-  // Bound here, connected by the parent: a datagram can only arrive once the parent has sent from
-  // the socket, and by then this copy is closed ('released'), so no reply is read here.
-  s.bind(0, '127.0.0.1', () => {
+  s.bind(port, host, () => {
     s.off('error', failed);
     s.on('error', () => undefined);
-    send({ t: 'dialed', id: m.id }, s, () => {
+    send({ t: 'dialed', id }, s, () => {
       s.close();
-      send({ t: 'released', id: m.id });
+      send({ t: 'released', id });
     });
   });
 }
@@ -140,6 +152,11 @@ function onMessage(m: ToAgent): void {
       return;
     case 'listen':
       listen(m);
+      return;
+    case 'bind-udp':
+      handOverUdp(m.id, m.host, m.port, (err) =>
+        send({ t: 'dial-failed', id: m.id, code: err.code ?? 'EIO', message: err.message }),
+      );
       return;
     case 'signal':
       child?.kill(m.signal);

@@ -37,13 +37,22 @@ export interface ListenMessage {
   port: number;
 }
 
+/** BindUdpMessage binds a UDP socket inside (a link's conduit) and hands it over, as a dial does. */
+export interface BindUdpMessage {
+  t: 'bind-udp';
+  id: number;
+  host: string;
+  port: number;
+}
+
 /** SignalMessage sends a signal to the command. */
 export interface SignalMessage {
   t: 'signal';
   signal: NodeJS.Signals;
 }
 
-export type ToAgent = SetupMessage | StartMessage | DialMessage | ListenMessage | SignalMessage;
+export type ToAgent =
+  SetupMessage | StartMessage | DialMessage | ListenMessage | BindUdpMessage | SignalMessage;
 
 export type FromAgent =
   /** The agent runs inside the namespaces (sent first, before setup). */

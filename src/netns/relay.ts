@@ -1,8 +1,10 @@
 // The plumbing of links: a TCP relay between two sockets with half-close, and the Unix socket a
 // running service offers its linked peers (`<ALIAS>` inside them reaches the service's port
 // inside its own namespace through it), with the one-line header that names the port.
-import net from 'node:net';
+import type dgram from 'node:dgram';
 import { rmSync } from 'node:fs';
+import net from 'node:net';
+import { framed, type OpenPeer } from './udp-link.js';
 
 /**
  * relay copies a to b and b to a until both directions have ended: a FIN one way is end() on the
@@ -42,8 +44,11 @@ export interface LinkServer {
  */
 export function serveLinks(
   path: string,
-  ports: ReadonlySet<number>,
-  dial: (port: number) => Promise<net.Socket>,
+  ports: { tcp: ReadonlySet<number>; udp: ReadonlySet<number> },
+  dial: {
+    tcp: (port: number) => Promise<net.Socket>;
+    udp: (port: number) => Promise<dgram.Socket>;
+  },
 ): Promise<LinkServer> {
   rmSync(path, { force: true });
   const server = net.createServer({ allowHalfOpen: true }, (c) => {
@@ -58,14 +63,19 @@ export function serveLinks(
       }
       c.off('data', onData);
       c.pause();
-      const m = /^tcp (\d{1,5})$/.exec(head.subarray(0, nl).toString('latin1'));
-      const port = m ? Number(m[1]) : 0;
-      if (!ports.has(port)) {
+      const m = /^(tcp|udp) (\d{1,5})$/.exec(head.subarray(0, nl).toString('latin1'));
+      const protocol = m?.[1] === 'udp' ? 'udp' : 'tcp';
+      const port = m ? Number(m[2]) : 0;
+      if (!m || !ports[protocol].has(port)) {
         c.destroy();
         return;
       }
       const rest = head.subarray(nl + 1);
-      dial(port).then(
+      if (protocol === 'udp') {
+        serveUdp(c, rest, () => dial.udp(port));
+        return;
+      }
+      dial.tcp(port).then(
         (s) => {
           if (c.destroyed) {
             s.destroy();
@@ -93,6 +103,45 @@ export function serveLinks(
       });
     });
   });
+}
+
+/** serveUdp relays one framed UDP flow of a peer to a socket dialled inside the namespace. */
+function serveUdp(c: net.Socket, rest: Buffer, dial: () => Promise<dgram.Socket>): void {
+  dial().then(
+    (u) => {
+      if (c.destroyed) {
+        u.close();
+        return;
+      }
+      u.on('error', () => undefined);
+      const peer = framed(c, (msg) => u.send(msg));
+      u.on('message', (m) => peer.send(m));
+      c.once('close', () => {
+        try {
+          u.close();
+        } catch {
+          // already closed
+        }
+      });
+      if (rest.length > 0) c.unshift(rest);
+      c.resume();
+    },
+    () => c.destroy(),
+  );
+}
+
+/** dialLinkUdp opens UDP flows to a linked service's port through its Unix socket. */
+export function dialLinkUdp(path: string, port: number): OpenPeer {
+  return (onReply) =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ path });
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.off('error', reject);
+        s.write(`udp ${port}\n`);
+        resolve(framed(s, onReply));
+      });
+    });
 }
 
 /** dialLink connects to a linked service's Unix socket for its TCP port. */

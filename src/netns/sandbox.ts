@@ -266,6 +266,28 @@ export class Sandbox {
   }
 
   /**
+   * bindUdp resolves with a UDP socket of the namespace bound to host:port there (a link's
+   * conduit), the agent's copy closed.
+   */
+  bindUdp(host: string, port: number): Promise<dgram.Socket> {
+    if (this.gone) {
+      return Promise.reject(
+        new PortpubError(ERR_AGENT_GONE, 'the namespace agent has exited', EXIT_RUNTIME),
+      );
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, {
+        resolve: resolve as (h: net.Socket | dgram.Socket) => void,
+        reject,
+        protocol: 'udp',
+        port,
+      });
+      this.send({ t: 'bind-udp', id, host, port });
+    });
+  }
+
+  /**
    * listenTcp opens a listener inside the namespace (a link's conduit); each connection it
    * accepts is handed to onConnection here, paused, nothing read from it yet.
    */

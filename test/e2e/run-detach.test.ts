@@ -115,6 +115,37 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     );
   });
 
+  it('carries UDP through a link too, one flow per client', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const d = await cli(
+      e,
+      'run',
+      '-d',
+      '--name',
+      'dns',
+      '--expose',
+      '53/udp',
+      '--',
+      ...service('udp=53', 'tag=dns'),
+    );
+    expect(d.code).toBe(0);
+    await waitFor(
+      async () => (await cli(e, 'logs', 'dns')).stdout.includes('up\n'),
+      'dns up',
+      15_000,
+    );
+    const ask = [
+      'const dgram = require("node:dgram");',
+      'const ask = (q) => new Promise((r) => { const s = dgram.createSocket("udp4");',
+      '  s.on("message", (m) => { s.close(); r(String(m)); }); s.send(q, 53, "dns"); });',
+      'ask("a").then(async (a) => console.log(a, await ask("b"), process.env.DNS_PORT));',
+    ].join('\n');
+    const r = await cli(e, 'run', '--link', 'dns', '--', process.execPath, '-e', ask);
+    const ip = record(e.dir, 'dns').ip;
+    expect(r.stdout).toBe(`dns:a dns:b udp://${ip}:53\n`);
+  });
+
   it('links to a service a plain portpub publishes on the host, through a conduit', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
