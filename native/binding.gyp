@@ -6,8 +6,8 @@
   "targets": [
     {
       "target_name": "portpub_engine",
-      "sources": ["engine.c", "tcp.c", "napi.c"],
-      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fno-strict-aliasing"],
+      "sources": ["engine.c", "tcp.c", "tcp-accept.c", "udp.c", "udp-life.c", "napi.c", "napi-udp.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-O2", "-fno-strict-aliasing", "-fvisibility=hidden"],
       "defines": ["NAPI_VERSION=8"],
       "conditions": [
         ["OS!='linux'", { "type": "none" }],

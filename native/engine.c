@@ -131,6 +131,13 @@ static int next_timeout(struct engine *e) {
     if (l->accept_retry && (best < 0 || retry < best)) best = retry;
     if (d >= 0 && (best < 0 || d < best)) best = d;
   }
+  if (e->flow_again != NULL) best = 0;
+  for (struct ulistener *u = e->ulisteners; u; u = u->next) {
+    if (u->dead) continue;
+    if (u->again) best = 0;
+    int64_t d = udp_timeouts(e, u);
+    if (d >= 0 && (best < 0 || d < best)) best = d;
+  }
   if (best > 1000000) best = 1000000;
   return (int)best;
 }
@@ -158,8 +165,13 @@ static void *loop(void *arg) {
       } else if (kind == K_LISTENER) {
         struct listener *l = evs[i].data.ptr;
         if (!l->dead && !l->closing) tcp_on_listener(e, l);
-      } else {
+      } else if (kind == K_SIDE) {
         tcp_on_side(e, evs[i].data.ptr, evs[i].events);
+      } else if (kind == K_ULISTENER) {
+        struct ulistener *u = evs[i].data.ptr;
+        if (!u->dead) udp_on_listener(e, u);
+      } else if (kind == K_FLOW) {
+        udp_on_flow(e, evs[i].data.ptr, evs[i].events);
       }
     }
     /* Connections that used their budget, or waited for a pipe, run again. */
@@ -183,6 +195,7 @@ static void *loop(void *arg) {
       c->queued = 0;
       tcp_run(e, c);
     }
+    udp_run_again(e);
     for (struct listener *l = e->listeners; l; l = l->next) {
       if (l->dead) continue;
       if (l->accept_retry) {
@@ -193,6 +206,7 @@ static void *loop(void *arg) {
     }
     timeout = next_timeout(e);
     tcp_reap(e);
+    udp_reap(e);
   }
   pthread_mutex_unlock(&e->lock);
   return NULL;
@@ -210,6 +224,7 @@ int engine_start(struct engine *e) {
   if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->wakefd, &ev) < 0) return -1;
   reopen_spare(e);
   e->next_conn_id = 1;
+  e->next_flow_id = 1;
   e->now_ms = mono_ms();
   int rc = pthread_create(&e->thread, NULL, loop, e);
   if (rc != 0) {
@@ -237,6 +252,7 @@ void engine_stop(struct engine *e) {
     e->thread_started = 0;
   }
   tcp_free_all(e);
+  udp_free_all(e);
   for (int i = 0; i < e->npool; i++) {
     close(e->pool[i][0]);
     close(e->pool[i][1]);

@@ -7,14 +7,19 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 /* Kinds of objects registered in the epoll set; every registered struct starts with one. */
-enum kind { K_WAKE = 1, K_LISTENER, K_SIDE };
+enum kind { K_WAKE = 1, K_LISTENER, K_SIDE, K_ULISTENER, K_FLOW };
 
 /* Event types sent to JavaScript (mirrored in src/engine/native-tcp.ts). */
-enum ev_type { EV_OPENED = 1, EV_CLOSED, EV_REJECTED, EV_ACCEPT_ERROR, EV_DRAINED };
+enum ev_type {
+  EV_OPENED = 1, EV_CLOSED, EV_REJECTED, EV_ACCEPT_ERROR, EV_DRAINED,
+  /* UDP (native/udp.c): conn is the flow id, how the drop reason or the flow's ending */
+  EV_FLOW_OPENED, EV_FLOW_ENDED, EV_DROP, EV_UDP_ERROR
+};
 
 /* How a connection ended (mirrored in src/engine/native-tcp.ts as TcpEnding). */
 enum how {
@@ -27,10 +32,26 @@ enum stat_slot {
   ST_ACTIVE, ST_TOTAL, ST_REJECTED, ST_CONNECT_FAILURES, ST_UP, ST_DOWN, ST_COUNT
 };
 
+/* UDP drop reasons, in UdpStats.drops order (src/udp/options.ts UDP_DROP_REASONS). */
+enum drop {
+  D_QUEUE_FULL, D_CLIENT_QUEUE_FULL, D_FLOW_SETUP, D_FLOW_CLOSED, D_TARGET_REFUSED,
+  D_TARGET_SEND, D_CLIENT_SEND, D_TOO_LARGE, D_LOOP, D_COUNT
+};
+
+/* How a UDP flow ended (EV_FLOW_ENDED's how). */
+enum flow_end { FE_EXPIRED = 1, FE_EVICTED, FE_BROKEN, FE_DESTROYED, FE_SETUP };
+
+/* Slots of a UDP listener's stats array (UdpStats, drops after the six counters). */
+enum ustat_slot {
+  US_ACTIVE, US_TOTAL, US_DGRAMS_UP, US_DGRAMS_DOWN, US_UP, US_DOWN, US_EVICTIONS,
+  US_DROPS, US_COUNT = US_DROPS + D_COUNT
+};
+
 /* One event record; the client address is already text. */
 struct event {
   double type, listener, conn, how, err, up, down, duration_ms;
-  char client[64];
+  double extra; /* UDP: the flow socket's source port */
+  char client[112]; /* ip:port; EV_FLOW_OPENED adds " " and the local address */
 };
 
 /* A list link, intrusive (the owner embeds it); a list head is a link pointing at itself. */
@@ -98,6 +119,51 @@ struct listener {
   struct listener *next;
 };
 
+struct ulistener;
+
+/* flow is one UDP client: a socket connected to the target, and where its replies leave from. */
+struct flow {
+  uint8_t kind; /* K_FLOW */
+  uint8_t dead;
+  uint8_t queued; /* on the engine's flow run-again list */
+  int fd;
+  struct ulistener *u;
+  struct sockaddr_storage client;
+  socklen_t client_len;
+  struct sockaddr_storage local;  /* the flow socket's own address (loop detection) */
+  struct in_addr dst4;            /* the address the client sent to: the reply's source */
+  struct in6_addr dst6;
+  int ifindex;
+  uint64_t id, up, down, dgrams_up, dgrams_down;
+  int64_t opened_ms, active_ms, reply_ms;
+  struct link lru;          /* listener's flows, least recently sent to the target first */
+  struct flow *hnext;       /* listener's table, by client address */
+  struct flow *lnext;       /* engine's table, by the flow socket's own address */
+  struct flow *again, *next_free;
+};
+
+struct ulistener {
+  uint8_t kind; /* K_ULISTENER */
+  uint8_t closing, dead, log_flows, again;
+  int fd, family;
+  uint32_t id;
+  struct sockaddr_storage target;
+  socklen_t target_len;
+  int64_t timeout_ms;
+  uint64_t max_flows, nflows;
+  double *stats; /* US_COUNT doubles, as struct listener's */
+  struct link lru;
+  struct flow **table;
+  size_t nbuckets; /* a power of two */
+  int64_t last_warn[D_COUNT];
+  struct ulistener *next;
+};
+
+/* Buffers for batched datagrams, one set per engine (allocated with the first UDP listener). */
+#define UDP_BATCH 32
+#define UDP_MAX 65536
+#define OWN_BUCKETS 4096
+
 enum cmd_type { CMD_ADD = 1, CMD_CLOSE, CMD_DESTROY, CMD_STOP };
 
 struct cmd {
@@ -133,6 +199,12 @@ struct engine {
   uint64_t next_conn_id;
   int64_t now_ms;
   int stopping;
+  /* UDP */
+  struct ulistener *ulisteners;
+  struct flow *flow_again, *free_flows, *flow_graveyard;
+  struct flow *own[OWN_BUCKETS]; /* every flow socket's own address, for loop detection */
+  unsigned char *ubuf;           /* UDP_BATCH * UDP_MAX bytes */
+  uint64_t next_flow_id;
   int oom; /* events were lost for want of memory: reported once */
 };
 
@@ -158,6 +230,16 @@ void tcp_destroy_listener(struct engine *e, struct listener *l);
 int64_t tcp_timeouts(struct engine *e, struct listener *l); /* next deadline delay, -1 none */
 void tcp_reap(struct engine *e);
 void tcp_free_all(struct engine *e);
+
+/* udp.c */
+int udp_init(struct engine *e); /* the buffers; 0 or -1 (errno) */
+void udp_on_listener(struct engine *e, struct ulistener *u);
+void udp_on_flow(struct engine *e, struct flow *f, uint32_t events);
+void udp_run_again(struct engine *e);
+int64_t udp_timeouts(struct engine *e, struct ulistener *u);
+void udp_destroy_listener(struct engine *e, struct ulistener *u);
+void udp_reap(struct engine *e);
+void udp_free_all(struct engine *e);
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 

@@ -13,31 +13,21 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "napi-util.h"
 
 /* ABI is bumped whenever the JavaScript side must change with this file. */
-#define ABI 1
-#define FIELDS 8 /* numbers per event record handed to JavaScript */
+#define ABI 2
+#define FIELDS 9 /* numbers per event record handed to JavaScript */
 
-#define CHECK(env, call)                                                     \
-  do {                                                                       \
-    if ((call) != napi_ok) {                                                 \
-      const napi_extended_error_info *info_ = NULL;                          \
-      napi_get_last_error_info((env), &info_);                               \
-      napi_throw_error((env), "ERR_PORTPUB_NATIVE",                          \
-                       info_ && info_->error_message ? info_->error_message  \
-                                                     : "Node-API call failed"); \
-      return NULL;                                                           \
-    }                                                                        \
-  } while (0)
 
-static napi_value throw_errno(napi_env env, const char *what, int err) {
+napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[256];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_throw_error(env, "ERR_PORTPUB_NATIVE", msg);
   return NULL;
 }
 
-static struct engine *engine_of(napi_env env) {
+struct engine *engine_of(napi_env env) {
   void *data = NULL;
   if (napi_get_instance_data(env, &data) != napi_ok) return NULL;
   return data;
@@ -70,8 +60,8 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   double *out = raw;
   for (size_t i = 0; i < n; i++) {
     const struct event *ev = &evs[i];
-    double rec[FIELDS] = {ev->type, ev->listener, ev->conn, ev->how,
-                          ev->err, ev->up, ev->down, ev->duration_ms};
+    double rec[FIELDS] = {ev->type, ev->listener, ev->conn,        ev->how,  ev->err,
+                          ev->up,   ev->down,     ev->duration_ms, ev->extra};
     memcpy(out + i * FIELDS, rec, sizeof rec);
     napi_value s;
     if (napi_create_string_utf8(env, ev->client, NAPI_AUTO_LENGTH, &s) != napi_ok) return;
@@ -97,7 +87,7 @@ static void cleanup(void *arg) {
   free(e);
 }
 
-static napi_value get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+napi_value get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
   size_t argc = want;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < want) {
@@ -140,7 +130,7 @@ static napi_value Start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static int64_t int_arg(napi_env env, napi_value v) {
+int64_t int_arg(napi_env env, napi_value v) {
   int64_t x = 0;
   if (napi_get_value_int64(env, v, &x) != napi_ok) return -1;
   return x;
@@ -266,7 +256,7 @@ static napi_value Close(napi_env env, napi_callback_info info) { return stop_lis
 /* destroy(id) also cuts every connection now. */
 static napi_value Destroy(napi_env env, napi_callback_info info) { return stop_listener(env, info, 1); }
 
-static napi_value str(napi_env env, const char *s) {
+napi_value str(napi_env env, const char *s) {
   napi_value v;
   if (napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v) != napi_ok) return NULL;
   return v;
@@ -341,6 +331,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"close", NULL, Close, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, Destroy, NULL, NULL, NULL, napi_default, NULL},
       {"connections", NULL, Connections, NULL, NULL, NULL, napi_default, NULL},
+      {"udpListen", NULL, UdpListen, NULL, NULL, NULL, napi_default, NULL},
+      {"udpDestroy", NULL, UdpDestroy, NULL, NULL, NULL, napi_default, NULL},
+      {"udpFlows", NULL, UdpFlows, NULL, NULL, NULL, napi_default, NULL},
       {"ref", NULL, Ref, NULL, NULL, NULL, napi_default, NULL},
       {"unref", NULL, Unref, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -42,12 +42,16 @@ if (sanitize) {
     '-fno-omit-frame-pointer',
     '-Wall',
     '-Wextra',
+    '-Werror',
+    '-fvisibility=hidden',
     '-fsanitize=address,undefined',
     '-fno-sanitize-recover=undefined',
     '-DNAPI_VERSION=8',
     '-DNODE_GYP_MODULE_NAME=portpub_engine',
     `-I${join(nodedir, 'include', 'node')}`,
-    ...['engine.c', 'tcp.c', 'napi.c'].map((f) => join(native, f)),
+    ...['engine.c', 'tcp.c', 'tcp-accept.c', 'udp.c', 'udp-life.c', 'napi.c', 'napi-udp.c'].map(
+      (f) => join(native, f),
+    ),
     '-o',
     join(out, 'portpub_engine.node'),
   ];

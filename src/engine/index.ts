@@ -6,10 +6,11 @@ import { isIP, type Server } from 'node:net';
 import { UnsupportedError, UsageError } from '../errors.js';
 import type { Forwarder, TcpDialer } from '../forwarder.js';
 import { TcpForwarder, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
-import type { UdpListener } from '../udp/bind.js';
+import type { BindUdpOptions, UdpListener } from '../udp/bind.js';
 import { UdpForwarder, type UdpForwarderOptions, type UdpStats } from '../udp/forwarder.js';
 import { loadNative, type Loaded } from './load.js';
 import { NativeTcpForwarder } from './native-tcp.js';
+import { NativeUdpForwarder } from './native-udp.js';
 
 /** EngineChoice is `--engine`: auto (native where it loaded, on Linux), native, or js. */
 export type EngineChoice = 'auto' | 'native' | 'js';
@@ -41,16 +42,19 @@ export interface EngineContext {
 
 /** engineStatus resolves a choice against what loaded (loading the addon on first call). */
 export function engineStatus(choice: EngineChoice = 'auto', ctx: EngineContext = {}): EngineStatus {
-  const udpWhy = 'UDP is served in TypeScript (no native UDP yet)';
   if (choice === 'js') return { tcp: 'js', udp: 'js', why: 'chosen with --engine js' };
   const loaded = ctx.loaded ?? loadNative();
   if (loaded.binding === undefined) {
     return { tcp: 'js', udp: 'js', why: `native engine ${loaded.why}` };
   }
   if (ctx.tcpShared) {
-    return { tcp: 'js', udp: 'js', why: 'TCP sockets are shared with --tcp-workers processes' };
+    return {
+      tcp: 'js',
+      udp: 'native',
+      why: `${loaded.path}; TCP sockets are shared with --tcp-workers processes`,
+    };
   }
-  return { tcp: 'native', udp: 'js', why: `TCP in ${loaded.path}; ${udpWhy}` };
+  return { tcp: 'native', udp: 'native', why: loaded.path };
 }
 
 /** engineLine is the one startup line saying which engine serves and why. */
@@ -107,12 +111,54 @@ function nativeTcpObstacle(
   return undefined;
 }
 
-/** createUdpForwarder serves one UDP listener; UDP is served in TypeScript for now. */
+/**
+ * udpBindOptions is how publish/ binds a UDP address for this engine choice: one socket
+ * (`single`) when the native engine will serve it (it answers each client from the address it
+ * sent to with IP_PKTINFO), else the TypeScript forwarder's socket per local address.
+ */
+export function udpBindOptions(
+  options: Pick<UdpForwarderOptions, 'targetHost' | 'dial' | 'now'>,
+  choice: EngineChoice = 'auto',
+): BindUdpOptions {
+  return nativeUdpObstacle(options, choice) === undefined ? { single: true } : {};
+}
+
+/**
+ * createUdpForwarder serves one UDP listener with the chosen engine. The native engine needs an
+ * IP-literal target, no dialer or test clock, and a listener of one socket (udpBindOptions).
+ */
 export function createUdpForwarder(
   listener: UdpListener,
   options: UdpForwarderOptions,
   choice: EngineChoice = 'auto',
 ): Forwarder<UdpStats> {
-  if (choice === 'native') assertEngine(choice);
+  let why = nativeUdpObstacle(options, choice);
+  if (why === undefined && listener.sockets.length !== 1) {
+    why = 'the binding was bound with a socket per local address';
+  }
+  if (why === undefined) {
+    const loaded = loadNative();
+    if (loaded.binding !== undefined)
+      return new NativeUdpForwarder(listener, options, loaded.binding);
+  } else if (choice !== 'js' && why !== 'unavailable') {
+    options.logger?.debug({ engine: 'js', why }, 'binding served by the TypeScript engine');
+  }
   return new UdpForwarder(listener, options);
+}
+
+function nativeUdpObstacle(
+  options: Pick<UdpForwarderOptions, 'targetHost' | 'dial' | 'now'>,
+  choice: EngineChoice,
+): string | undefined {
+  if (choice === 'js') return 'chosen';
+  if (loadNative().binding === undefined) {
+    assertEngine(choice);
+    return 'unavailable';
+  }
+  if (options.dial !== undefined) return 'the target is reached through a dialer';
+  if (options.now !== undefined) return 'a custom clock was given';
+  if (typeof options.targetHost === 'string' && isIP(options.targetHost) === 0) {
+    return 'the target is a hostname (the native engine sends to IP addresses)';
+  }
+  return undefined;
 }

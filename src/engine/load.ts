@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** ABI is the native/napi.c interface version this side speaks. */
-const ABI = 1;
+const ABI = 2;
 
 /** NativeBinding is what native/napi.c exports. */
 export interface NativeBinding {
@@ -27,6 +27,18 @@ export interface NativeBinding {
   close(id: number): void;
   destroy(id: number): void;
   connections(id: number): [string, string, string, number, number, number, number, number][];
+  udpListen(
+    fd: number,
+    id: number,
+    targetIp: string,
+    targetPort: number,
+    flowTimeoutMs: number,
+    maxFlows: number,
+    logFlows: boolean,
+    stats: ArrayBuffer,
+  ): void;
+  udpDestroy(id: number): void;
+  udpFlows(id: number, port: number): [string, string, string, number, number, number, number][];
   ref(): void;
   unref(): void;
 }

@@ -10,7 +10,11 @@ export const EV_CLOSED = 2;
 export const EV_REJECTED = 3;
 export const EV_ACCEPT_ERROR = 4;
 export const EV_DRAINED = 5;
-export const FIELDS = 8;
+export const EV_FLOW_OPENED = 6;
+export const EV_FLOW_ENDED = 7;
+export const EV_DROP = 8;
+export const EV_UDP_ERROR = 9;
+export const FIELDS = 9;
 
 /** EngineEvent is one record of a batch: the numbers as native/engine.h's struct event. */
 export interface EngineEvent {
@@ -21,6 +25,8 @@ export interface EngineEvent {
   up: number;
   down: number;
   durationMs: number;
+  /** UDP: the flow socket's source port. */
+  extra: number;
   client: string;
 }
 
@@ -66,6 +72,7 @@ export class NativeEngine {
       up: 0,
       down: 0,
       durationMs: 0,
+      extra: 0,
       client: '',
     };
     for (let i = 0; i < clients.length; i++) {
@@ -79,6 +86,7 @@ export class NativeEngine {
       ev.up = nums[o + 5]!;
       ev.down = nums[o + 6]!;
       ev.durationMs = nums[o + 7]!;
+      ev.extra = nums[o + 8]!;
       ev.client = clients[i]!;
       client.onEvent(ev);
     }

@@ -143,9 +143,16 @@ describe.skipIf(loaded.binding === undefined)('native TCP engine under hostile p
       await withDeadline(fw2.close(), 5_000, 'the echo pair to end');
       await withDeadline(fw.close(), 5_000, 'the hostile binding to drain');
       // Target sockets that never read, or read the FIN and stay open, never notice the engine's
-    // close by themselves: the fixture lets go of them, so the count below is the engine's own.
-    for (const s of target.sockets) s.destroy();
-    await waitFor(() => target.sockets.size === 0, 'the target side to close', 10_000);
+      // close by themselves: the fixture lets go of them (also of those it accepts late, from its
+      // backlog), so the count below is the engine's own.
+      await waitFor(
+        () => {
+          for (const s of target.sockets) s.destroy();
+          return target.sockets.size === 0;
+        },
+        'the target side to close',
+        10_000,
+      );
       // Pooled pipes may stay: at most 64, two descriptors each.
       await waitFor(() => openFds() <= baseline + 128, `descriptors back near ${baseline}`, 10_000);
     },

@@ -40,9 +40,10 @@ describe('engineStatus and engineLine', () => {
     const loaded = loadNative();
     const status = engineStatus('auto');
     expect(status.tcp).toBe(loaded.binding ? 'native' : 'js');
-    expect(engineLine('auto')).toMatch(/^engine: tcp (native|js), udp js \(.+\)$/);
+    expect(status.udp).toBe(loaded.binding ? 'native' : 'js');
+    expect(engineLine('auto')).toMatch(/^engine: tcp (native|js), udp (native|js) \(.+\)$/);
     if (loaded.binding) {
-      expect(engineStatus('auto', { tcpShared: true })).toMatchObject({ tcp: 'js' });
+      expect(engineStatus('auto', { tcpShared: true })).toMatchObject({ tcp: 'js', udp: 'native' });
       expect(engineLine('auto', { tcpShared: true })).toMatch(/--tcp-workers/);
     }
   });
