@@ -2,6 +2,7 @@
 // `onread` symbols, the writable state): everything else asks here, so a Node upgrade that moves
 // these has one file to check. Each function says what it relies on and what it does when the
 // internals are not as expected.
+import type { Socket as DgramSocket } from 'node:dgram';
 import type { Server, Socket } from 'node:net';
 
 /** HandleLike is the part of a libuv stream or TCP handle wrap these functions use. */
@@ -123,4 +124,19 @@ export function userBufferReads(
   s[hooks.kBufferGen] = next;
   s[hooks.kBufferCb] = onRead;
   return true;
+}
+
+/**
+ * dgramFd is the OS descriptor of a bound dgram socket, or undefined when it has none. Node keeps
+ * a dgram socket's handle under the private `Symbol('state symbol')` (lib/dgram.js kStateSymbol),
+ * not `_handle`; the native UDP engine serves the socket through it.
+ */
+export function dgramFd(socket: DgramSocket): number | undefined {
+  const state = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  if (state === undefined) return undefined;
+  const handle = (socket as unknown as Record<symbol, { handle?: HandleLike | null } | undefined>)[
+    state
+  ]?.handle;
+  const fd = handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
