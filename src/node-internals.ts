@@ -10,6 +10,7 @@ interface HandleLike {
   fd?: number;
   close?: (cb: () => void) => void;
   useUserBuffer?: (buf: Uint8Array) => void;
+  getsockname?: (out: Record<string, unknown>) => number;
 }
 
 type Internal = { _handle?: HandleLike | null; _writableState?: { finalCalled?: boolean } };
@@ -139,4 +140,21 @@ export function dgramFd(socket: DgramSocket): number | undefined {
   ]?.handle;
   const fd = handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * localAddressNow reads a socket's local address from its handle even while it is connecting:
+ * the kernel picks the local port at connect(), which Node issues on the tick after net.connect()
+ * for an IP literal, but socket.address() answers nothing until the connect completes. Undefined
+ * when the handle has no address yet (a hostname still being looked up).
+ */
+export function localAddressNow(socket: Socket): { address: string; port: number } | undefined {
+  const handle = internal(socket)._handle;
+  if (typeof handle?.getsockname !== 'function') return undefined;
+  const out: Record<string, unknown> = {};
+  if (handle.getsockname(out) !== 0) return undefined;
+  const { address, port } = out;
+  return typeof address === 'string' && typeof port === 'number' && port > 0
+    ? { address, port }
+    : undefined;
 }

@@ -14,7 +14,69 @@
 // reads into the captured one (each socket's next buffer is only switched after its next read)
 // gets its bytes copied out and the captured bytes put back, all inside its read callback, before
 // libuv can send anything: the pending write always sends what was written.
+//
+// Accepted sockets reach this path only through Node's private fields (src/node-internals.ts),
+// so the whole path is an option (ReadPath): on by default only on the Node major the suite runs
+// on, off with PORTPUB_SHARED_READS=0. The capture and put-back logic needs only a Writer, so
+// unit tests drive it with a fake one (test/unit/shared-reads.test.ts).
 import type { Socket } from 'node:net';
+import { userBufferReads, type OnRead } from '../node-internals.js';
+
+export type { OnRead } from '../node-internals.js';
+
+/**
+ * ReadPath is how relayed sockets are read: 'shared' (both sides into the shared buffer),
+ * 'targets' (target sockets only, through the public `onread` option; clients by 'data' events:
+ * what 'shared' falls back to where Node's internals are not as expected), 'data' (Node's own
+ * buffers and 'data' events everywhere).
+ */
+export type ReadPath = 'shared' | 'targets' | 'data';
+
+/** SHARED_READS_NODE_MAJORS are the Node major versions the shared path was tested on. */
+export const SHARED_READS_NODE_MAJORS: readonly number[] = [20];
+
+/**
+ * tcpReadPath is the default read path: 'shared' on a tested Node major, 'data' elsewhere or when
+ * PORTPUB_SHARED_READS=0; PORTPUB_SHARED_READS=1 asks for 'shared' on any version.
+ */
+export function tcpReadPath(
+  env: NodeJS.ProcessEnv = process.env,
+  nodeVersion: string = process.versions.node,
+): ReadPath {
+  const asked = env.PORTPUB_SHARED_READS;
+  if (asked === '0') return 'data';
+  if (asked === '1') return 'shared';
+  return SHARED_READS_NODE_MAJORS.includes(Number(nodeVersion.split('.')[0])) ? 'shared' : 'data';
+}
+
+/** describeReadPath is the read path in words, for the startup log line. */
+export function describeReadPath(path: ReadPath): string {
+  switch (path) {
+    case 'shared':
+      return 'one shared read buffer (Node internals for accepted sockets; PORTPUB_SHARED_READS=0 turns it off)';
+    case 'targets':
+      return "shared read buffer for target sockets, 'data' events for clients";
+    case 'data':
+      return "Node's own read buffers and 'data' events";
+  }
+}
+
+/**
+ * Writer is what the capture logic needs of the socket a read is relayed to: a net.Socket, or a
+ * fake in unit tests. A write either completes at once (writableLength back to what it was) or
+ * stays pending, pointing into the buffer it was given, until the writer sends it or is destroyed.
+ */
+export interface Writer {
+  write(chunk: Buffer): boolean;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+}
+
+/** ReadCounters are the per-forwarder counts relayRead keeps (fields of TcpStats). */
+export interface ReadCounters {
+  sharedReadsCaptured: number;
+  sharedReadsRestored: number;
+}
 
 /**
  * READ_BUFFER_SIZE: a read takes up to this much. 256 KiB measured best (iperf3 through portpub,
@@ -33,15 +95,12 @@ export const READ_BUFFER_SIZE = 256 * 1024;
  */
 const SPARES_MAX = 4;
 
-/** OnRead is a read callback: `this` is the socket that read nread bytes into buf. */
-export type OnRead = (this: Socket, nread: number, buf: Uint8Array) => boolean;
-
 interface Capture {
   /** A copy of the bytes a pending write still needs (the first `length` bytes of `saved`). */
   readonly saved: Buffer;
   readonly length: number;
   /** The socket whose pending write holds the buffer. */
-  readonly writer: Socket;
+  readonly writer: Writer;
   /** writer's entry in `sent` just after this write: its bytes end there. */
   readonly until: number;
 }
@@ -53,7 +112,7 @@ const captures = new Map<Buffer, Capture>();
  * capture on. A socket completes its writes in order and writableLength is what it has not
  * completed, so a capture is over once more bytes were written after it than are pending.
  */
-const sent = new Map<Socket, number>();
+const sent = new Map<Writer, number>();
 const spares: Buffer[] = [];
 const copySpares: Buffer[] = [];
 
@@ -78,7 +137,12 @@ export function readBuffer(): Buffer {
  * relayRead writes the nread bytes a socket just read into buf on to `to`, and returns what
  * to.write() returned (false: pause the reader until 'drain').
  */
-export function relayRead(to: Socket, nread: number, buf: Uint8Array): boolean {
+export function relayRead(
+  to: Writer,
+  nread: number,
+  buf: Uint8Array,
+  counts?: ReadCounters,
+): boolean {
   const view = buf as Buffer;
   let chunk = view.subarray(0, nread);
   let copied = false;
@@ -92,6 +156,7 @@ export function relayRead(to: Socket, nread: number, buf: Uint8Array): boolean {
         chunk = Buffer.from(chunk);
         capture.saved.copy(view, 0, 0, capture.length);
         readBufferCounts.restored++;
+        if (counts) counts.sharedReadsRestored++;
         copied = true;
       }
     }
@@ -100,7 +165,10 @@ export function relayRead(to: Socket, nread: number, buf: Uint8Array): boolean {
   let total = sent.size > 0 ? sent.get(to) : undefined;
   if (total !== undefined) sent.set(to, (total += nread));
   // Anything still pending (this chunk, queued or part-sent) now points into the buffer.
-  if (!copied && to.writableLength > 0) capture(view, nread, to, total ?? nread);
+  if (!copied && to.writableLength > 0) {
+    capture(view, nread, to, total ?? nread);
+    if (counts) counts.sharedReadsCaptured++;
+  }
   return ok;
 }
 
@@ -118,7 +186,7 @@ export function sweepCaptures(): void {
   for (const [b, c] of captures) if (over(c)) release(b);
 }
 
-function capture(buf: Buffer, nread: number, writer: Socket, until: number): void {
+function capture(buf: Buffer, nread: number, writer: Writer, until: number): void {
   readBufferCounts.captured++;
   sweepCaptures();
   const saved = takeSpare(copySpares);
@@ -149,61 +217,12 @@ function release(buf: Buffer): void {
 }
 
 /**
- * Node offers `onread` only to sockets it connects (net.connect); accepted sockets get the same
- * machinery through the private fields that option sets. ReadHooks are those fields, found on
- * the first accepted socket and checked to look as expected; when they do not (another Node
- * version), accepted sockets use 'data' events as before.
- */
-interface ReadHooks {
-  readonly kBuffer: symbol;
-  readonly kBufferGen: symbol;
-  readonly kBufferCb: symbol;
-}
-
-let hooks: ReadHooks | null | undefined;
-let acceptedEnabled = true;
-
-/** setAcceptedSharedReads turns the accepted-socket path off (tests of the 'data' fallback). */
-export function setAcceptedSharedReads(enabled: boolean): void {
-  acceptedEnabled = enabled;
-}
-
-type Hooked = Socket & Record<symbol, unknown> & { _handle?: { useUserBuffer?: unknown } };
-
-function findHooks(socket: Hooked): ReadHooks | null {
-  const bySymbol = new Map(Object.getOwnPropertySymbols(socket).map((s) => [s.description, s]));
-  const kBuffer = bySymbol.get('kBuffer');
-  const kBufferGen = bySymbol.get('kBufferGen');
-  const kBufferCb = bySymbol.get('kBufferCb');
-  if (kBuffer === undefined || kBufferGen === undefined || kBufferCb === undefined) return null;
-  return { kBuffer, kBufferGen, kBufferCb };
-}
-
-/**
  * sharedReads makes an accepted socket that has not started reading (pauseOnConnect) read into
  * the shared buffer and call onRead, as `net.connect({ onread })` does. Returns false, changing
- * nothing, where that is not possible; the caller then listens for 'data'.
+ * nothing, where Node's internals do not allow it; the caller then listens for 'data'.
  */
 export function sharedReads(socket: Socket, onRead: OnRead): boolean {
-  if (!acceptedEnabled) return false;
-  const s = socket as Hooked;
-  hooks ??= findHooks(s);
-  const handle = s._handle;
-  if (
-    hooks === null ||
-    handle === undefined ||
-    typeof handle.useUserBuffer !== 'function' ||
-    s[hooks.kBuffer] !== null ||
-    s[hooks.kBufferGen] !== null ||
-    s[hooks.kBufferCb] !== null
-  ) {
-    return false;
-  }
-  const buf = readBuffer();
-  (handle.useUserBuffer as (b: Buffer) => void).call(handle, buf);
-  s[hooks.kBuffer] = buf;
-  s[hooks.kBufferGen] = readBuffer;
-  s[hooks.kBufferCb] = onRead;
+  if (!userBufferReads(socket, readBuffer(), readBuffer, onRead)) return false;
   readBufferCounts.acceptedShared++;
   return true;
 }
