@@ -80,7 +80,7 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
     await run.stop('SIGTERM');
   });
 
-  it('publishes every --expose port on an ephemeral host port with -P', async (ctx) => {
+  it('publishes every --expose port on an ephemeral host port with -P; Ctrl-C ends it all', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
     const run = await startService(
@@ -91,6 +91,21 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
     expect(out).toMatch(/^7000\/tcp -> 0\.0\.0\.0:(\d+)\n(7000\/tcp -> \[::\]:\d+\n)?$/);
     const port = Number(/0\.0\.0\.0:(\d+)/.exec(out)![1]);
     expect(await exchange(port, 'P')).toBe('ns:P');
+    // Ctrl-C: the service gets SIGINT (node dies of it: 130) and the ports are let go.
+    expect((await run.stop('SIGINT')).code).toBe(130);
+    expect(await refused(port)).toBe(true);
+  });
+
+  it('resets the clients of a port the service never opens, as a dead target does', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const run = await startService(
+      ['--name', 'idle', '-p', '127.0.0.1::7001', '--', ...service('udp=9')],
+      e,
+    );
+    const out = (await runCli(['port', 'idle', '7001'], 15_000, { env: e.env })).stdout;
+    const port = Number(/:(\d+)\n$/.exec(out)![1]);
+    await expect(exchange(port, 'anyone?')).rejects.toMatchObject({ code: 'ECONNRESET' });
     await run.stop('SIGTERM');
   });
 
