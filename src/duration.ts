@@ -1,16 +1,64 @@
-// Option values as people type them: durations (`10s`, `500ms`, `2m`, `1h`) and counts.
+// Option values as people type them: durations (`10s`, `500ms`, `2m`, `1h`, compose's `1m30s`)
+// and counts, and durations written back the same way for help text.
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** MAX_TIMER_MS is the longest delay a Node timer takes (2^31-1 ms, about 24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const PART = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/y;
+
 /**
- * parseDuration reads `<number><unit>` with unit ms, s, m or h (a bare number is seconds) and
- * returns milliseconds, or undefined when the text is not a non-negative duration.
+ * parseDurationMs reads a duration and returns milliseconds, or undefined when the text is not a
+ * non-negative duration: a bare number is seconds (`90`), else one or more `<number><unit>`
+ * parts with unit ms, s, m or h, as Go's time.ParseDuration (and so compose) writes them
+ * (`1m30s`, `1h0m0s`, `1.5h`). No upper bound: see parseDuration.
+ */
+export function parseDurationMs(text: string): number | undefined {
+  const t = text.trim();
+  if (/^[0-9]+(?:\.[0-9]+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  if (t === '') return undefined;
+  let ms = 0;
+  PART.lastIndex = 0;
+  while (PART.lastIndex < t.length) {
+    const m = PART.exec(t);
+    if (!m) return undefined;
+    ms += Number(m[1]) * UNITS[m[2]!]!;
+  }
+  return Number.isFinite(ms) ? Math.round(ms) : undefined;
+}
+
+/**
+ * parseDuration is parseDurationMs bounded to what a timer can wait (MAX_TIMER_MS); longer is
+ * undefined too. Callers that want to say why use parseDurationMs and MAX_TIMER_MS.
  */
 export function parseDuration(text: string): number | undefined {
-  const m = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) return undefined;
-  const ms = Number(m[1]) * UNITS[m[2] ?? 's']!;
-  return Number.isFinite(ms) && ms <= 2 ** 31 - 1 ? Math.round(ms) : undefined;
+  const ms = parseDurationMs(text);
+  return ms !== undefined && ms <= MAX_TIMER_MS ? ms : undefined;
+}
+
+/**
+ * formatDuration writes milliseconds the way people type them, largest units first: `10s`,
+ * `90s`, `500ms`, `2m`, `1m30s`, `1h`; 0 is `0`.
+ */
+export function formatDuration(ms: number): string {
+  if (ms === 0) return '0';
+  // Whole minutes and hours read better as such; 90 s stays `90s` as Docker's docs write it.
+  let rest = ms;
+  let out = '';
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
+    if (rest >= size && (rest % size === 0 || out !== '' || rest >= 2 * size)) {
+      const n = Math.floor(rest / size);
+      out += `${n}${unit}`;
+      rest -= n * size;
+    }
+  }
+  if (rest >= 1000 && rest % 1000 === 0) out += `${rest / 1000}s`;
+  else if (rest > 0) out += rest >= 1000 ? `${rest / 1000}s` : `${rest}ms`;
+  return out;
 }
 
 /** parseCount reads a non-negative whole number, or undefined. */

@@ -5,6 +5,18 @@ export const EXIT_USAGE = 2;
 /** Exit code for a runtime failure: a bind refused, a target unusable. */
 export const EXIT_RUNTIME = 1;
 
+/** ERR_BAD_NAME: a --name outside Docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (exit 2). */
+export const ERR_BAD_NAME = 'ERR_BAD_NAME';
+/** ERR_NAME_IN_USE: a --name a running portpub already holds, Docker's "Conflict." (exit 1). */
+export const ERR_NAME_IN_USE = 'ERR_NAME_IN_USE';
+
+/** ERR_NO_RELOAD_TARGET: no (or no single) `portpub up` to send SIGHUP to (exit 1). */
+export const ERR_NO_RELOAD_TARGET = 'ERR_NO_RELOAD_TARGET';
+/** ERR_RELOAD_FAILED: `portpub reload`: the reload failed, the running configuration is kept. */
+export const ERR_RELOAD_FAILED = 'ERR_RELOAD_FAILED';
+/** ERR_RELOAD_TIMEOUT: `portpub reload`: no outcome reported within --timeout. */
+export const ERR_RELOAD_TIMEOUT = 'ERR_RELOAD_TIMEOUT';
+
 /** PortpubError is the base of every error portpub raises on purpose. */
 export class PortpubError extends Error {
   readonly code: string;
@@ -53,4 +65,15 @@ export class UnsupportedError extends PortpubError {
   constructor(message: string) {
     super('ERR_UNSUPPORTED', message, EXIT_RUNTIME);
   }
+}
+
+/**
+ * inService puts the service an error is about in front of its message (`web: Bind for ...`), so
+ * a failure of `portpub up` says which service it is about. Other values pass through.
+ */
+export function inService(err: unknown, service: string | undefined): unknown {
+  if (service !== undefined && err instanceof PortpubError) {
+    err.message = `${service}: ${err.message}`;
+  }
+  return err;
 }

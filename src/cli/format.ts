@@ -7,7 +7,7 @@ import type { Binding, PublishRequest } from '../publish/supervisor.js';
 /** formatBindings prints what was bound: docker port lines (prefixed by service) or JSON. */
 export function formatBindings(
   bindings: readonly Binding[],
-  json: boolean,
+  json: boolean | undefined,
   byService: boolean,
 ): string {
   if (json) {
@@ -37,7 +37,7 @@ export function formatBindings(
 export function formatPlan(
   mappings: readonly PortMapping[],
   target: string,
-  opts: { json: boolean; defaultHostIp: string },
+  opts: { json?: boolean; defaultHostIp: string },
 ): string {
   if (opts.json) {
     return (
@@ -75,7 +75,7 @@ function planLines(m: PortMapping, target: string, defaultHostIp: string): strin
 /** formatServicePlan is `up --dry-run`: the plan of each service, as lines or one JSON document. */
 export function formatServicePlan(
   publish: readonly PublishRequest[],
-  opts: { json: boolean; defaultHostIp: string },
+  opts: { json?: boolean; defaultHostIp: string },
 ): string {
   if (opts.json) {
     const mappings = publish.map((r) => ({

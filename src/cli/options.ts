@@ -1,18 +1,21 @@
 // Options shared by the serving commands (`portpub -p` and `portpub up`), and the argument
 // parsers that turn option text into values or a commander usage error (exit 2).
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { parseCount, parseDuration } from '../duration.js';
+import { formatDuration, MAX_TIMER_MS, parseCount, parseDurationMs } from '../duration.js';
 import { PortpubError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../logger.js';
+import { checkName, parseTargetHost, type NameHolder } from '../docker/names.js';
 import { isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
+import { readStates, stateDir } from '../registry/state.js';
 import { parseListenAddress } from '../observe/http.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../engine/index.js';
+import { UDP_DEFAULTS } from '../udp/forwarder.js';
 import type { CliIo } from './context.js';
 
 /** ServeOptions are the options of every command that serves ports. */
 export interface ServeOptions {
   defaultHostIp: string;
-  json: boolean;
+  json?: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat?: LogFormat;
   drainTimeout: number;
@@ -29,6 +32,20 @@ export interface ServeOptions {
   ui?: string;
 }
 
+/**
+ * SERVE_DEFAULTS are the serving defaults the help shows. The UDP ones are the forwarder's own
+ * (src/udp); drain is the CLI's choice (Docker has no drain); the TCP ones are TcpForwarder's
+ * documented defaults, written here until src/tcp exports them.
+ */
+export const SERVE_DEFAULTS = {
+  drainTimeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  idleTimeoutMs: 0,
+  maxConnections: 0,
+  udpTimeoutMs: UDP_DEFAULTS.flowTimeoutMs,
+  maxUdpFlows: UDP_DEFAULTS.maxFlows,
+} as const;
+
 /** addServeOptions adds the options every serving command shares. */
 export function addServeOptions(cmd: Command): Command {
   return cmd
@@ -38,7 +55,7 @@ export function addServeOptions(cmd: Command): Command {
       ipArg('--default-host-ip'),
       '0.0.0.0',
     )
-    .option('--json', 'print the mappings (or the --dry-run plan) as one JSON document', false)
+    .option('--json', 'print the mappings (or the --dry-run plan) as one JSON document')
     .addOption(
       new Option('--log-level <level>', 'log level on stderr')
         .choices(LOG_LEVELS as string[])
@@ -50,41 +67,46 @@ export function addServeOptions(cmd: Command): Command {
         'log format (default: pretty on a terminal, else json)',
       ).choices(['json', 'pretty']),
     )
-    .option(
-      '--drain-timeout <duration>',
-      'on SIGINT/SIGTERM, how long open connections may finish before they are cut',
-      durationArg('--drain-timeout'),
-      10_000,
+    .addOption(
+      durationOption(
+        '--drain-timeout <duration>',
+        'on SIGINT/SIGTERM, how long open connections may finish before they are cut',
+        SERVE_DEFAULTS.drainTimeoutMs,
+      ),
     )
-    .option(
-      '--connect-timeout <duration>',
-      'TCP: how long to wait for the target to accept a connection',
-      durationArg('--connect-timeout'),
-      5_000,
+    .addOption(
+      durationOption(
+        '--connect-timeout <duration>',
+        'TCP: how long to wait for the target to accept a connection',
+        SERVE_DEFAULTS.connectTimeoutMs,
+      ),
     )
-    .option(
-      '--idle-timeout <duration>',
-      'TCP: close connections idle this long in both directions (0 = never, like Docker)',
-      durationArg('--idle-timeout'),
-      0,
+    .addOption(
+      durationOption(
+        '--idle-timeout <duration>',
+        'TCP: close connections idle this long in both directions (0 = never, like Docker)',
+        SERVE_DEFAULTS.idleTimeoutMs,
+      ),
     )
     .option(
       '--max-connections <n>',
       'TCP: most open connections per binding; more are refused (0 = unlimited)',
       countArg('--max-connections'),
-      0,
+      SERVE_DEFAULTS.maxConnections,
     )
-    .option(
-      '--udp-timeout <duration>',
-      'UDP: a client flow ends this long after its last datagram to the target',
-      durationArg('--udp-timeout', 1),
-      90_000,
+    .addOption(
+      durationOption(
+        '--udp-timeout <duration>',
+        'UDP: a client flow ends this long after its last datagram to the target',
+        SERVE_DEFAULTS.udpTimeoutMs,
+        1,
+      ),
     )
     .option(
       '--max-udp-flows <n>',
       'UDP: most client flows per binding; the least recently used is evicted beyond it',
       countArg('--max-udp-flows', 1),
-      4096,
+      SERVE_DEFAULTS.maxUdpFlows,
     )
     .option(
       '--tcp-workers <n>',
@@ -136,6 +158,36 @@ export function addrArg(flag: string) {
   };
 }
 
+/** targetArg checks a target address (IP literal or host name); `[::1]` is taken as `::1`. */
+export function targetArg(flag: string) {
+  return (value: string): string => {
+    const host = parseTargetHost(value);
+    if (host === undefined) {
+      throw new InvalidArgumentError(
+        `${flag}: invalid target address ${JSON.stringify(value)}: must be an IP address or a ` +
+          'host name (the port comes from each -p)',
+      );
+    }
+    return host;
+  };
+}
+
+/** nameArg checks a run name against Docker's container-name rule. */
+export function nameArg(flag: string) {
+  return (value: string): string => {
+    try {
+      return checkName(value);
+    } catch (err) {
+      throw new InvalidArgumentError(`${flag}: ${(err as Error).message}`);
+    }
+  };
+}
+
+/** runNameHolders is who holds a --name now: every live portpub's state, by pid. */
+export function runNameHolders(): NameHolder[] {
+  return readStates(stateDir()).map((s) => ({ name: s.name, by: `portpub pid ${s.pid}` }));
+}
+
 export function ipArg(flag: string) {
   return (value: string): string => {
     if (!isIpLiteral(value))
@@ -144,12 +196,31 @@ export function ipArg(flag: string) {
   };
 }
 
+/** durationOption is a duration flag whose help shows its default as typed (`10s`, not 10000). */
+export function durationOption(
+  flags: string,
+  description: string,
+  defaultMs: number,
+  min = 0,
+): Option {
+  const flag = flags.split(' ')[0]!;
+  return new Option(flags, description)
+    .argParser(durationArg(flag, min))
+    .default(defaultMs, formatDuration(defaultMs));
+}
+
 export function durationArg(flag: string, min = 0) {
   return (value: string): number => {
-    const ms = parseDuration(value);
+    const ms = parseDurationMs(value);
     if (ms === undefined || ms < min) {
       throw new InvalidArgumentError(
-        `${flag} takes a duration such as 500ms, 10s, 2m or 1h${min > 0 ? ' (more than 0)' : ''}`,
+        `${flag} takes a duration such as 500ms, 10s, 1m30s or 1h${min > 0 ? ' (more than 0)' : ''}`,
+      );
+    }
+    if (ms > MAX_TIMER_MS) {
+      throw new InvalidArgumentError(
+        `${flag} ${value} is longer than the longest timer Node.js can set ` +
+          `(${MAX_TIMER_MS} ms, about 24.8 days)${flag === '--idle-timeout' ? '; 0 means never' : ''}`,
       );
     }
     return ms;

@@ -9,7 +9,7 @@
 //   2. Import it here and add it to COMMANDS, one line each. The order is the order in --help.
 // Tests run any command in-process with main(argv, io) from ./main.ts.
 import { readFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Help, type Option } from 'commander';
 import type { CliContext } from './context.js';
 import { registerEnv } from './env.js';
 import { registerPort } from './port.js';
@@ -59,9 +59,54 @@ export function buildProgram(ctx: CliContext): Command {
       writeErr: (s) => ctx.io.stderr.write(s),
     })
     .showHelpAfterError('(run portpub --help for usage)')
-    .configureHelp({ sortOptions: false });
+    .showSuggestionAfterError()
+    .configureHelp(HELP)
+    .helpCommand('help [command]', 'show help for a command');
   registerServe(program, ctx);
   program.enablePositionalOptions();
   for (const register of COMMANDS) register(program, ctx);
+  refuseUnknownCommands(program);
   return program;
+}
+
+/**
+ * refuseUnknownCommands: the root command serves `-p` and takes no operands, so an operand is a
+ * mistyped command (`portpub upp`): say so, with commander's suggestion, instead of commander's
+ * "too many arguments" (the root has an action, so commander would not look for a command).
+ * Set after the subcommands exist, so they keep refusing excess arguments.
+ */
+function refuseUnknownCommands(program: Command): void {
+  program.allowExcessArguments(true);
+  program.hook('preAction', (_root, actionCommand) => {
+    if (actionCommand === program && program.args.length > 0) {
+      (program as unknown as { unknownCommand(): never }).unknownCommand();
+    }
+  });
+}
+
+/**
+ * HELP is the help layout of every command (subcommands inherit it): options in the order they
+ * are declared, and no `(default: false)`, `(default: [])` or `(default: {})`, which say nothing.
+ */
+const HELP: Partial<Help> = {
+  sortOptions: false,
+  optionDescription(this: Help, option: Option): string {
+    const plain = Help.prototype.optionDescription.bind(this);
+    if (!isNoiseDefault(option.defaultValue)) return plain(option);
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(option) as object), option, {
+      defaultValue: undefined,
+    }) as Option;
+    return plain(copy);
+  },
+};
+
+function isNoiseDefault(value: unknown): boolean {
+  if (value === false) return true;
+  if (Array.isArray(value)) return value.length === 0;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Object.getPrototypeOf(value) === Object.prototype &&
+    Object.keys(value).length === 0
+  );
 }

@@ -1,11 +1,20 @@
 // The root command, `portpub -p SPEC...`: Docker's -p on a bare host. It binds every mapping,
 // prints them as docker port does, and relays to --target until SIGINT/SIGTERM.
 import type { Command } from 'commander';
+import { checkNameFree } from '../docker/names.js';
 import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
 import { EXIT_USAGE } from '../errors.js';
 import type { CliContext } from './context.js';
 import { formatPlan } from './format.js';
-import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
+import {
+  addServeOptions,
+  makeLogger,
+  nameArg,
+  parseSpecArg,
+  runNameHolders,
+  targetArg,
+  type ServeOptions,
+} from './options.js';
 import { serve, warnSctp } from './serving.js';
 
 const EXAMPLES = `
@@ -40,31 +49,45 @@ interface RootOptions extends ServeOptions {
 export function registerServe(program: Command, ctx: CliContext): void {
   program
     .description(
-      `Publish ports like docker run -p, without Docker: bind host ports and relay TCP and UDP\n` +
+      `Publish ports like docker run -p, without Docker: bind host ports and relay TCP and UDP ` +
         `to a target address. -p takes ${SHORT_SYNTAX} or docker run's long syntax.`,
     )
     .addHelpText('after', EXAMPLES)
     .option(
       '-p, --publish <spec>',
       `publish a target port on the host (repeatable): ${SHORT_SYNTAX}`,
-      (value: string, prev: PortMapping[][]) => [...prev, parseSpecArg(value)],
+      (value: string, prev: PortMapping[][]) => {
+        if (/(^|,)\s*host_ip=/.test(value)) hostIpIgnored.push(value);
+        return [...prev, parseSpecArg(value)];
+      },
       [] as PortMapping[][],
     )
     .option(
       '-t, --target <host>',
       `address the target ports live on (Docker's container IP); IP or hostname`,
+      targetArg('--target'),
       '127.0.0.1',
     )
-    .option('--name <name>', 'a name for this run, for `portpub port NAME`')
+    .option(
+      '--name <name>',
+      'a name for this run, for `portpub port NAME` ([a-zA-Z0-9][a-zA-Z0-9_.-]+, unique)',
+      nameArg('--name'),
+    )
     .option('--dry-run', 'parse and validate, print the plan, bind nothing', false)
     .action(async (opts: RootOptions) => {
-      ctx.setExit(await runPublish(opts, ctx));
+      ctx.setExit(await runPublish(opts, ctx, hostIpIgnored));
     });
+  // -p values with host_ip= (long syntax): docker run ignores the key, and so does portpub.
+  const hostIpIgnored: string[] = [];
   addServeOptions(program);
 }
 
 /** runPublish is the main job: bind every -p, print the mappings, serve until a signal. */
-async function runPublish(opts: RootOptions, ctx: CliContext): Promise<number> {
+async function runPublish(
+  opts: RootOptions,
+  ctx: CliContext,
+  hostIpIgnored: readonly string[],
+): Promise<number> {
   const { io } = ctx;
   const mappings = opts.publish.flat();
   if (mappings.length === 0) {
@@ -75,11 +98,19 @@ async function runPublish(opts: RootOptions, ctx: CliContext): Promise<number> {
     return EXIT_USAGE;
   }
   const logger = makeLogger(opts, io);
+  for (const spec of hostIpIgnored) {
+    logger.warn(
+      { publish: spec },
+      'host_ip= is ignored in -p long syntax (as docker run ignores it): this port is published ' +
+        'on every interface; write HOSTIP:HOSTPORT:PORT to bind one address',
+    );
+  }
   if (opts.dryRun) {
     io.stdout.write(formatPlan(mappings, opts.target, opts));
     warnSctp(mappings, logger);
     return 0;
   }
+  if (opts.name !== undefined) checkNameFree(opts.name, runNameHolders());
   const publish = mappings.map((mapping) => ({ mapping, targetHost: opts.target }));
   return serve(publish, opts, ctx, logger, opts.name !== undefined ? { name: opts.name } : {});
 }

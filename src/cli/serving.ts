@@ -2,11 +2,18 @@
 // bindings, publish them in the state directory for `portpub port`, serve until a stop signal,
 // drain, and (for `up`) apply a reload on SIGHUP.
 import { formatSpec, type PortMapping } from '../docker/spec.js';
+import { formatDuration } from '../duration.js';
 import { PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
 import { assertEngine, engineLine } from '../engine/index.js';
-import { removeState, stateDir, writeState, type ServiceState } from '../registry/state.js';
+import {
+  removeState,
+  stateDir,
+  writeState,
+  type ReloadReport,
+  type ServiceState,
+} from '../registry/state.js';
 import { TcpWorkers } from '../workers/pool.js';
 import { startObserve, type Observe } from '../observe/start.js';
 import type { CliContext, CliHost } from './context.js';
@@ -20,6 +27,8 @@ export interface Identity {
   /** `up`: the compose project, and each service's expose:/container_name: (see State). */
   project?: string;
   services?: ServiceState[];
+  /** `up`: the latest reload's outcome, rewritten into the state file after each SIGHUP. */
+  lastReload?: ReloadReport;
 }
 
 /**
@@ -60,7 +69,7 @@ export async function serve(
   } catch (err) {
     await workers?.destroy();
     if (err instanceof PortpubError) {
-      logger.error({ code: err.code }, err.message);
+      // Once, as every other failure is printed (main.ts), not also as a log line.
       io.stderr.write(`portpub: ${err.message}\n`);
       return err.exitCode;
     }
@@ -70,7 +79,12 @@ export async function serve(
   const stopped = waitForStop(host, forwarding, workers, opts.drainTimeout, logger);
   const state = publishState(forwarding, identity, logger);
   const offExit = host.onExit(state.drop);
-  const offReload = host.onReload(() => onReload(forwarding, logger, state.write, reload));
+  const offReload = host.onReload(() =>
+    onReload(forwarding, logger, reload, (report) => {
+      identity.lastReload = report;
+      state.write();
+    }),
+  );
   io.stdout.write(
     formatBindings(forwarding.bindings, opts.json, identity.configFile !== undefined),
   );
@@ -144,29 +158,35 @@ function publishState(
   return { write, drop: () => removeState(dir, process.pid) };
 }
 
-/** onReload applies a new configuration on SIGHUP; a bad one keeps the running one. */
+let reloads = 0;
+
+/**
+ * onReload applies a new configuration on SIGHUP; a bad one keeps the running one. Either way
+ * `report` gets the outcome, which the state file carries for `portpub reload` to print.
+ */
 function onReload(
   forwarding: Forwarding,
   logger: Logger,
-  published: () => void,
-  reload?: () => Promise<PublishRequest[]>,
+  reload: (() => Promise<PublishRequest[]>) | undefined,
+  report: (r: ReloadReport) => void,
 ): void {
   if (!reload) {
     logger.info('SIGHUP ignored: nothing to reload (use portpub up -f FILE)');
     return;
   }
   logger.info('SIGHUP: reloading the configuration');
-  const failed = (err: unknown) =>
-    logger.error(
-      { err: err instanceof Error ? err.message : String(err) },
-      'reload failed: keeping the running configuration',
-    );
+  const seq = ++reloads;
+  const failed = (err: unknown) => {
+    const error = err instanceof Error ? err.message : String(err);
+    logger.error({ err: error }, 'reload failed: keeping the running configuration');
+    report({ seq, ok: false, error });
+  };
   // The file is read off the event loop (compose-load.ts), so traffic flows meanwhile.
   reload()
     .then((next) => forwarding.update(next))
     .then((r) => {
       logger.info(r, 'reloaded');
-      published();
+      report({ seq, ok: true, added: r.added, removed: r.removed, kept: r.kept });
     }, failed);
 }
 
@@ -179,6 +199,13 @@ function waitForStop(
   logger: Logger,
 ): Promise<void> {
   return new Promise((resolve) => {
+    // Signal listeners do not keep Node running: without this, a process serving nothing (a
+    // reload down to zero ports) would end with exit 13 while this promise is still pending.
+    const keepAlive = setInterval(() => undefined, 2 ** 30);
+    const done = () => {
+      clearInterval(keepAlive);
+      resolve();
+    };
     let stopping = false;
     const off = host.onStop((signal) => {
       if (stopping) {
@@ -188,21 +215,37 @@ function waitForStop(
         return;
       }
       stopping = true;
-      logger.info({ signal, drainTimeoutMs }, 'stopping: draining open connections');
+      const open = openCounts(forwarding);
+      logger.info(
+        { signal, drainTimeoutMs, ...open },
+        `stopping: draining open connections (${open.connections} TCP, ${open.flows} UDP ` +
+          `flows) for up to ${formatDuration(drainTimeoutMs)}; a second ${signal === 'SIGINT' ? 'Ctrl-C' : 'signal'} cuts them`,
+      );
       Promise.all([forwarding.close(drainTimeoutMs), workers?.close(drainTimeoutMs)]).then(
         () => {
           off();
           logger.info('stopped');
-          resolve();
+          done();
         },
         (err: unknown) => {
           logger.error({ err }, 'error while stopping');
           forwarding.destroy();
-          void (workers?.destroy() ?? Promise.resolve()).finally(resolve);
+          void (workers?.destroy() ?? Promise.resolve()).finally(done);
         },
       );
     });
   });
+}
+
+/** openCounts is what a drain waits for in this process: TCP connections and UDP flows. */
+function openCounts(forwarding: Forwarding): { connections: number; flows: number } {
+  let connections = 0;
+  let flows = 0;
+  for (const s of forwarding.stats()) {
+    if ('tcp' in s) connections += s.tcp.connectionsActive;
+    else flows += s.udp.flowsActive;
+  }
+  return { connections, flows };
 }
 
 /** warnSctp says, for a plan, which mappings parse but cannot be served. */

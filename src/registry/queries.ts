@@ -3,7 +3,9 @@
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { isIPv4 } from 'node:net';
-import { PortpubError, UsageError, EXIT_RUNTIME } from '../errors.js';
+import { ERR_NO_RELOAD_TARGET, PortpubError, UsageError, EXIT_RUNTIME } from '../errors.js';
+
+export { ERR_NO_RELOAD_TARGET };
 import { formatDotenv, formatExport, linkEnv, parseLink, type EnvVar } from '../docker/links.js';
 import {
   formatPortLines,
@@ -24,8 +26,6 @@ export const ERR_NO_SUCH_SERVICE = 'ERR_NO_SUCH_SERVICE';
 export const ERR_AMBIGUOUS_SERVICE = 'ERR_AMBIGUOUS_SERVICE';
 /** ERR_LINK_TARGET: a linked service forwards to more than one address, so `_ADDR` has no single value. */
 export const ERR_LINK_TARGET = 'ERR_LINK_TARGET';
-/** ERR_NO_RELOAD_TARGET: no (or no single) `portpub up` to send SIGHUP to. */
-export const ERR_NO_RELOAD_TARGET = 'ERR_NO_RELOAD_TARGET';
 
 /** DEFAULT_PARENT is the `<parent>` of `<ALIAS>_NAME=/<parent>/<alias>` when none is given. */
 export const DEFAULT_PARENT = 'portpub';
