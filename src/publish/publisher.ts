@@ -15,7 +15,12 @@ import {
 } from './self-loop.js';
 import { listenTcp, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
 import { bindUdp } from '../udp/bind.js';
-import { createTcpForwarder, createUdpForwarder, type EngineChoice } from '../engine/index.js';
+import {
+  createTcpForwarder,
+  createUdpForwarder,
+  udpBindOptions,
+  type EngineChoice,
+} from '../engine/index.js';
 import type { UdpStats } from '../udp/forwarder.js';
 import type { ConnectionInfo, TcpDialer, UdpDialer } from '../forwarder.js';
 
@@ -372,6 +377,7 @@ export class Publisher {
     const protocol = mapping.protocol as 'tcp' | 'udp';
     const hostIps = this.hostIpsFor(mapping);
     const req = { hostIps, hostPort: hostPort ?? mapping.hostPort, protocol };
+    const udpTarget = { targetHost, ...(request.dial ? { dial: request.dial as UdpDialer } : {}) };
     let allocation: Allocation<Handle>;
     try {
       allocation =
@@ -379,7 +385,10 @@ export class Publisher {
           ? await this.allocator.allocate(req, (ip, port) =>
               listenTcp(ip, port, { ipv6Only: ip === '::' }),
             )
-          : await this.allocator.allocate(req, (ip, port) => bindUdp(ip, port));
+          : await this.allocator.allocate(req, (ip, port) =>
+              // One socket for the native engine (IP_PKTINFO), one per address for TypeScript.
+              bindUdp(ip, port, udpBindOptions(udpTarget, this.options.engine)),
+            );
     } catch (err) {
       throw ownServiceHint(err, request.mapping, request.targetHost, request.dial !== undefined);
     }
