@@ -11,11 +11,15 @@ import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { loadNative } from '../../src/engine/load.js';
 import { loggedUrl, observeEnv } from '../fixtures/observe-env.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const RESULTS = new URL('../../test-results/', import.meta.url).pathname;
 const DOCS = new URL('../../docs/', import.meta.url).pathname;
+/** The page reads both TCP engines through the same live view; native where it built. */
+const ENGINES = ['js', 'native'];
+const native = loadNative().binding !== undefined;
 
 /** browser starts chromium with a fresh profile, closed (and the profile removed) at the end. */
 async function browser(t: TestContext): Promise<BrowserContext> {
@@ -74,100 +78,110 @@ async function push(socket: net.Socket, n: number): Promise<void> {
 }
 
 describe('--ui page', () => {
-  it('draws connections arriving, ticking and leaving, and UDP flows expiring', async (t) => {
-    const context = await browser(t);
-    const o = observeEnv();
-    const tcpTarget = await echoServer();
-    const udpTarget = await udpEcho('udp4', '127.0.0.1');
-    const pp = await o.start(
-      [
-        '-p',
-        `127.0.0.1::${tcpTarget.port}`,
-        '-p',
-        `127.0.0.1::${udpTarget.port}/udp`,
-        '--name',
-        'demo',
-        '--udp-timeout',
-        '2s',
-        '--ui',
-        '127.0.0.1:0',
-      ],
-      2,
-    );
-    const url = await loggedUrl(pp, 'ui');
-    const tcpPort = parsePortLine(pp.lines.find((l) => l.includes('/tcp'))!).port;
-    const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
-    const tcpCard = `section.card[data-binding="127.0.0.1:${tcpPort}/tcp"]`;
-    const udpCard = `section.card[data-binding="127.0.0.1:${udpPort}/udp"]`;
-
-    const page = await context.newPage();
-    const external: string[] = [];
-    page.on('request', (r) => {
-      if (!r.url().startsWith(url)) external.push(r.url());
-    });
-    await page.goto(url, { timeout: 30_000 });
-    await page.waitForSelector(tcpCard, { timeout: 20_000 });
-    await page.waitForSelector('#status.live', { timeout: 20_000 });
-
-    const clients = [
-      await connectTcp(tcpPort),
-      await connectTcp(tcpPort),
-      await connectTcp(tcpPort),
-    ];
-    for (const [i, c] of clients.entries()) await push(c, 10_000 * (i + 1));
-    const udp = await udpSocket('udp4', '127.0.0.1');
-    await request(udp, 'hello, flow', udpPort, '127.0.0.1', { tries: 5 });
-
-    const field = (card: string, f: string, want: number) =>
-      attr(
-        page,
-        `${card} [data-field="${f}"]`,
-        'data-value',
-        (v) => v === String(want),
-        `${f} = ${want}`,
+  it.for(ENGINES)(
+    'draws connections arriving, ticking, leaving, and UDP flows expiring (%s engine)',
+    async (engine, t) => {
+      if (engine === 'native' && !native) t.skip('the native engine did not build');
+      const context = await browser(t);
+      const o = observeEnv();
+      const tcpTarget = await echoServer();
+      const udpTarget = await udpEcho('udp4', '127.0.0.1');
+      const pp = await o.start(
+        [
+          '-p',
+          `127.0.0.1::${tcpTarget.port}`,
+          '-p',
+          `127.0.0.1::${udpTarget.port}/udp`,
+          '--name',
+          'demo',
+          '--udp-timeout',
+          '2s',
+          '--ui',
+          '127.0.0.1:0',
+          '--engine',
+          engine,
+        ],
+        2,
       );
-    await field(tcpCard, 'active', 3);
-    await field(tcpCard, 'c2t', 60_000);
-    await field(tcpCard, 't2c', 60_000);
-    await field(udpCard, 'active', 1);
-    await field(udpCard, 'c2t', 11);
+      const url = await loggedUrl(pp, 'ui');
+      const tcpPort = parsePortLine(pp.lines.find((l) => l.includes('/tcp'))!).port;
+      const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
+      const tcpCard = `section.card[data-binding="127.0.0.1:${tcpPort}/tcp"]`;
+      const udpCard = `section.card[data-binding="127.0.0.1:${udpPort}/udp"]`;
 
-    // Each connection is drawn on the left, by its client address, with its own bytes.
-    const node = (c: net.Socket) => `${tcpCard} .conn[data-client="127.0.0.1:${c.localPort}"]`;
-    for (const [i, c] of clients.entries()) {
-      await attr(
-        page,
-        node(c),
-        'data-c2t',
-        (v) => v === String(10_000 * (i + 1)),
-        `client ${i} bytes`,
+      const page = await context.newPage();
+      const external: string[] = [];
+      page.on('request', (r) => {
+        if (!r.url().startsWith(url)) external.push(r.url());
+      });
+      await page.goto(url, { timeout: 30_000 });
+      await page.waitForSelector(tcpCard, { timeout: 20_000 });
+      await page.waitForSelector('#status.live', { timeout: 20_000 });
+
+      const clients = [
+        await connectTcp(tcpPort),
+        await connectTcp(tcpPort),
+        await connectTcp(tcpPort),
+      ];
+      for (const [i, c] of clients.entries()) await push(c, 10_000 * (i + 1));
+      const udp = await udpSocket('udp4', '127.0.0.1');
+      await request(udp, 'hello, flow', udpPort, '127.0.0.1', { tries: 5 });
+
+      const field = (card: string, f: string, want: number) =>
+        attr(
+          page,
+          `${card} [data-field="${f}"]`,
+          'data-value',
+          (v) => v === String(want),
+          `${f} = ${want}`,
+        );
+      await field(tcpCard, 'active', 3);
+      await field(tcpCard, 'c2t', 60_000);
+      await field(tcpCard, 't2c', 60_000);
+      await field(udpCard, 'active', 1);
+      await field(udpCard, 'c2t', 11);
+
+      // Each connection is drawn on the left, by its client address, with its own bytes.
+      const node = (c: net.Socket) => `${tcpCard} .conn[data-client="127.0.0.1:${c.localPort}"]`;
+      for (const [i, c] of clients.entries()) {
+        await attr(
+          page,
+          node(c),
+          'data-c2t',
+          (v) => v === String(10_000 * (i + 1)),
+          `client ${i} bytes`,
+        );
+      }
+      const flow = `${udpCard} .conn[data-client="127.0.0.1:${udp.address().port}"]`;
+      await attr(page, flow, 'data-state', (v) => v === 'open', 'the UDP flow drawn');
+
+      // Bytes tick on a live connection.
+      await push(clients[2]!, 5_000);
+      await attr(page, node(clients[2]!), 'data-c2t', (v) => v === '35000', 'bytes to tick');
+      mkdirSync(RESULTS, { recursive: true });
+      await page.screenshot({ path: join(RESULTS, `ui-page-${engine}.png`), fullPage: true });
+      if (process.env.PORTPUB_DOCS_SCREENSHOT === '1' && engine === 'native') {
+        mkdirSync(DOCS, { recursive: true });
+        await page.screenshot({ path: join(DOCS, 'ui.png'), fullPage: true });
+      }
+
+      // A connection closed leaves (marked closed, then gone); the others stay.
+      const gone = clients[0]!;
+      gone.end();
+      await field(tcpCard, 'active', 2);
+      await waitFor(
+        async () => (await page.$(node(gone))) === null,
+        'the closed one to go',
+        20_000,
       );
-    }
-    const flow = `${udpCard} .conn[data-client="127.0.0.1:${udp.address().port}"]`;
-    await attr(page, flow, 'data-state', (v) => v === 'open', 'the UDP flow drawn');
-
-    // Bytes tick on a live connection.
-    await push(clients[2]!, 5_000);
-    await attr(page, node(clients[2]!), 'data-c2t', (v) => v === '35000', 'bytes to tick');
-    mkdirSync(RESULTS, { recursive: true });
-    await page.screenshot({ path: join(RESULTS, 'ui-page.png'), fullPage: true });
-    if (process.env.PORTPUB_DOCS_SCREENSHOT === '1') {
-      mkdirSync(DOCS, { recursive: true });
-      await page.screenshot({ path: join(DOCS, 'ui.png'), fullPage: true });
-    }
-
-    // A connection closed leaves (marked closed, then gone); the others stay.
-    const gone = clients[0]!;
-    gone.end();
-    await field(tcpCard, 'active', 2);
-    await waitFor(async () => (await page.$(node(gone))) === null, 'the closed one to go', 20_000);
-    expect(await page.$(node(clients[1]!))).not.toBeNull();
-    // The UDP flow expires after --udp-timeout without traffic.
-    await field(udpCard, 'active', 0);
-    await waitFor(async () => (await page.$(flow)) === null, 'the expired flow to go', 20_000);
-    await page.screenshot({ path: join(RESULTS, 'ui-page-after.png'), fullPage: true });
-    expect(external).toEqual([]);
-  });
+      expect(await page.$(node(clients[1]!))).not.toBeNull();
+      // The UDP flow expires after --udp-timeout without traffic.
+      await field(udpCard, 'active', 0);
+      await waitFor(async () => (await page.$(flow)) === null, 'the expired flow to go', 20_000);
+      await page.screenshot({ path: join(RESULTS, `ui-page-${engine}-after.png`), fullPage: true });
+      expect(external).toEqual([]);
+    },
+  );
 
   it('sums --tcp-workers processes on the page', async (t) => {
     const context = await browser(t);
@@ -189,6 +203,8 @@ describe('--ui page', () => {
     for (let i = 0; i < 6; i++) await push(await connectTcp(port), 1_000);
     await attr(page, `${card} [data-field="total"]`, 'data-value', (v) => v === '6', 'total = 6');
     await attr(page, `${card} [data-field="c2t"]`, 'data-value', (v) => v === '6000', 'bytes');
+    // Every process's connections are drawn, whichever accepted them.
+    await waitFor(async () => (await page.$$(`${card} .conn`)).length === 6, 'six rows', 20_000);
   });
 
   it('portpub ui serves the page for portpubs already running, 40 rows at most', async (t) => {
