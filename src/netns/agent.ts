@@ -17,12 +17,22 @@ function send(message: FromAgent, handle?: Handle, done?: () => void): void {
   process.send!(message, handle as net.Socket | undefined, {}, () => done?.());
 }
 
+/** PACKAGES names where each tool the setup runs comes from, for the not-found message. */
+const PACKAGES: Record<string, string> = {
+  ip: 'iproute2',
+  mount: 'util-linux',
+  hostname: 'hostname',
+};
+
 function run(file: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(file, args, { timeout: 10_000 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'not found' : stderr.trim() || err.message;
+      const why =
+        code === 'ENOENT'
+          ? `not found (install ${PACKAGES[file] ?? file})`
+          : stderr.trim() || err.message;
       reject(new Error(`${file} ${args.join(' ')}: ${why}`));
     });
   });

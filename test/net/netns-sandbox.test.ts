@@ -191,6 +191,22 @@ describe('Sandbox', () => {
     await waitFor(() => !alive(unsharePid), 'the namespace to end after its parent', 10_000);
   });
 
+  it('says the command is gone when the agent dies under it', async (ctx) => {
+    requireTools(ctx);
+    const box = await sandbox();
+    await box.startCommand('/bin/sh', ['-c', 'sleep 300'], []);
+    // The agent is unshare's only child (unshare --fork); kill it from outside.
+    const outer = box.pid!;
+    const children = readFileSync(`/proc/${outer}/task/${outer}/children`, 'utf8').trim();
+    const agent = Number(children.split(' ')[0]);
+    expect(agent).toBeGreaterThan(0);
+    process.kill(agent, 'SIGKILL');
+    const exit = await withDeadline(box.exited, 10_000, 'exited after the agent died');
+    expect(exit).toMatchObject({ code: null, error: 'the namespace agent died' });
+    await withDeadline(box.closed, 10_000, 'the agent process to be reaped');
+    await expect(box.dialTcp(80)).rejects.toMatchObject({ code: 'ERR_AGENT_GONE' });
+  });
+
   it('works for an unprivileged user (nobody) in a user namespace', async (ctx) => {
     requireTools(ctx);
     needs(ctx, [!have('setpriv') && 'setpriv (util-linux)', process.getuid?.() !== 0 && 'root']);
