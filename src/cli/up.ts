@@ -46,7 +46,7 @@ export function registerUp(program: Command, ctx: CliContext): void {
     )
     .option(
       '-f, --file <file>',
-      `config file, repeatable: later files merge over earlier ones as in compose (default: the first of ${DEFAULT_CONFIG_FILES.join(', ')} found here or above, with its compose.override.yaml)`,
+      `config file, repeatable: later files merge over earlier ones as in compose (default: COMPOSE_FILE, else the first of ${DEFAULT_CONFIG_FILES.join(', ')} found here or above, with its compose.override.yaml)`,
       (value: string, prev: string[] | undefined) => [...(prev ?? []), value],
     )
     .option(
