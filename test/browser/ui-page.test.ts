@@ -10,7 +10,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
-import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { loggedUrl, observeEnv } from '../fixtures/observe-env.js';
 
@@ -23,7 +23,7 @@ const native = loadNative().binding !== undefined;
 
 /** browser starts chromium with a fresh profile, closed (and the profile removed) at the end. */
 async function browser(t: TestContext): Promise<BrowserContext> {
-  if (!existsSync(CHROMIUM)) t.skip(`${CHROMIUM} is missing (apt-get install chromium)`);
+  needs(t, [!existsSync(CHROMIUM) && `chromium (${CHROMIUM})`]);
   const profile = mkdtempSync(join(tmpdir(), 'portpub-chromium-'));
   onTestFinished(() => rmSync(profile, { recursive: true, force: true }));
   const context = await chromium.launchPersistentContext(profile, {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
-import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
 
@@ -218,7 +218,8 @@ describe('portpub stats', () => {
     expect(await withDeadline(exited, 10_000, 'stats to exit')).toBe(0);
   });
 
-  it.runIf(existsSync(SCRIPT))('redraws in place on a terminal', async () => {
+  it('redraws in place on a terminal', async (t) => {
+    needs(t, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
     const o = observeEnv();
     const echo = await echoServer();
     await o.start(['-p', `127.0.0.1::${echo.port}`, '--name', 'tty']);
