@@ -12,6 +12,7 @@ import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
 import {
   containerPath,
   createContainer,
+  ERR_NAME_IN_USE,
   generateName,
   listContainers,
   newId,
@@ -180,6 +181,18 @@ async function runCommand(
     interactive: opts.interactive && !opts.detach,
     serve: serve as unknown as Record<string, unknown>,
   };
+  // A plain `portpub --name` or a service of `portpub up` holds its name too (issue 13, #7).
+  // (A record of that name is createContainer's conflict, naming the container.)
+  const held = listContainers(dir).some((c) => c.name === config.name);
+  const holder = held ? undefined : readStates(dir).find((st) => st.name === config.name);
+  if (holder) {
+    throw new PortpubError(
+      ERR_NAME_IN_USE,
+      `Conflict. The container name "/${config.name}" is already in use by portpub pid ${holder.pid}. ` +
+        'You have to remove (or rename) that container to be able to reuse that name.',
+      EXIT_RUNTIME,
+    );
+  }
   const record = createContainer(config, dir);
   if (!opts.detach) {
     return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: false });

@@ -164,6 +164,10 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     ].join('\n');
     const r = await cli(e, 'run', '--link', 'hostdb', '--', process.execPath, '-e', talk);
     expect(r.stdout).toBe(`tcp://127.0.0.2:${echo.port} through the conduit\n`);
+    // The plain run holds its name: no run service may take it.
+    const taken = await cli(e, 'run', '--name', 'hostdb', '--', 'true');
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain('The container name "/hostdb" is already in use by portpub pid');
     await plain.stop('SIGTERM');
   });
 
