@@ -66,8 +66,11 @@ export function loadComposeProject(opts: ProjectOptions = {}): ComposeProject {
     .filter((f) => f !== '');
   const given =
     opts.files && opts.files.length > 0 ? opts.files : fromEnv.length > 0 ? fromEnv : undefined;
-  const found = given ? given.map((f) => ({ path: resolve(cwd, f), shown: f })) : discover(cwd);
-  const projectDir = dirname(found[0]!.path);
+  // `-f -` is standard input, as in compose; the project directory is then the working one.
+  const found = given
+    ? given.map((f) => ({ path: f === '-' ? STDIN : resolve(cwd, f), shown: f }))
+    : discover(cwd);
+  const projectDir = found[0]!.shown === '-' ? resolve(cwd) : dirname(found[0]!.path);
 
   // .env beside the (first) file: compose's project directory. The environment wins over it.
   const dotenvPath = join(projectDir, '.env');
@@ -166,9 +169,11 @@ function discover(cwd: string): { path: string; shown: string }[] {
  * all (a FIFO or a growing file is cut off at the limit too).
  */
 export function readBounded(path: string, shown: string, limit = MAX_COMPOSE_FILE_BYTES): string {
+  // Standard input is read from fd 0 itself: opening /dev/stdin fails when it is a socket.
+  const stdin = path === STDIN;
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = stdin ? 0 : openSync(path, 'r');
   } catch (err) {
     throw new UsageError(`cannot read ${shown}: ${(err as Error).message}`);
   }
@@ -190,10 +195,16 @@ export function readBounded(path: string, shown: string, limit = MAX_COMPOSE_FIL
       if (len > limit) throw tooLarge(`over ${limit} bytes`);
     }
     return buf.toString('utf8', 0, len);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError(`cannot read ${shown}: ${(err as Error).message}`);
   } finally {
-    closeSync(fd);
+    if (!stdin) closeSync(fd);
   }
 }
+
+/** STDIN is the path `-f -` stands for. */
+const STDIN = '/dev/stdin';
 
 function formatMiB(bytes: number): string {
   return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`;

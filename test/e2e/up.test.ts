@@ -1,6 +1,6 @@
 // End-to-end: `portpub up` serving a docker-compose.yml, `portpub port` asking where things
 // landed, and SIGHUP reloads that keep live connections on kept mappings.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadComposeProjectOffThread } from '../../src/publish/compose-load.js';
-import { runCli, startCli, withTimeout, type Running } from '../helpers/cli.js';
+import { BIN, runCli, startCli, withTimeout, type Running } from '../helpers/cli.js';
 import { echoServer, freePort } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
 
@@ -230,6 +230,21 @@ ${extra}
       ],
     });
     expect(r.stderr).toContain('1342');
+  });
+
+  it('reads -f - from standard input, the working directory being the project directory', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, '.env'), 'P=7070\n');
+    const r = spawnSync(process.execPath, [BIN, 'up', '-f', '-', '--dry-run', '--json'], {
+      cwd: dir,
+      input: 'services:\n  web:\n    ports: ["${P}:80"]\n',
+      encoding: 'utf8',
+      timeout: 15_000,
+      env: { ...process.env, XDG_RUNTIME_DIR: dir },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ mappings: [{ name: 'web', hostPort: '7070' }] });
   });
 
   it('with no config file says what it looked for (exit 2)', async () => {
