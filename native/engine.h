@@ -18,7 +18,8 @@ enum kind { K_WAKE = 1, K_LISTENER, K_SIDE, K_ULISTENER, K_FLOW };
 enum ev_type {
   EV_OPENED = 1, EV_CLOSED, EV_REJECTED, EV_ACCEPT_ERROR, EV_DRAINED,
   /* UDP (native/udp.c): conn is the flow id, how the drop reason or the flow's ending */
-  EV_FLOW_OPENED, EV_FLOW_ENDED, EV_DROP, EV_UDP_ERROR
+  EV_FLOW_OPENED, EV_FLOW_ENDED, EV_DROP, EV_UDP_ERROR,
+  EV_LOOPED /* TCP: a connection from one of this engine's own target sockets, dropped */
 };
 
 /* How a connection ended (mirrored in src/engine/native-tcp.ts as TcpEnding). */
@@ -29,7 +30,7 @@ enum how {
 
 /* Counter slots of a listener's stats array (TcpStats, in this order). */
 enum stat_slot {
-  ST_ACTIVE, ST_TOTAL, ST_REJECTED, ST_CONNECT_FAILURES, ST_UP, ST_DOWN, ST_COUNT
+  ST_ACTIVE, ST_TOTAL, ST_REJECTED, ST_CONNECT_FAILURES, ST_UP, ST_DOWN, ST_LOOPED, ST_COUNT
 };
 
 /* UDP drop reasons, in UdpStats.drops order (src/udp/options.ts UDP_DROP_REASONS). */
@@ -98,7 +99,9 @@ struct conn {
   struct link tq;      /* one of the listener's timeout queues */
   struct conn *again;  /* run-again list */
   struct conn *next_free;
+  struct conn *lnext; /* engine's table of target sockets' own addresses (loop detection) */
   struct sockaddr_storage peer;
+  struct sockaddr_storage local; /* the target socket's own address; family 0 until known */
 };
 
 struct listener {
@@ -203,6 +206,7 @@ struct engine {
   struct ulistener *ulisteners;
   struct flow *flow_again, *free_flows, *flow_graveyard;
   struct flow *own[OWN_BUCKETS]; /* every flow socket's own address, for loop detection */
+  struct conn *own_tcp[OWN_BUCKETS]; /* every TCP target socket's own address, likewise */
   unsigned char *ubuf;           /* UDP_BATCH * UDP_MAX bytes */
   uint64_t next_flow_id;
   int oom; /* events were lost for want of memory: reported once */
@@ -220,6 +224,8 @@ void list_push_tail(struct link *h, struct link *n);
 int list_empty(const struct link *h);
 void stat_add(struct listener *l, int slot, double delta);
 void format_addr(const struct sockaddr_storage *ss, char *out, size_t cap);
+uint32_t addr_hash(const struct sockaddr_storage *ss);
+int addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* tcp.c */
 void tcp_on_listener(struct engine *e, struct listener *l);
@@ -230,6 +236,8 @@ void tcp_destroy_listener(struct engine *e, struct listener *l);
 int64_t tcp_timeouts(struct engine *e, struct listener *l); /* next deadline delay, -1 none */
 void tcp_reap(struct engine *e);
 void tcp_free_all(struct engine *e);
+/* tcp_adopt serves a client Node accepted before the engine took the listener (fd is ours). */
+void tcp_adopt(struct engine *e, struct listener *l, int fd);
 
 /* udp.c */
 int udp_init(struct engine *e); /* the buffers; 0 or -1 (errno) */

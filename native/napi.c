@@ -16,7 +16,7 @@
 #include "napi-util.h"
 
 /* ABI is bumped whenever the JavaScript side must change with this file. */
-#define ABI 2
+#define ABI 3
 #define FIELDS 9 /* numbers per event record handed to JavaScript */
 
 
@@ -251,6 +251,30 @@ static napi_value stop_listener(napi_env env, napi_callback_info info, int destr
   return NULL;
 }
 
+/* adopt(id, fd) serves a client Node accepted before the engine took the listener, from a
+ * duplicate of fd (the caller destroys its socket). */
+static napi_value Adopt(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  struct engine *e = engine_of(env);
+  if (e == NULL) return NULL;
+  int64_t id = int_arg(env, argv[0]), fd = int_arg(env, argv[1]);
+  if (fd < 0 || fd > 0x7fffffff) {
+    napi_throw_range_error(env, "ERR_PORTPUB_NATIVE", "adopt: bad descriptor");
+    return NULL;
+  }
+  int mine = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+  if (mine < 0) return throw_errno(env, "adopt: dup", errno);
+  pthread_mutex_lock(&e->lock);
+  e->now_ms = mono_ms();
+  struct listener *l = find(e, (uint32_t)id);
+  if (l) tcp_adopt(e, l, mine);
+  else close(mine);
+  pthread_mutex_unlock(&e->lock);
+  engine_post(e, (struct cmd){.type = CMD_ADD});
+  return NULL;
+}
+
 /* close(id) stops accepting; the DRAINED event follows the last connection. */
 static napi_value Close(napi_env env, napi_callback_info info) { return stop_listener(env, info, 0); }
 /* destroy(id) also cuts every connection now. */
@@ -329,6 +353,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"start", NULL, Start, NULL, NULL, NULL, napi_default, NULL},
       {"listen", NULL, Listen, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, Close, NULL, NULL, NULL, napi_default, NULL},
+      {"adopt", NULL, Adopt, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, Destroy, NULL, NULL, NULL, napi_default, NULL},
       {"connections", NULL, Connections, NULL, NULL, NULL, napi_default, NULL},
       {"udpListen", NULL, UdpListen, NULL, NULL, NULL, napi_default, NULL},

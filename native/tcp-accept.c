@@ -77,12 +77,64 @@ static void start(struct engine *e, struct listener *l, int fd, const struct soc
     tcp_connect_failed(e, c, errno);
     return;
   }
+  /* The kernel chose the local port at connect(): record it, so that a connection from this
+     socket to one of our own listeners (portpub forwarding into itself) is known at accept. */
+  socklen_t llen = sizeof c->local;
+  if (getsockname(c->fd[1], (struct sockaddr *)&c->local, &llen) == 0) {
+    struct conn **slot = &e->own_tcp[addr_hash(&c->local) & (OWN_BUCKETS - 1)];
+    c->lnext = *slot;
+    *slot = c;
+  } else {
+    c->local.ss_family = 0; /* cannot fail on a socket we own; if it did, no loop check */
+  }
   if (watch(e, c, 1) < 0) {
     tcp_connect_failed(e, c, errno);
     return;
   }
   tcp_requeue(c);
   /* A connect that completed at once is reported by epoll as writable, like any other. */
+}
+
+static int own(struct engine *e, const struct sockaddr_storage *ss) {
+  for (struct conn *c = e->own_tcp[addr_hash(ss) & (OWN_BUCKETS - 1)]; c; c = c->lnext) {
+    if (addr_eq(&c->local, ss)) return 1;
+  }
+  return 0;
+}
+
+/* take serves one accepted client, or drops it: a connection from one of our own target
+ * sockets (forwarding into itself) and one beyond max_conns are reset and counted. */
+static void take(struct engine *e, struct listener *l, int fd, const struct sockaddr_storage *ss) {
+  if (own(e, ss)) {
+    stat_add(l, ST_LOOPED, 1);
+    tcp_emit(e, l, EV_LOOPED, 0, ss);
+    tcp_close_fd(&fd, 1);
+    return;
+  }
+  if (l->max_conns > 0 && l->nconns >= l->max_conns) {
+    stat_add(l, ST_REJECTED, 1);
+    tcp_emit(e, l, EV_REJECTED, 0, ss);
+    tcp_close_fd(&fd, 1);
+    return;
+  }
+  start(e, l, fd, ss);
+}
+
+void tcp_adopt(struct engine *e, struct listener *l, int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  int flags = fcntl(fd, F_GETFL);
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0 || flags < 0 ||
+      fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    tcp_close_fd(&fd, 1); /* the client already went away */
+    return;
+  }
+  if (l->closing) {
+    tcp_close_fd(&fd, 1);
+    return;
+  }
+  take(e, l, fd, &ss);
 }
 
 static int fd_exhausted(int err) {
@@ -113,13 +165,7 @@ void tcp_on_listener(struct engine *e, struct listener *l) {
       l->accept_retry = 1; /* retried after RETRY_MS, or on the next wake-up */
       return;
     }
-    if (l->max_conns > 0 && l->nconns >= l->max_conns) {
-      stat_add(l, ST_REJECTED, 1);
-      tcp_emit(e, l, EV_REJECTED, 0, &ss);
-      tcp_close_fd(&fd, 1);
-      continue;
-    }
-    start(e, l, fd, &ss);
+    take(e, l, fd, &ss);
   }
   l->accept_retry = 2; /* budget spent: the rest of the backlog on the next turn, at once */
 }

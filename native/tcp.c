@@ -109,6 +109,11 @@ void tcp_finish(struct engine *e, struct conn *c, int how, int err) {
   tcp_pipe_give(e, &c->dir[0]);
   tcp_pipe_give(e, &c->dir[1]);
   c->state = C_DEAD;
+  if (c->local.ss_family != 0) {
+    struct conn **p = &e->own_tcp[addr_hash(&c->local) & (OWN_BUCKETS - 1)];
+    while (*p && *p != c) p = &(*p)->lnext;
+    if (*p) *p = c->lnext;
+  }
   list_remove(&c->all);
   list_remove(&c->tq);
   struct listener *l = c->l;

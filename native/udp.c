@@ -35,38 +35,6 @@ int udp_init(struct engine *e) {
   return 0;
 }
 
-static uint32_t addr_hash(const struct sockaddr_storage *ss) {
-  const unsigned char *p;
-  size_t n;
-  uint16_t port;
-  if (ss->ss_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-    p = (const unsigned char *)&a->sin_addr;
-    n = 4;
-    port = a->sin_port;
-  } else {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-    p = (const unsigned char *)&a->sin6_addr;
-    n = 16;
-    port = a->sin6_port;
-  }
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-  h = (h ^ (port & 0xff)) * 16777619u;
-  h = (h ^ (port >> 8)) * 16777619u;
-  return h;
-}
-
-static int addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
-  if (a->ss_family != b->ss_family) return 0;
-  if (a->ss_family == AF_INET) {
-    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-  }
-  const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-  return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
-}
-
 static void ustat_add(struct ulistener *u, int slot, double delta) {
   double v = u->stats[slot] + delta;
   uint64_t bits;

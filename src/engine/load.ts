@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** ABI is the native/napi.c interface version this side speaks. */
-const ABI = 2;
+const ABI = 3;
 
 /** NativeBinding is what native/napi.c exports. */
 export interface NativeBinding {
@@ -25,6 +25,7 @@ export interface NativeBinding {
     stats: ArrayBuffer,
   ): void;
   close(id: number): void;
+  adopt(id: number, fd: number): void;
   destroy(id: number): void;
   connections(id: number): [string, string, string, number, number, number, number, number][];
   udpListen(

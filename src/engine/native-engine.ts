@@ -14,6 +14,7 @@ export const EV_FLOW_OPENED = 6;
 export const EV_FLOW_ENDED = 7;
 export const EV_DROP = 8;
 export const EV_UDP_ERROR = 9;
+export const EV_LOOPED = 10;
 export const FIELDS = 9;
 
 /** EngineEvent is one record of a batch: the numbers as native/engine.h's struct event. */

@@ -15,13 +15,15 @@ import {
   EV_ACCEPT_ERROR,
   EV_CLOSED,
   EV_DRAINED,
+  EV_LOOPED,
   EV_OPENED,
   EV_REJECTED,
   nativeEngine,
   type EngineEvent,
   type NativeEngine,
 } from './native-engine.js';
-import { validateTcp, type TcpSettings } from './tcp-options.js';
+import { TcpListener } from '../tcp/listener.js';
+import { validateTcpOptions, type TcpSettings } from '../tcp/options.js';
 
 /** LOG_EVERY_MS is the interval of rate-limited warnings, as in the TypeScript relay. */
 const LOG_EVERY_MS = 10_000;
@@ -76,6 +78,7 @@ const ST_REJECTED = 2;
 const ST_CONNECT_FAILURES = 3;
 const ST_UP = 4;
 const ST_DOWN = 5;
+const ST_LOOPED = 6;
 
 /**
  * NativeTcpForwarder serves a listening server (from listenTcp) in the native engine. The
@@ -94,13 +97,14 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
   private readonly counters = new Float64Array(new ArrayBuffer(8 * 8));
   private readonly refusals = new RateLimit();
   private readonly exhaustion = new RateLimit();
+  private readonly loops = new RateLimit();
   private readonly closing: Promise<void>;
   private resolveClosing!: () => void;
   private closeAsked = false;
   private drained = false;
 
   constructor(server: Server, options: TcpForwarderOptions, binding: NativeBinding) {
-    this.settings = validateTcp(options);
+    this.settings = validateTcpOptions(options);
     const address = server.address();
     if (!server.listening || address === null || typeof address === 'string') {
       throw new UsageError('NativeTcpForwarder needs a listening TCP server (from listenTcp)');
@@ -132,6 +136,14 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
       this.engine.remove(this.id);
       throw err;
     }
+    // Clients Node accepted before the engine took the listener (held, unread, by TcpListener)
+    // are served too: the engine takes a duplicate of each descriptor, Node lets go of its own.
+    const early = server instanceof TcpListener ? server.claim() : [];
+    for (const socket of early) {
+      const clientFd = handleFd(socket);
+      if (clientFd !== undefined) binding.adopt(this.id, clientFd);
+      socket.destroy();
+    }
     // The engine holds its own descriptor now: Node's goes, so libuv stops accepting.
     server.close();
   }
@@ -145,6 +157,7 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
       connectFailures: c[ST_CONNECT_FAILURES]!,
       bytesClientToTarget: c[ST_UP]!,
       bytesTargetToClient: c[ST_DOWN]!,
+      connectionsLooped: c[ST_LOOPED]!,
     };
   }
 
@@ -193,6 +206,16 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
       case EV_REJECTED:
         this.rejected(ev.client);
         return;
+      case EV_LOOPED: {
+        const n = this.loops.take(Date.now());
+        if (n > 0) {
+          this.logger.warn(
+            { client: ev.client, targetAddress: this.targetText, dropped: n },
+            'connection dropped: it comes from portpub itself (the target leads back to portpub)',
+          );
+        }
+        return;
+      }
       case EV_ACCEPT_ERROR: {
         const n = this.exhaustion.take(Date.now());
         const code = errnoName(ev.err);

@@ -235,6 +235,49 @@ describe.skipIf(loaded.binding === undefined)('native TCP engine', () => {
       },
     );
 
+    it('serves the connections that arrived before the engine took the listener', async () => {
+      const target = await echoServer();
+      const server = await listenTcp(V4, 0);
+      track(server, (s) => s.close());
+      const client = await connectTcp((server.address() as net.AddressInfo).port);
+      client.write('early');
+      const connections = (): Promise<number> =>
+        new Promise((resolve) => server.getConnections((_e, n) => resolve(n)));
+      await waitFor(async () => (await connections()) === 1, 'Node to accept the client');
+      const fw = track(
+        new NativeTcpForwarder(
+          server,
+          { targetHost: V4, targetPort: target.port },
+          loaded.binding!,
+        ),
+      );
+      const got = await withDeadline(
+        new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(String(d)))),
+        5_000,
+        'the early bytes echoed',
+      );
+      expect(got).toBe('early');
+      expect(fw.stats()).toMatchObject({ connectionsTotal: 1, connectionsActive: 1 });
+    });
+
+    it('drops a connection from its own target socket (forwarding into itself)', async () => {
+      const { logger, lines } = captureLogger();
+      const server = await listenTcp(V4, 0);
+      track(server, (s) => s.close());
+      const port = (server.address() as net.AddressInfo).port;
+      const fw = track(
+        new NativeTcpForwarder(
+          server,
+          { targetHost: V4, targetPort: port, logger },
+          loaded.binding!,
+        ),
+      );
+      expect(await connectOutcome(port)).toMatchObject({ ended: false, error: 'ECONNRESET' });
+      await waitFor(() => closeLines(lines).length === 1, 'the close log line');
+      expect(fw.stats()).toMatchObject({ connectionsLooped: 1, connectionsTotal: 1 });
+      expect(lines.filter((l) => /comes from portpub itself/.test(l.msg))).toHaveLength(1);
+    });
+
     it('lists live connections with their addresses, bytes and state', async () => {
       const target = await echoServer();
       const { fw, port } = await forward(target);
@@ -532,6 +575,7 @@ describe.skipIf(loaded.binding === undefined)('native TCP engine', () => {
         connectFailures: 0,
         bytesClientToTarget: 7,
         bytesTargetToClient: 7,
+        connectionsLooped: 0,
       });
       expect(lines.filter((l) => l.msg === 'connection opened' && l.level === 20)).toHaveLength(2);
       const closes = closeLines(lines);
