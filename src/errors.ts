@@ -5,17 +5,82 @@ export const EXIT_USAGE = 2;
 /** Exit code for a runtime failure: a bind refused, a target unusable. */
 export const EXIT_RUNTIME = 1;
 
-/** ERR_BAD_NAME: a --name outside Docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (exit 2). */
-export const ERR_BAD_NAME = 'ERR_BAD_NAME';
-/** ERR_NAME_IN_USE: a --name a running portpub already holds, Docker's "Conflict." (exit 1). */
-export const ERR_NAME_IN_USE = 'ERR_NAME_IN_USE';
+/**
+ * ERRORS is the catalog: every stable code portpub raises, its exit code in the CLI, and what it
+ * means. Tests assert `code`; users read `message`; the README lists this table. A code not
+ * here is a defect (test/unit/cli-errors.test.ts walks the sources to check).
+ */
+export const ERRORS = {
+  ERR_USAGE: [EXIT_USAGE, 'a bad flag, option value or config file'],
+  ERR_SPEC: [EXIT_USAGE, "a -p value Docker rejects (the message is Docker's)"],
+  ERR_INVALID_OPTION: [
+    EXIT_USAGE,
+    'library misuse: an option of the wrong type or range (names it)',
+  ],
+  ERR_SELF_LOOP: [EXIT_USAGE, "a mapping's target is one of this process's own listening sockets"],
+  ERR_BAD_NAME: [EXIT_USAGE, "a --name outside Docker's rule [a-zA-Z0-9][a-zA-Z0-9_.-]+"],
+  ERR_BIND: [EXIT_RUNTIME, "a host address and port could not be bound (Docker's words)"],
+  ERR_UNSUPPORTED: [EXIT_RUNTIME, 'something Docker accepts that portpub cannot serve (sctp)'],
+  ERR_NAME_IN_USE: [EXIT_RUNTIME, 'a --name a running portpub or run service holds (Conflict.)'],
+  ERR_WORKER: [EXIT_RUNTIME, 'a --tcp-workers process did not start'],
+  ERR_NOT_RUNNING: [EXIT_RUNTIME, 'no running portpub to ask (port, env, run --link)'],
+  ERR_NO_SUCH_SERVICE: [EXIT_RUNTIME, 'NAME is no service, run name, container or pid that runs'],
+  ERR_AMBIGUOUS_SERVICE: [EXIT_RUNTIME, 'NAME is served by more than one running portpub'],
+  ERR_NO_PORT: [EXIT_RUNTIME, "docker port's: nothing is published on that port"],
+  ERR_LINK: [EXIT_RUNTIME, 'a --link that names no running service'],
+  ERR_LINK_TARGET: [EXIT_RUNTIME, 'a linked service forwards to several addresses (no one _ADDR)'],
+  ERR_NO_RELOAD_TARGET: [
+    EXIT_RUNTIME,
+    'reload: no (or no single) portpub up, or a pid that is none',
+  ],
+  ERR_RELOAD_FAILED: [EXIT_RUNTIME, 'reload: the new file was refused, the running one is kept'],
+  ERR_RELOAD_TIMEOUT: [EXIT_RUNTIME, 'reload: no outcome reported within --timeout'],
+  ERR_NOT_PORTPUB: [EXIT_RUNTIME, 'a pid from a state file cannot be proven to be that portpub'],
+  ERR_STATE_DIR: [EXIT_RUNTIME, 'a state directory portpub will not use (owner, symlink)'],
+  ERR_NO_SUCH_CONTAINER: [EXIT_RUNTIME, 'no run service has that id, id prefix or name'],
+  ERR_CONTAINER_RUNNING: [EXIT_RUNTIME, 'rm of a run service that still runs (use -f)'],
+  ERR_NO_USERNS: [
+    EXIT_RUNTIME,
+    'unprivileged user namespaces are off: run has no network of its own',
+  ],
+  ERR_NAMESPACE: [
+    EXIT_RUNTIME,
+    'run: the namespaces or their agent could not be set up, or it died',
+  ],
+  ERR_AGENT_GONE: [EXIT_RUNTIME, 'run: a connection asked of a namespace agent that has exited'],
+  ERR_CONTROL: [EXIT_RUNTIME, 'a control socket could not be reached or answered nonsense'],
+} as const satisfies Record<string, readonly [number, string]>;
 
-/** ERR_NO_RELOAD_TARGET: no (or no single) `portpub up` to send SIGHUP to (exit 1). */
+/** ErrorCode is every code of the catalog. */
+export type ErrorCode = keyof typeof ERRORS;
+
+// One constant per code, for `err.code === ERR_...` checks without typos.
+export const ERR_USAGE = 'ERR_USAGE';
+export const ERR_SPEC = 'ERR_SPEC';
+export const ERR_INVALID_OPTION = 'ERR_INVALID_OPTION';
+export const ERR_SELF_LOOP = 'ERR_SELF_LOOP';
+export const ERR_BAD_NAME = 'ERR_BAD_NAME';
+export const ERR_BIND = 'ERR_BIND';
+export const ERR_UNSUPPORTED = 'ERR_UNSUPPORTED';
+export const ERR_NAME_IN_USE = 'ERR_NAME_IN_USE';
+export const ERR_WORKER = 'ERR_WORKER';
+export const ERR_NOT_RUNNING = 'ERR_NOT_RUNNING';
+export const ERR_NO_SUCH_SERVICE = 'ERR_NO_SUCH_SERVICE';
+export const ERR_AMBIGUOUS_SERVICE = 'ERR_AMBIGUOUS_SERVICE';
+export const ERR_NO_PORT = 'ERR_NO_PORT';
+export const ERR_LINK = 'ERR_LINK';
+export const ERR_LINK_TARGET = 'ERR_LINK_TARGET';
 export const ERR_NO_RELOAD_TARGET = 'ERR_NO_RELOAD_TARGET';
-/** ERR_RELOAD_FAILED: `portpub reload`: the reload failed, the running configuration is kept. */
 export const ERR_RELOAD_FAILED = 'ERR_RELOAD_FAILED';
-/** ERR_RELOAD_TIMEOUT: `portpub reload`: no outcome reported within --timeout. */
 export const ERR_RELOAD_TIMEOUT = 'ERR_RELOAD_TIMEOUT';
+export const ERR_NOT_PORTPUB = 'ERR_NOT_PORTPUB';
+export const ERR_STATE_DIR = 'ERR_STATE_DIR';
+export const ERR_NO_SUCH_CONTAINER = 'ERR_NO_SUCH_CONTAINER';
+export const ERR_CONTAINER_RUNNING = 'ERR_CONTAINER_RUNNING';
+export const ERR_NO_USERNS = 'ERR_NO_USERNS';
+export const ERR_NAMESPACE = 'ERR_NAMESPACE';
+export const ERR_AGENT_GONE = 'ERR_AGENT_GONE';
+export const ERR_CONTROL = 'ERR_CONTROL';
 
 /** PortpubError is the base of every error portpub raises on purpose. */
 export class PortpubError extends Error {
@@ -41,7 +106,7 @@ export class SpecError extends PortpubError {
   readonly spec: string;
 
   constructor(spec: string, message: string) {
-    super('ERR_SPEC', message, EXIT_USAGE);
+    super(ERR_SPEC, message, EXIT_USAGE);
     this.spec = spec;
   }
 }
@@ -49,21 +114,35 @@ export class SpecError extends PortpubError {
 /** UsageError is a bad flag, option value or config file. */
 export class UsageError extends PortpubError {
   constructor(message: string, options?: ErrorOptions) {
-    super('ERR_USAGE', message, EXIT_USAGE, options);
+    super(ERR_USAGE, message, EXIT_USAGE, options);
   }
 }
 
 /** BindError is a host address/port that could not be bound; the message is Docker's wording. */
 export class BindError extends PortpubError {
   constructor(message: string, options?: ErrorOptions) {
-    super('ERR_BIND', message, EXIT_RUNTIME, options);
+    super(ERR_BIND, message, EXIT_RUNTIME, options);
   }
 }
 
 /** UnsupportedError is something Docker accepts that portpub cannot serve (SCTP on Node). */
 export class UnsupportedError extends PortpubError {
   constructor(message: string) {
-    super('ERR_UNSUPPORTED', message, EXIT_RUNTIME);
+    super(ERR_UNSUPPORTED, message, EXIT_RUNTIME);
+  }
+}
+
+/**
+ * OptionError is library misuse: an option of the wrong type or out of range. The message and
+ * `option` name the option, as `ws` does: `TcpForwarder: idleTimeoutMs must be ... , got "x"`.
+ */
+export class OptionError extends PortpubError {
+  /** The option, as the caller spells it. */
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super(ERR_INVALID_OPTION, message, EXIT_USAGE);
+    this.option = option;
   }
 }
 

@@ -31,12 +31,5 @@ export { UdpForwarder, type UdpForwarderOptions, type UdpStats } from './udp/for
 export { bindUdp } from './udp/bind.js';
 export { formatPortLines } from './docker/report.js';
 export { createLogger, type Logger } from './logger.js';
-export {
-  PortpubError,
-  SpecError,
-  UsageError,
-  BindError,
-  UnsupportedError,
-  EXIT_USAGE,
-  EXIT_RUNTIME,
-} from './errors.js';
+// Every error portpub raises on purpose is a PortpubError with a stable `code` from ERRORS.
+export * from './errors.js';

@@ -32,9 +32,10 @@ import {
 import type { CliContext } from './context.js';
 import type { ServeOptions } from './options.js';
 import { observeOptions, startObserve, type Observe } from '../observe/start.js';
+import { ERR_LINK } from '../errors.js';
 
-/** ERR_LINK: a --link that names no running service. */
-export const ERR_LINK = 'ERR_LINK';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_LINK };
 
 export interface RunMode {
   /** The background half of -d: tells its starter over IPC when the service runs. */
@@ -135,6 +136,15 @@ export async function runContainer(
     );
     const env = serviceEnv({ hostname: shortId, links: linkVars, user: record.userEnv });
     await sandbox.startCommand(record.command, record.args, env, record.interactive);
+    const never = sandbox.ended;
+    if (never?.error !== undefined) {
+      // Not found (127) or not executable (126): the start failed, as `docker run` reports it.
+      await teardown();
+      const code = exitStatus(never);
+      finish(record, dir, code);
+      notify(mode, { t: 'failed', code });
+      return code;
+    }
   } catch (err) {
     await teardown();
     const code = err instanceof PortpubError ? err.exitCode : EXIT_RUNTIME;

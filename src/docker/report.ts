@@ -3,6 +3,10 @@
 import { joinHostPort } from '../address.js';
 import { PortpubError, UsageError, EXIT_RUNTIME } from '../errors.js';
 import { goToLower, type Protocol } from './spec.js';
+import { ERR_NO_PORT } from '../errors.js';
+
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_NO_PORT };
 
 /** Binding is one bound host socket and the target it forwards to. */
 export interface Binding {
@@ -14,9 +18,6 @@ export interface Binding {
   targetPort: number;
   protocol: Protocol;
 }
-
-/** ERR_NO_PORT is the code of the error `docker port C PORT` gives when nothing is published there. */
-export const ERR_NO_PORT = 'ERR_NO_PORT';
 
 /**
  * formatPortLines is `docker port CONTAINER`: one `<port>/<proto> -> <hostIp>:<hostPort>` line per

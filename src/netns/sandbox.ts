@@ -11,12 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import type { FromAgent, SetupMessage, ToAgent } from './protocol.js';
 import { unshareFailed, userNamespaceProblem, wantUserNamespace } from './userns.js';
+import { ERR_NAMESPACE, ERR_AGENT_GONE } from '../errors.js';
 
-/** ERR_NAMESPACE: the namespaces or the agent could not be set up, or the agent died. */
-export const ERR_NAMESPACE = 'ERR_NAMESPACE';
-
-/** ERR_AGENT_GONE: a dial asked of an agent that has exited. */
-export const ERR_AGENT_GONE = 'ERR_AGENT_GONE';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_NAMESPACE, ERR_AGENT_GONE };
 
 /** CommandExit is how the service's command ended. */
 export interface CommandExit {
@@ -108,6 +106,11 @@ export class Sandbox {
     );
     // The channel's own errors end in 'exit' too.
     child.on('error', () => undefined);
+  }
+
+  /** ended is how the command ended, once it has (with `error` when it never ran). */
+  get ended(): CommandExit | undefined {
+    return this.exit;
   }
 
   /** pid of the agent's outer process (unshare, on the host side). */

@@ -3,9 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { ERR_NO_USERNS } from '../errors.js';
 
-/** ERR_NO_USERNS: unprivileged user namespaces are off here, so `run` has no network of its own. */
-export const ERR_NO_USERNS = 'ERR_NO_USERNS';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_NO_USERNS };
 
 /** SYSCTL_DIR_ENV points the check at another /proc/sys (tests simulate a locked-down host). */
 export const SYSCTL_DIR_ENV = 'PORTPUB_SYSCTL_DIR';

@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { LiveSource, Snapshot } from './live.js';
+import { ERR_CONTROL } from '../errors.js';
 
-/** ERR_CONTROL: a control socket could not be reached or answered nonsense. */
-export const ERR_CONTROL = 'ERR_CONTROL';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_CONTROL };
 
 /** ControlRequest is one line a client sends. */
 export interface ControlRequest {

@@ -8,9 +8,10 @@ import { networkInterfaces } from 'node:os';
 import { BindError, PortpubError, EXIT_USAGE } from '../errors.js';
 import { joinHostPort } from '../docker/report.js';
 import { formatSpec, hostPortRange, type PortMapping } from '../docker/spec.js';
+import { ERR_SELF_LOOP } from '../errors.js';
 
-/** ERR_SELF_LOOP: a mapping's target is one of this process's own listening sockets. */
-export const ERR_SELF_LOOP = 'ERR_SELF_LOOP';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_SELF_LOOP };
 
 /** Listening is one socket this process listens on (or would, for a plan). */
 export interface Listening {

@@ -20,15 +20,15 @@ import { EXIT_RUNTIME, EXIT_USAGE, PortpubError } from '../errors.js';
 import type { Binding } from '../docker/report.js';
 import type { PortMapping } from '../docker/spec.js';
 import { ensureStateDir, processStartTime, stateDir } from './state.js';
+import {
+  ERR_NO_SUCH_CONTAINER,
+  ERR_NAME_IN_USE,
+  ERR_BAD_NAME,
+  ERR_CONTAINER_RUNNING,
+} from '../errors.js';
 
-/** ERR_NO_SUCH_CONTAINER: no record has that id, id prefix or name. */
-export const ERR_NO_SUCH_CONTAINER = 'ERR_NO_SUCH_CONTAINER';
-/** ERR_NAME_IN_USE: Docker's name conflict. */
-export const ERR_NAME_IN_USE = 'ERR_NAME_IN_USE';
-/** ERR_BAD_NAME: a --name outside Docker's rule. */
-export const ERR_BAD_NAME = 'ERR_BAD_NAME';
-/** ERR_CONTAINER_RUNNING: `rm` of a service that still runs. */
-export const ERR_CONTAINER_RUNNING = 'ERR_CONTAINER_RUNNING';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_NO_SUCH_CONTAINER, ERR_NAME_IN_USE, ERR_BAD_NAME, ERR_CONTAINER_RUNNING };
 
 /** ExposedPort is one port the service listens on inside, published or not. */
 export interface ExposedPort {

@@ -17,15 +17,15 @@ import {
   type Binding,
 } from '../docker/report.js';
 import { stateDir, type ServiceState, type State } from './state.js';
+import {
+  ERR_NOT_RUNNING,
+  ERR_NO_SUCH_SERVICE,
+  ERR_AMBIGUOUS_SERVICE,
+  ERR_LINK_TARGET,
+} from '../errors.js';
 
-/** ERR_NOT_RUNNING: no live state file, so nothing to ask. */
-export const ERR_NOT_RUNNING = 'ERR_NOT_RUNNING';
-/** ERR_NO_SUCH_SERVICE: NAME is no service, no run name and no pid of a live portpub. */
-export const ERR_NO_SUCH_SERVICE = 'ERR_NO_SUCH_SERVICE';
-/** ERR_AMBIGUOUS_SERVICE: NAME is served by more than one live portpub. */
-export const ERR_AMBIGUOUS_SERVICE = 'ERR_AMBIGUOUS_SERVICE';
-/** ERR_LINK_TARGET: a linked service forwards to more than one address, so `_ADDR` has no single value. */
-export const ERR_LINK_TARGET = 'ERR_LINK_TARGET';
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_NOT_RUNNING, ERR_NO_SUCH_SERVICE, ERR_AMBIGUOUS_SERVICE, ERR_LINK_TARGET };
 
 /** DEFAULT_PARENT is the `<parent>` of `<ALIAS>_NAME=/<parent>/<alias>` when none is given. */
 export const DEFAULT_PARENT = 'portpub';

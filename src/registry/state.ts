@@ -22,6 +22,10 @@ import { join } from 'node:path';
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
 import { PROTOCOLS, type Protocol } from '../docker/spec.js';
 import type { Binding } from '../docker/report.js';
+import { ERR_NOT_PORTPUB, ERR_STATE_DIR } from '../errors.js';
+
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_NOT_PORTPUB, ERR_STATE_DIR };
 
 /** State is what one running portpub publishes about itself. */
 export interface State {
@@ -66,12 +70,6 @@ export interface ServiceState {
   /** `expose:` ports: reachable by links (`portpub env`), not published. */
   expose: { port: number; protocol: Protocol }[];
 }
-
-/** ERR_NOT_PORTPUB: a pid from a state file cannot be proven to still be that portpub. */
-export const ERR_NOT_PORTPUB = 'ERR_NOT_PORTPUB';
-
-/** ERR_STATE_DIR is the code for a state directory portpub will not use. */
-export const ERR_STATE_DIR = 'ERR_STATE_DIR';
 
 const STATE_FILE = /^([1-9][0-9]*)\.json$/;
 const TEMP_FILE = /^\.([1-9][0-9]*)\.[0-9a-f]+\.tmp$/;

@@ -12,6 +12,7 @@ import type { Logger, LogFormat } from '../logger.js';
 import type { TcpShare } from '../publish/publisher.js';
 import type { TcpForwarderOptions, TcpStats } from '../tcp/forwarder.js';
 import type { ConnectionInfo } from '../forwarder.js';
+import { ERR_WORKER } from '../errors.js';
 
 /** WorkerServe is what a worker needs to serve one listening socket (JSON over the IPC channel). */
 export interface WorkerServe {
@@ -211,7 +212,7 @@ export class TcpWorkers implements TcpShare {
     return new Promise((resolve, reject) => {
       const fail = (why: string): void => {
         clearTimeout(timer);
-        reject(new PortpubError('ERR_WORKER', `TCP worker ${index} did not start: ${why}`));
+        reject(new PortpubError(ERR_WORKER, `TCP worker ${index} did not start: ${why}`));
       };
       const timer = setTimeout(
         () => fail(`not ready within ${READY_TIMEOUT_MS} ms`),
