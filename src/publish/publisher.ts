@@ -2,7 +2,7 @@
 // reloads, and stops by draining. Arrows point one way: publisher -> allocate / engine -> pure parts.
 import { createServer, type Server } from 'node:net';
 import { PortAllocator, type Allocation, type Handle } from './allocate.js';
-import { UnsupportedError, UsageError } from '../errors.js';
+import { inService, UnsupportedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { joinHostPort, type Binding } from '../docker/report.js';
 import { formatSpec, isIpLiteral, type PortMapping } from '../docker/spec.js';
@@ -390,7 +390,8 @@ export class Publisher {
               bindUdp(ip, port, udpBindOptions(udpTarget, this.options.engine)),
             );
     } catch (err) {
-      throw ownServiceHint(err, request.mapping, request.targetHost, request.dial !== undefined);
+      const hinted = ownServiceHint(err, mapping, targetHost, request.dial !== undefined);
+      throw inService(hinted, name); // `up`: the message names the service
     }
     const bindings: Binding[] = hostIps.map((hostIp) => ({
       ...(name !== undefined ? { name } : {}),
