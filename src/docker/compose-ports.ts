@@ -35,7 +35,7 @@ const LONG_PORT_KEYS = new Set([
 ]);
 
 /** Base60Text is a plain scalar a YAML 1.1 parser would read as a sexagesimal integer. */
-export class Base60Text {
+class Base60Text {
   constructor(readonly text: string) {}
   toString(): string {
     return this.text;
@@ -220,7 +220,7 @@ export function scalarText(ctx: Context, where: string, value: unknown): string 
   throw usage(ctx, where, `invalid type ${typeName(value)}, expected a string`);
 }
 
-export function usage(ctx: Context, where: string, message: string): UsageError {
+function usage(ctx: Context, where: string, message: string): UsageError {
   return new UsageError(`${ctx.fileName}: ${where}: ${message}`);
 }
 
