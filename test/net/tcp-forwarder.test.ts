@@ -1,15 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+// The TCP forwarder on loopback: listening, options, the relay both ways, failures.
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import {
-  TcpForwarder,
-  listenTcp,
-  type TcpForwarderOptions,
-  type TcpStats,
-} from '../../src/tcp/forwarder.js';
+import { TcpForwarder, listenTcp, type TcpForwarderOptions } from '../../src/tcp/forwarder.js';
 import {
   captureLogger,
   connectOutcome,
@@ -24,45 +18,21 @@ import {
   settled,
   tcpServer,
   track,
-  vmRssBytes,
   waitFor,
   withDeadline,
-  type LogLine,
-  type Received,
 } from '../helpers/net.js';
-import { buildForChild } from '../helpers/udp.js';
-import { capturesHeld, readBufferCounts } from '../../src/tcp/shared-reads.js';
-
-const V4 = '127.0.0.1';
-const V6 = '::1';
-const MiB = 1 << 20;
-
-/** listening binds host:0 with listenTcp; the server is closed when the test ends. */
-async function listening(host = V4): Promise<net.Server> {
-  const server = await listenTcp(host, 0);
-  track(server, (s) => s.close());
-  return server;
-}
-
-/** forward starts a forwarder on host:0 to target; destroyed when the test ends. */
-async function forward(
-  target: { host: string; port: number },
-  options: Partial<TcpForwarderOptions> = {},
-  host = V4,
-): Promise<{ fw: TcpForwarder; port: number; host: string }> {
-  const server = await listening(host);
-  const fw = track(
-    new TcpForwarder(server, { targetHost: target.host, targetPort: target.port, ...options }),
-  );
-  return { fw, port: fw.address.port, host };
-}
-
-const closeLines = (lines: LogLine[]): LogLine[] =>
-  lines.filter((l) => l.msg === 'connection closed');
-
-function tcpServerWraps(): number {
-  return process.getActiveResourcesInfo().filter((r) => r === 'TCPServerWrap').length;
-}
+import {
+  FIXTURES,
+  MiB,
+  V4,
+  V6,
+  closeLines,
+  endedBy,
+  firstLine,
+  forward,
+  listening,
+  tcpServerWraps,
+} from '../fixtures/tcp-helpers.js';
 
 describe('listenTcp', () => {
   it('binds an ephemeral port on an IP and keeps the server listening', async () => {
@@ -272,95 +242,6 @@ describe('relay', () => {
   );
 });
 
-/**
- * endedBy reads a socket to its end and says whether its peer reset it or ended it cleanly. A
- * reset that arrives behind unread bytes reaches a Node reader as a plain EOF (libuv reports
- * POLLHUP after a partial read as EOF), so after an EOF a write tells them apart: it fails at
- * once on a reset connection and goes out on a half-closed one.
- */
-function endedBy(socket: net.Socket, timeoutMs = 10_000): Promise<'reset' | 'end'> {
-  return withDeadline(
-    new Promise((resolve) => {
-      socket.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ECONNRESET' || err.code === 'EPIPE') resolve('reset');
-      });
-      socket.on('end', () => socket.write('?', (err) => resolve(err ? 'reset' : 'end')));
-      socket.on('data', () => undefined);
-      socket.resume();
-    }),
-    timeoutMs,
-    'the socket to end',
-  );
-}
-
-/** slowHash is hashIncoming as a reader that stops for a moment after every 256 KiB. */
-const slowHash = (socket: net.Socket): Promise<Received> =>
-  hashIncoming(socket, { pauseEvery: 256 * 1024 });
-
-describe.each([
-  { reads: 'shared', shared: true },
-  { reads: "'data' events (fallback)", shared: false },
-])('client reads: $reads', ({ shared }) => {
-  it('16 pairs, 8 MiB each way, slow readers everywhere: every byte where it belongs', async () => {
-    // 'targets' is what 'shared' falls back to where Node's internals are not as expected.
-    const pairs = 16;
-    const size = 8 * MiB;
-    const before = { ...readBufferCounts };
-    const target = await tcpServer(() => undefined);
-    const { fw, port } = await forward(target, { readPath: shared ? 'shared' : 'targets' });
-    const flows = Array.from({ length: pairs }, async (_, i) => {
-      const client = await connectTcp(port);
-      const far = await target.next();
-      return Promise.all([
-        sendPattern(client, size, 100 + i),
-        slowHash(far),
-        sendPattern(far, size, 200 + i),
-        slowHash(client),
-      ]);
-    });
-    const results = await withDeadline(Promise.all(flows), 50_000, 'all pairs');
-    for (const [upSent, upGot, downSent, downGot] of results) {
-      expect(upGot).toEqual({ bytes: size, sha256: upSent });
-      expect(downGot).toEqual({ bytes: size, sha256: downSent });
-    }
-    await withDeadline(fw.close(), 5_000, 'the pairs to finish');
-    expect(fw.stats()).toMatchObject({
-      bytesClientToTarget: pairs * size,
-      bytesTargetToClient: pairs * size,
-    });
-    // Target sockets always read into the shared buffer; clients only on the shared path. Both
-    // the capture and the put-back must have happened, or this test proved nothing about them.
-    expect(readBufferCounts.acceptedShared - before.acceptedShared).toBe(shared ? pairs : 0);
-    expect(readBufferCounts.captured).toBeGreaterThan(before.captured);
-    expect(readBufferCounts.restored).toBeGreaterThan(before.restored);
-    // Once every pair has finished, nothing is held for a write any more.
-    expect(capturesHeld()).toBe(0);
-    // The forwarder's own counters say so too.
-    expect(fw.stats().sharedReadsCaptured).toBeGreaterThan(0);
-    expect(fw.stats().sharedReadsRestored).toBeGreaterThan(0);
-  }, 60_000);
-});
-
-describe('shared read buffer', () => {
-  it('a captured buffer is reused once its write completes, not replaced by a new one', async () => {
-    const size = 64 * MiB;
-    const before = { ...readBufferCounts };
-    const target = await tcpServer(() => undefined);
-    const { port } = await forward(target);
-    const client = await connectTcp(port);
-    const got = slowHash(client);
-    const sent = sendPattern(await target.next(), size, 5);
-    expect(await withDeadline(got, 30_000, '64 MiB to a slow reader')).toEqual({
-      bytes: size,
-      sha256: await sent,
-    });
-    const captured = readBufferCounts.captured - before.captured;
-    expect(captured).toBeGreaterThan(20);
-    // One writer, one pending write at a time: two spare read buffers and copies cover it all.
-    expect(readBufferCounts.allocated - before.allocated).toBeLessThanOrEqual(4);
-  });
-});
-
 describe('failures', () => {
   it('target down: the client sees a reset, not an EOF; the next client is served', async () => {
     const deadPort = await freePort();
@@ -410,18 +291,9 @@ describe('failures', () => {
     // A child whose event loop is blocked never accepts; with backlog 1 its accept queue fills
     // after two connections and the kernel drops further SYNs, so a connect just hangs.
     const child = track(
-      spawn(
-        process.execPath,
-        [
-          '-e',
-          `const s = require('net').createServer();
-           s.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => {
-             console.log(s.address().port);
-             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000);
-           });`,
-        ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
-      ),
+      spawn(process.execPath, [join(FIXTURES, 'tcp-blocked-listener.mjs')], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
       (c) => c.kill('SIGKILL'),
     );
     const blackholePort = Number(
@@ -509,336 +381,4 @@ describe('failures', () => {
     expect(await clientSaw).toBe('reset');
     expect(closeLines(lines)).toEqual([expect.objectContaining({ how: 'destroyed' })]);
   });
-});
-
-describe('timeouts and limits', () => {
-  it('idleTimeoutMs closes a pair with no traffic, and not one that is busy', async () => {
-    const target = await echoServer();
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(target, { idleTimeoutMs: 300, logger });
-    const client = await connectTcp(port);
-    const done = outcome(client, 10_000);
-    // Busy for twice the timeout: a round trip every 100 ms keeps the pair alive.
-    const started = Date.now();
-    for (let i = 0; i < 7; i++) {
-      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(await roundTrip(client, `ping ${i}`)).toBe(`ping ${i}`);
-    }
-    expect(client.destroyed).toBe(false);
-    const quietFrom = Date.now();
-    const result = await done;
-    expect(result).toMatchObject({ ended: true, error: undefined });
-    expect(Date.now() - quietFrom).toBeGreaterThanOrEqual(250);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
-    await waitFor(() => fw.stats().connectionsActive === 0, 'the pair to finish');
-    expect(closeLines(lines)[0]).toMatchObject({ how: 'idle-timeout' });
-    await waitFor(() => target.sockets.size === 0, 'the target connection to close');
-  });
-
-  it('halfCloseLingerMs ends a half-closed pair whose other side stays silent', async () => {
-    const target = await tcpServer(() => undefined);
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(target, { halfCloseLingerMs: 300, logger });
-    const client = await connectTcp(port);
-    const far = await target.next();
-    const farGot = readToEnd(far); // reads the client's FIN, then stays silent and open
-    const done = outcome(client, 10_000);
-    const started = Date.now();
-    client.end('last words');
-    const result = await done;
-    expect(result.error).toBeUndefined();
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    await waitFor(() => fw.stats().connectionsActive === 0, 'the pair to finish');
-    expect(closeLines(lines)[0]).toMatchObject({ how: 'linger-timeout' });
-    expect(String(await farGot)).toBe('last words');
-  });
-
-  it('halfCloseLingerMs does not cut a reply that keeps flowing after the FIN', async () => {
-    const target = await tcpServer((s) => {
-      s.resume();
-      s.on('end', () => {
-        // Reply in six parts 100 ms apart: 600 ms in all, twice the linger.
-        let i = 0;
-        const next = (): void => {
-          if (i === 6) return void s.end();
-          s.write(`part ${i++};`);
-          setTimeout(next, 100);
-        };
-        next();
-      });
-    });
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(target, { halfCloseLingerMs: 300, logger });
-    const client = await connectTcp(port);
-    const done = outcome(client, 10_000);
-    client.end('request');
-    const result = await done;
-    expect(result).toMatchObject({ ended: true, error: undefined });
-    expect(String(result.received)).toBe('part 0;part 1;part 2;part 3;part 4;part 5;');
-    await waitFor(() => fw.stats().connectionsActive === 0, 'the pair to finish');
-    expect(closeLines(lines)[0]).toMatchObject({ how: 'end' });
-  });
-
-  it('maxConnections resets clients beyond the cap, logs once, and serves again below it', async () => {
-    const target = await echoServer();
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(target, { maxConnections: 2, logger });
-    const a = await connectTcp(port);
-    const b = await connectTcp(port);
-    expect(await roundTrip(a, 'a')).toBe('a');
-    expect(await roundTrip(b, 'b')).toBe('b');
-    for (let i = 0; i < 3; i++) {
-      expect(await connectOutcome(port)).toMatchObject({ error: 'ECONNRESET' });
-    }
-    expect(fw.stats()).toMatchObject({ connectionsRejected: 3, connectionsTotal: 2 });
-    expect(lines.filter((l) => /maxConnections/.test(l.msg))).toHaveLength(1);
-    const aClosed = outcome(a);
-    a.end();
-    await aClosed;
-    await waitFor(() => fw.stats().connectionsActive === 1, 'the first pair to finish');
-    const c = await connectTcp(port);
-    expect(await roundTrip(c, 'c')).toBe('c');
-  });
-
-  it('close() stops accepting and resolves only once the open pair has finished', async () => {
-    const target = await echoServer();
-    const { fw, port } = await forward(target);
-    const client = await connectTcp(port);
-    expect(await roundTrip(client, 'before')).toBe('before');
-    let closed = false;
-    const closing = fw.close().then(() => (closed = true));
-    expect(fw.close()).toBe(fw.close()); // idempotent: the same promise
-    const refused = await connectTcp(port).catch((e: NodeJS.ErrnoException) => e.code);
-    expect(refused).toBe('ECONNREFUSED');
-    expect(await roundTrip(client, 'still open')).toBe('still open');
-    expect(closed).toBe(false);
-    const done = outcome(client);
-    client.end();
-    await withDeadline(closing, 5_000, 'close() to resolve');
-    expect(await done).toMatchObject({ ended: true });
-    expect(fw.stats().connectionsActive).toBe(0);
-  });
-
-  it('destroy() cuts every pair at once and resolves a pending close()', async () => {
-    const target = await echoServer();
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(target, { logger });
-    const clients = await Promise.all([connectTcp(port), connectTcp(port)]);
-    for (const c of clients) expect(await roundTrip(c, 'x')).toBe('x');
-    const closing = fw.close();
-    const ends = clients.map((c) => outcome(c));
-    fw.destroy();
-    fw.destroy();
-    expect(fw.stats().connectionsActive).toBe(0);
-    await withDeadline(closing, 1_000, 'close() to resolve');
-    for (const r of await Promise.all(ends)) expect(r.ended || r.error !== undefined).toBe(true);
-    await waitFor(() => target.sockets.size === 0, 'the target connections to close');
-    expect(closeLines(lines).map((l) => l.how)).toEqual(['destroyed', 'destroyed']);
-  });
-
-  it('counts connections and bytes; logs each open at debug and each close at info', async () => {
-    const target = await echoServer();
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(target, { logger });
-    for (const msg of ['one', 'two!']) {
-      const c = await connectTcp(port);
-      const done = outcome(c);
-      c.end(msg);
-      expect(String((await done).received)).toBe(msg);
-    }
-    await waitFor(() => fw.stats().connectionsActive === 0, 'both pairs to finish');
-    const stats: TcpStats = fw.stats();
-    expect(stats).toEqual({
-      connectionsActive: 0,
-      connectionsTotal: 2,
-      connectionsRejected: 0,
-      connectFailures: 0,
-      bytesClientToTarget: 7,
-      bytesTargetToClient: 7,
-      connectionsLooped: 0,
-      sharedReadsCaptured: 0,
-      sharedReadsRestored: 0,
-    });
-    expect(lines.filter((l) => l.msg === 'connection opened' && l.level === 20)).toHaveLength(2);
-    const closes = closeLines(lines);
-    expect(closes).toHaveLength(2);
-    expect(closes[1]).toMatchObject({
-      level: 30,
-      how: 'end',
-      bytesClientToTarget: 4,
-      bytesTargetToClient: 4,
-    });
-    expect(closes[1]!.client).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(typeof closes[1]!.durationMs).toBe('number');
-  });
-});
-
-/** firstLine resolves the first line a child prints on stdout. */
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    rl.once('line', (line) => {
-      rl.close();
-      resolve(line);
-    });
-    child.once('exit', (code) => reject(new Error(`child exited (${code}) before printing`)));
-  });
-}
-
-/** The child forwarder: a listenTcp + TcpForwarder in its own process, stats on request. */
-const CHILD = `
-import pino from 'pino';
-import { listenTcp, TcpForwarder } from './tcp/forwarder.js';
-const [targetPort, options] = process.argv.slice(2);
-const logger = pino({ level: 'warn', base: undefined }, pino.destination({ fd: 2, sync: true }));
-const server = await listenTcp('127.0.0.1', 0);
-const fw = new TcpForwarder(server, { targetHost: '127.0.0.1', targetPort: Number(targetPort), logger, ...JSON.parse(options) });
-console.log(JSON.stringify({ port: fw.address.port }));
-const rl = (await import('node:readline')).createInterface({ input: process.stdin });
-rl.on('line', () => console.log(JSON.stringify(fw.stats())));
-rl.on('close', () => { fw.destroy(); process.exit(0); });
-`;
-
-interface ChildForwarder {
-  child: ChildProcess;
-  pid: number;
-  port: number;
-  stats(): Promise<TcpStats>;
-  stderr(): string;
-}
-
-/**
- * childForwarder runs a forwarder to 127.0.0.1:targetPort in a child process (the module
- * transpiled by buildForChild, so no dist/ is needed), optionally under `ulimit -n`. Killed by
- * PID when the test ends.
- */
-async function childForwarder(
-  targetPort: number,
-  options: Partial<TcpForwarderOptions> = {},
-  fdLimit?: number,
-): Promise<ChildForwarder> {
-  const dir = buildForChild('tcp/forwarder');
-  const script = join(dir, 'child.mjs');
-  writeFileSync(script, CHILD);
-  const args = [script, String(targetPort), JSON.stringify(options)];
-  const child = track(
-    fdLimit === undefined
-      ? spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] })
-      : spawn('bash', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, ...args], {
-          stdio: ['pipe', 'pipe', 'pipe'],
-        }),
-    (c) => c.kill('SIGKILL'),
-  );
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const lines = createInterface({ input: child.stdout });
-  const pending: ((line: string) => void)[] = [];
-  lines.on('line', (line) => pending.shift()?.(line));
-  const next = (what: string): Promise<string> =>
-    withDeadline(
-      new Promise<string>((resolve) => pending.push(resolve)),
-      10_000,
-      `${what}\n${stderr}`,
-    );
-  const { port } = JSON.parse(await next('the child forwarder to start')) as { port: number };
-  return {
-    child,
-    pid: child.pid!,
-    port,
-    stderr: () => stderr,
-    stats: async () => {
-      const line = next('child stats');
-      child.stdin.write('stats\n');
-      return JSON.parse(await line) as TcpStats;
-    },
-  };
-}
-
-describe('resources (forwarder in a child process)', () => {
-  it(
-    'a stalled, then fast, reader: forwarder RSS stays bounded while 512 MiB is offered',
-    {
-      timeout: 60_000,
-    },
-    async () => {
-      // The forwarder runs in its own process so its resident memory can be read from /proc
-      // without the test's own buffers and hashing in the way; kernel socket buffers are not RSS.
-      const size = 512 * MiB;
-      const target = await tcpServer(() => undefined);
-      const fw = await childForwarder(target.port);
-      // A first connection, so the baseline includes compiled code paths and first buffers.
-      const warm = await connectTcp(fw.port);
-      (await target.next()).end('warm');
-      expect(String(await readToEnd(warm))).toBe('warm');
-      warm.end();
-      const baseline = await vmRssBytes(fw.pid);
-      let peak = baseline;
-      const sampler = setInterval(() => {
-        vmRssBytes(fw.pid).then(
-          (rss) => (peak = Math.max(peak, rss)),
-          () => undefined,
-        );
-      }, 20);
-      onTestFinished(() => clearInterval(sampler));
-
-      const client = await connectTcp(fw.port);
-      client.pause(); // a reader that reads nothing: everything backs up
-      const far = await target.next();
-      const sent = sendPattern(far, size, 11);
-      const stalledAt = await settled(() => far.bytesWritten, 'the target writer');
-      expect(stalledAt).toBeLessThan(64 * MiB);
-      const stalledRss = await vmRssBytes(fw.pid);
-      const got = hashIncoming(client); // now read as fast as possible
-      const result = await withDeadline(got, 45_000, '512 MiB through the child');
-      clearInterval(sampler);
-      expect(result).toEqual({ bytes: size, sha256: await sent });
-      expect(stalledRss - baseline).toBeLessThan(64 * MiB);
-      expect(peak - baseline).toBeLessThan(64 * MiB);
-    },
-  );
-
-  it(
-    'survives running out of file descriptors (ulimit -n 64) and recovers',
-    {
-      timeout: 30_000,
-    },
-    async () => {
-      const target = await echoServer();
-      const fw = await childForwarder(target.port, {}, 64);
-      // Each pair costs two descriptors, so most of these 60 cannot be served at once. Each client
-      // must be either served (its echo comes back) or turned away (closed or reset): none hangs.
-      const attempt = async (i: number): Promise<{ client: net.Socket; served: boolean }> => {
-        const client = await connectTcp(fw.port, V4, 10_000);
-        const done = outcome(client, 10_000);
-        client.write(`hello ${i}`);
-        const served = await Promise.race([
-          new Promise<boolean>((resolve) => client.once('data', () => resolve(true))),
-          done.then(() => false),
-        ]);
-        return { client, served };
-      };
-      const first = await withDeadline(
-        Promise.all(Array.from({ length: 60 }, (_, i) => attempt(i))),
-        20_000,
-        '60 clients served or turned away',
-      );
-      const served = first.filter((r) => r.served);
-      expect(served.length).toBeGreaterThan(0);
-      expect(served.length).toBeLessThan(60);
-      expect(fw.child.exitCode).toBeNull();
-      expect((await fw.stats()).connectionsActive).toBe(served.length);
-      expect(fw.stderr()).toMatch(/out of fds/);
-
-      // Free everything; the same listener then serves a new batch in full.
-      for (const { client } of served) client.end();
-      await waitFor(
-        async () => (await fw.stats()).connectionsActive === 0,
-        'the served pairs to finish',
-        10_000,
-      );
-      const second = await Promise.all(Array.from({ length: 10 }, (_, i) => attempt(100 + i)));
-      expect(second.map((r) => r.served)).toEqual(Array(10).fill(true));
-      expect(fw.child.exitCode).toBeNull();
-    },
-  );
 });
