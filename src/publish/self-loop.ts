@@ -116,15 +116,32 @@ export function plannedListening(
  * loopbacks, anything else what the resolver says now (nothing when it cannot resolve: the name
  * may resolve later, and is then dialled as it resolves).
  */
-export async function targetAddresses(host: string): Promise<string[]> {
+export async function targetAddresses(
+  host: string,
+  timeoutMs = LOOKUP_TIMEOUT_MS,
+): Promise<string[]> {
   const known = literalAddresses(host);
   if (known) return known;
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<string[]>((resolve) => {
+    timer = setTimeout(() => resolve([]), timeoutMs);
+  });
   try {
-    return (await lookup(host, { all: true })).map((a) => a.address);
-  } catch {
-    return [];
+    const found = lookup(host, { all: true }).then(
+      (all) => all.map((a) => a.address),
+      () => [],
+    );
+    return await Promise.race([found, gaveUp]);
+  } finally {
+    clearTimeout(timer);
   }
 }
+
+/**
+ * LOOKUP_TIMEOUT_MS bounds the start-up lookup of a target name: a slow resolver must not hold
+ * up binding; a name not resolved by then is dialled as it resolves later, like any other.
+ */
+export const LOOKUP_TIMEOUT_MS = 1000;
 
 /** literalAddresses is targetAddresses without the resolver: undefined for a host name. */
 export function literalAddresses(host: string): string[] | undefined {

@@ -4,7 +4,7 @@
 import { BlockList, createServer, type Server } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePublish } from '../../src/docker/spec.js';
-import { findSelfLoop, type LoopCandidate } from '../../src/publish/self-loop.js';
+import { findSelfLoop, targetAddresses, type LoopCandidate } from '../../src/publish/self-loop.js';
 import { startPublisher, type PublishRequest } from '../../src/publish/publisher.js';
 import { reservePorts } from '../helpers/ports.js';
 
@@ -185,5 +185,15 @@ describe('findSelfLoop', () => {
     },
   ])('$what: $loops', ({ c, l, loops }) => {
     expect(findSelfLoop([c], [l], local) !== undefined).toBe(loops);
+  });
+});
+
+describe('targetAddresses', () => {
+  it('takes literals and localhost as they are, and gives up on a name it cannot resolve', async () => {
+    expect(await targetAddresses('127.0.0.9')).toEqual(['127.0.0.9']);
+    expect(await targetAddresses('::1')).toEqual(['::1']);
+    expect(await targetAddresses('LocalHost')).toEqual(['127.0.0.1', '::1']);
+    // Unresolvable, or the resolver too slow: no addresses (within the lookup bound either way).
+    expect(await targetAddresses('no-such-host.invalid')).toEqual([]);
   });
 });
