@@ -23,7 +23,7 @@ export function metricsHandler(
   let current: Snapshot | undefined;
   let scrapes: Promise<string> = Promise.resolve('');
   const each = (f: (b: LiveBinding, l: Labels) => void) => {
-    for (const b of current?.bindings ?? []) f(b, labels(b));
+    for (const b of current?.bindings ?? []) f(b, labels(b, current?.name));
   };
   const gauge = (name: string, help: string, read: (b: LiveBinding) => number | undefined) =>
     new Gauge({
@@ -129,9 +129,10 @@ export function metricsHandler(
   };
 }
 
-function labels(b: LiveBinding): Labels {
+/** labels: `service` is the compose service, else the run's --name, else empty. */
+function labels(b: LiveBinding, runName: string | undefined): Labels {
   return {
-    service: b.service ?? '',
+    service: b.service ?? runName ?? '',
     binding: joinHostPort(b.hostIp, b.hostPort),
     protocol: b.protocol,
     target: joinHostPort(b.targetHost, b.targetPort),

@@ -88,7 +88,10 @@ describe('--metrics', () => {
       expect(drops.length).toBeGreaterThan(3);
       expect(drops.every((s) => s.value === 0 && s.labels.reason !== '')).toBe(true);
       for (const s of m.get('portpub_connections_total')!.samples) {
-        expect(s.labels).toMatchObject({ service: '', target: `127.0.0.1:${tcpTarget.port}` });
+        expect(s.labels).toMatchObject({
+          service: 'metered',
+          target: `127.0.0.1:${tcpTarget.port}`,
+        });
       }
       // prom-client's default process metrics come along.
       expect(m.get('process_cpu_user_seconds_total')?.type).toBe('counter');
