@@ -1,10 +1,12 @@
 // The pure parts of issue 16's views: endpoint addresses, docker-style units, rates between two
 // snapshots, and the rows of stats and top.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseListenAddress } from '../../src/observe/http.js';
 import type { LiveBinding, Snapshot } from '../../src/observe/live.js';
 import {
   formatStats,
+  formatTop,
   humanBytes,
   humanDuration,
   statsRows,
@@ -177,5 +179,26 @@ describe('topRows', () => {
       ['[::1]:1', 'demo', 6_000, 5_900],
       ['[::1]:2', 'demo', 1_000, 900],
     ]);
+  });
+});
+
+describe('the README shows the real tables', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('\n## Watching it flow\n');
+  const text = readme.slice(start, readme.indexOf('\n## ', start + 1));
+  /** after is the line following `$ portpub <command>` in the section. */
+  const after = (command: string) => {
+    const lines = text.split('\n');
+    return lines[lines.indexOf(`$ portpub ${command}`) + 1];
+  };
+
+  it('stats and top headers', () => {
+    expect(start).toBeGreaterThan(0);
+    expect(after('stats --no-stream')?.split(/ {3,}/)).toEqual(
+      formatStats([]).trimEnd().split(/ {3,}/),
+    );
+    expect(after('top dns --no-stream')?.split(/ {3,}/)).toEqual(
+      formatTop([]).trimEnd().split(/ {3,}/),
+    );
   });
 });
