@@ -142,14 +142,14 @@ export async function runContainer(
       await teardown();
       const code = exitStatus(never);
       finish(record, dir, code);
-      notify(mode, { t: 'failed', code });
+      notify(mode, { t: 'failed', code, message: `${record.command}: ${never.error}` });
       return code;
     }
   } catch (err) {
     await teardown();
     const code = err instanceof PortpubError ? err.exitCode : EXIT_RUNTIME;
     finish(record, dir, code);
-    notify(mode, { t: 'failed', code });
+    notify(mode, { t: 'failed', code, message: (err as Error).message });
     throw err;
   }
   const sandbox = box;
@@ -219,7 +219,10 @@ function procStart(): { procStart?: string } {
 }
 
 /** notify tells the `run -d` that started this process how the start went (IPC, when present). */
-function notify(mode: RunMode, message: { t: 'running' } | { t: 'failed'; code: number }): void {
+function notify(
+  mode: RunMode,
+  message: { t: 'running' } | { t: 'failed'; code: number; message: string },
+): void {
   if (!mode.detached || !process.send || !process.connected) return;
   process.send(message, undefined, {}, () => {
     if (message.t === 'running' && process.connected) process.disconnect();

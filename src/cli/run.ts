@@ -231,10 +231,14 @@ async function detach(id: string, ctx: CliContext, dir: string): Promise<number>
     stdio: ['ignore', log, log, 'ipc'],
   });
   closeSync(log);
-  const outcome = await new Promise<{ ok: true } | { ok: false; code: number }>((resolve) => {
-    child.on('message', (m: { t?: string; code?: number }) => {
+  type Outcome = { ok: true } | { ok: false; code: number; message?: string };
+  const outcome = await new Promise<Outcome>((resolve) => {
+    child.on('message', (m: { t?: string; code?: number; message?: string }) => {
       if (m.t === 'running') resolve({ ok: true });
-      if (m.t === 'failed') resolve({ ok: false, code: m.code ?? EXIT_RUNTIME });
+      if (m.t === 'failed') {
+        const message = m.message !== undefined ? { message: m.message } : {};
+        resolve({ ok: false, code: m.code ?? EXIT_RUNTIME, ...message });
+      }
     });
     child.once('exit', (code) => resolve({ ok: false, code: code ?? EXIT_RUNTIME }));
     child.once('error', () => resolve({ ok: false, code: EXIT_RUNTIME }));
@@ -242,13 +246,13 @@ async function detach(id: string, ctx: CliContext, dir: string): Promise<number>
   if (child.connected) child.disconnect();
   child.unref();
   if (!outcome.ok) {
-    // Its reason is the last lines of its log, as `docker run -d` prints the daemon's error.
-    const text = safeRead(containerPath(id, 'log', dir));
-    const why = text
+    // Its reason, as `docker run -d` prints the daemon's error: its message, else its log.
+    const logged = safeRead(containerPath(id, 'log', dir))
       .trim()
       .split('\n')
       .filter((l) => l.startsWith('portpub:'))
       .at(-1);
+    const why = outcome.message !== undefined ? `portpub: ${outcome.message}` : logged;
     ctx.io.stderr.write(
       `${why ?? `portpub: the service did not start (see portpub logs ${id.slice(0, 12)})`}\n`,
     );

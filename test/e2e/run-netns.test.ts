@@ -117,6 +117,12 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
     expect(await exit('--', 'sh', '-c', 'exit 3')).toBe(3);
     expect(await exit('no-such-command-for-portpub')).toBe(127);
     expect(await exit('sh', '-c', 'kill -TERM $$')).toBe(143);
+    // Detached, a command that cannot start fails the run itself, as docker run -d does.
+    const d = await runCli(['run', '-d', '--rm', 'no-such-command-for-portpub'], 20_000, {
+      env: e.env,
+    });
+    expect(d).toMatchObject({ code: 127, stdout: '' });
+    expect(d.stderr).toBe('portpub: no-such-command-for-portpub: command not found\n');
   });
 
   it('gives everything after COMMAND to the command (issue 13, defect 6)', async (ctx) => {
