@@ -9,6 +9,7 @@ import { isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
 import { readStates, stateDir } from '../registry/state.js';
 import { parseListenAddress } from '../observe/http.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../engine/index.js';
+import { DEFAULTS as TCP_DEFAULTS } from '../tcp/options.js';
 import { UDP_DEFAULTS } from '../udp/forwarder.js';
 import type { CliIo } from './context.js';
 
@@ -33,15 +34,14 @@ export interface ServeOptions {
 }
 
 /**
- * SERVE_DEFAULTS are the serving defaults the help shows. The UDP ones are the forwarder's own
- * (src/udp); drain is the CLI's choice (Docker has no drain); the TCP ones are TcpForwarder's
- * documented defaults, written here until src/tcp exports them.
+ * SERVE_DEFAULTS are the serving defaults the help shows: the forwarders' own (src/tcp,
+ * src/udp), written nowhere else; drain is the CLI's choice (Docker has no drain).
  */
 export const SERVE_DEFAULTS = {
   drainTimeoutMs: 10_000,
-  connectTimeoutMs: 5_000,
-  idleTimeoutMs: 0,
-  maxConnections: 0,
+  connectTimeoutMs: TCP_DEFAULTS.connectTimeoutMs,
+  idleTimeoutMs: TCP_DEFAULTS.idleTimeoutMs,
+  maxConnections: TCP_DEFAULTS.maxConnections,
   udpTimeoutMs: UDP_DEFAULTS.flowTimeoutMs,
   maxUdpFlows: UDP_DEFAULTS.maxFlows,
 } as const;

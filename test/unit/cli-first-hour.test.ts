@@ -6,6 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { buildProgram } from '../../src/cli/program.js';
+import { formatDuration } from '../../src/duration.js';
+import { DEFAULTS as TCP_DEFAULTS } from '../../src/tcp/options.js';
+import { UDP_DEFAULTS } from '../../src/udp/options.js';
 import { writeState } from '../../src/registry/state.js';
 import { echoServer, withDeadline } from '../helpers/net.js';
 import { fakeHost, runMain, startMain, tempDir, useStateDir } from './cli-harness.js';
@@ -63,6 +66,20 @@ describe('help text (defect 4)', () => {
         expect(r.stdout, `portpub ${name} --help`).not.toContain(noise);
       }
     }
+  });
+
+  it("shows the forwarders' own defaults (issue 12 item 5)", async () => {
+    const help = (await runMain(['--help'])).stdout.replace(/\s+/g, ' ');
+    const shown = (flag: string, ms: number) =>
+      expect(help).toMatch(
+        new RegExp(`${flag} <duration> (?:(?! --[a-z]).)*?\\(default: ${formatDuration(ms)}\\)`),
+      );
+    shown('--connect-timeout', TCP_DEFAULTS.connectTimeoutMs);
+    shown('--idle-timeout', TCP_DEFAULTS.idleTimeoutMs);
+    shown('--udp-timeout', UDP_DEFAULTS.flowTimeoutMs);
+    expect(help).toMatch(
+      new RegExp(`--max-udp-flows <n> (?:(?! --[a-z]).)*?\\(default: ${UDP_DEFAULTS.maxFlows}\\)`),
+    );
   });
 
   it('the description is one paragraph (no hard line break)', () => {
