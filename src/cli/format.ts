@@ -2,7 +2,7 @@
 // document) and the --dry-run plan. Pure functions: text in, text out.
 import { formatPortLines, joinHostPort } from '../docker/report.js';
 import type { PortMapping } from '../docker/spec.js';
-import type { Binding, PublishRequest } from '../publish/supervisor.js';
+import type { Binding, PublishRequest } from '../publish/publisher.js';
 
 /** formatBindings prints what was bound: docker port lines (prefixed by service) or JSON. */
 export function formatBindings(

@@ -5,7 +5,7 @@ import { formatSpec, type PortMapping } from '../docker/spec.js';
 import { formatDuration } from '../duration.js';
 import { PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { startForwarding, type Forwarding, type PublishRequest } from '../publish/supervisor.js';
+import { startPublisher, type Publisher, type PublishRequest } from '../publish/publisher.js';
 import { assertEngine, engineLine } from '../engine/index.js';
 import {
   removeState,
@@ -45,14 +45,14 @@ export async function serve(
   reload?: () => Promise<PublishRequest[]>,
 ): Promise<number> {
   const { io, host } = ctx;
-  let forwarding: Forwarding;
+  let forwarding: Publisher;
   let workers: TcpWorkers | undefined;
   let observe: Observe;
   try {
     assertEngine(opts.engine); // --engine native without the addon: fail before binding
     logger.info(engineLine(opts.engine, { tcpShared: opts.tcpWorkers > 1 }));
     workers = await startWorkers(opts, ctx, logger);
-    forwarding = await startForwarding({
+    forwarding = await startPublisher({
       publish,
       defaultHostIp: opts.defaultHostIp,
       tcp: {
@@ -101,7 +101,7 @@ export async function serve(
 
 /** observeServing starts the control socket, --metrics and --ui; on failure it cuts `forwarding`. */
 function observeServing(
-  forwarding: Forwarding,
+  forwarding: Publisher,
   workers: TcpWorkers | undefined,
   opts: ServeOptions,
   identity: Identity,
@@ -137,7 +137,7 @@ async function startWorkers(
 
 /** publishState writes this run's state file now, and returns how to rewrite and remove it. */
 function publishState(
-  forwarding: Forwarding,
+  forwarding: Publisher,
   identity: Identity,
   logger: Logger,
 ): { write: () => void; drop: () => void } {
@@ -165,7 +165,7 @@ let reloads = 0;
  * `report` gets the outcome, which the state file carries for `portpub reload` to print.
  */
 function onReload(
-  forwarding: Forwarding,
+  forwarding: Publisher,
   logger: Logger,
   reload: (() => Promise<PublishRequest[]>) | undefined,
   report: (r: ReloadReport) => void,
@@ -193,7 +193,7 @@ function onReload(
 /** waitForStop serves until SIGINT/SIGTERM, then drains; a second signal cuts at once. */
 function waitForStop(
   host: CliHost,
-  forwarding: Forwarding,
+  forwarding: Publisher,
   workers: TcpWorkers | undefined,
   drainTimeoutMs: number,
   logger: Logger,
@@ -238,7 +238,7 @@ function waitForStop(
 }
 
 /** openCounts is what a drain waits for in this process: TCP connections and UDP flows. */
-function openCounts(forwarding: Forwarding): { connections: number; flows: number } {
+function openCounts(forwarding: Publisher): { connections: number; flows: number } {
   let connections = 0;
   let flows = 0;
   for (const s of forwarding.stats()) {
