@@ -80,7 +80,13 @@ const r = spawnSync(process.execPath, args, {
   encoding: 'utf8',
 });
 if (r.status !== 0) {
-  const last = (r.stderr ?? '').trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status}`;
+  // The compiler's or make's own words say more than node-gyp's closing "gyp ERR! not ok".
+  const lines = (r.stderr ?? '').trim().split('\n').filter(Boolean);
+  const last =
+    lines.find((l) => /error|not found|No such file/i.test(l) && !l.startsWith('gyp ERR!')) ??
+    lines.find((l) => l.startsWith('gyp ERR! stack Error:')) ??
+    lines.pop() ??
+    `exit ${r.status}`;
   if (process.env.PORTPUB_NATIVE_VERBOSE) process.stderr.write(r.stderr ?? '');
   done(false, `node-gyp failed: ${last.slice(0, 200)}`);
 }
