@@ -60,6 +60,8 @@ interface Worker {
   unserving: Map<number, () => void>;
   /** Answers awaited to 'report' requests, by sequence number. */
   reports: Map<number, (r: WorkerReport[]) => void>;
+  /** The counters of its last answer: stand-in for a late answer, and its total once it exited. */
+  lastReport: WorkerReport[];
 }
 
 export interface TcpWorkersOptions {
@@ -128,22 +130,27 @@ export class TcpWorkers implements TcpShare {
 
   /**
    * report asks every live worker for its counters (the live views sum them with this
-   * process's); a worker that does not answer within timeoutMs is left out of this one.
+   * process's). So that counters never go down (Prometheus would read a reset), a worker that
+   * does not answer within timeoutMs counts with its last answer, and one that exited with its
+   * last answer and no connections open.
    */
   report(connections: boolean, timeoutMs = 1_000): Promise<WorkerReport[]> {
     const seq = this.nextReport++;
-    const asks = this.workers.filter(alive).map(
-      (w) =>
-        new Promise<WorkerReport[]>((resolve) => {
-          const timer = setTimeout(() => done([]), timeoutMs);
-          const done = (r: WorkerReport[]) => {
-            clearTimeout(timer);
-            w.reports.delete(seq);
-            resolve(r);
-          };
-          w.reports.set(seq, done);
-          this.send(w, { op: 'report', seq, connections });
-        }),
+    const asks = this.workers.map((w) =>
+      !alive(w)
+        ? Promise.resolve(
+            w.lastReport.map((r) => ({ ...r, stats: { ...r.stats, connectionsActive: 0 } })),
+          )
+        : new Promise<WorkerReport[]>((resolve) => {
+            const timer = setTimeout(() => done(w.lastReport), timeoutMs);
+            const done = (r: WorkerReport[]) => {
+              clearTimeout(timer);
+              w.reports.delete(seq);
+              resolve(r);
+            };
+            w.reports.set(seq, done);
+            this.send(w, { op: 'report', seq, connections });
+          }),
     );
     return Promise.all(asks).then((all) => all.flat());
   }
@@ -184,6 +191,7 @@ export class TcpWorkers implements TcpShare {
       child,
       unserving: new Map(),
       reports: new Map(),
+      lastReport: [],
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
     };
     this.workers.push(worker);
@@ -192,13 +200,14 @@ export class TcpWorkers implements TcpShare {
         worker.unserving.get(msg.id)?.();
         worker.unserving.delete(msg.id);
       } else if (msg.op === 'report') {
+        worker.lastReport = msg.forwarders.map(({ logFields, stats }) => ({ logFields, stats }));
         worker.reports.get(msg.seq)?.(msg.forwarders);
       }
     });
     child.once('exit', (code, signal) => {
       for (const done of worker.unserving.values()) done();
       worker.unserving.clear();
-      for (const done of [...worker.reports.values()]) done([]);
+      for (const done of [...worker.reports.values()]) done(worker.lastReport);
       if (!this.stopping) {
         this.logger.error(
           { worker: index, pid: child.pid, code, signal },

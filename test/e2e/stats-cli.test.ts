@@ -2,7 +2,7 @@
 // show up, exactly, in what the commands print; names select; nothing running is exit 1.
 import { spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, parsePortLine } from '../helpers/cli.js';
@@ -164,6 +164,21 @@ describe('portpub stats', () => {
     const rows = await until(o, (r) => r[0]?.total === 8, 'eight connections counted');
     expect(rows[0]).toMatchObject({
       active: 8,
+      total: 8,
+      bytesClientToTarget: 36_000,
+      bytesTargetToClient: 36_000,
+    });
+    // Workers that die take their connections, not their counts: totals never go down.
+    const pid = pp.child.pid!;
+    const workers = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ');
+    expect(workers).toHaveLength(2);
+    for (const w of workers) process.kill(Number(w), 'SIGKILL');
+    const after = await until(
+      o,
+      (r) => r[0]!.active < 8 || workers.every((w) => !existsSync(`/proc/${w}`)),
+      'the workers gone',
+    );
+    expect(after[0]).toMatchObject({
       total: 8,
       bytesClientToTarget: 36_000,
       bytesTargetToClient: 36_000,
