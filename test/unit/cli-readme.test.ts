@@ -1,10 +1,12 @@
 // The README's examples are the program's (issue 13 defect 12): every example of its Output
-// section runs in-process and prints what the README shows (ephemeral ports aside), the error
+// section and of `portpub port` runs in-process and prints what the README shows (ephemeral
+// ports aside), the error
 // example of the grammar section is the real text, and the exit-code catalog is ERRORS.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERRORS } from '../../src/errors.js';
 import { withDeadline } from '../helpers/net.js';
+import { writeState } from '../../src/registry/state.js';
 import { runMain, startMain, useStateDir } from './cli-harness.js';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -112,5 +114,42 @@ describe('README Options', () => {
     const flags = [...section('Options').matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]!);
     expect(flags).toContain('--name');
     for (const flag of flags) expect(help, flag).toContain(flag);
+  });
+});
+
+describe('README portpub port examples', () => {
+  it('print what the README shows, for the service it describes', async () => {
+    // The README's `web`: 80 published on 8080 (both families) and 3000 on an ephemeral port.
+    const dir = useStateDir();
+    const b = (hostIp: string, hostPort: number, targetPort: number) => ({
+      name: 'web',
+      hostIp,
+      hostPort,
+      targetHost: '127.0.0.1',
+      targetPort,
+      protocol: 'tcp' as const,
+    });
+    writeState(dir, {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      configFile: '/srv/compose.yaml',
+      bindings: [b('0.0.0.0', 8080, 80), b('::', 8080, 80), b('127.0.0.1', 32768, 3000)],
+    });
+    const all = examples(section('Where did it land: `portpub port`'));
+    expect(all.length).toBe(4);
+    for (const e of all) {
+      const r = await runMain(e.args);
+      const shown = e.output.map((l) => l.replace(/\s+# exit (\d)$/, ''));
+      const exit = /# exit (\d)$/.exec(e.output.at(-1) ?? '')?.[1];
+      expect(r.code, e.args.join(' ')).toBe(exit === undefined ? 0 : Number(exit));
+      const got = (exit === undefined ? r.stdout : r.stderr).split('\n').filter((l) => l !== '');
+      // `...` in the README elides the rest of a line.
+      expect(got.length, e.args.join(' ')).toBe(shown.length);
+      shown.forEach((line, i) => {
+        const [head] = line.split('...');
+        if (line.includes('...')) expect(got[i]!.startsWith(head!), line).toBe(true);
+        else expect(got[i], e.args.join(' ')).toBe(line);
+      });
+    }
   });
 });
