@@ -1,7 +1,7 @@
 // The README's examples are the program's (issue 13 defect 12): every example of its Output
 // section and of `portpub port` runs in-process and prints what the README shows (ephemeral
-// ports aside), the error
-// example of the grammar section is the real text, and the exit-code catalog is ERRORS.
+// ports aside), the error example of the grammar section is the real text, and the exit-code
+// catalog is ERRORS.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ERRORS } from '../../src/errors.js';
