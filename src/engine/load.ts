@@ -45,7 +45,9 @@ export interface NativeBinding {
 }
 
 /** Loaded is the outcome of loading: the binding, or why there is none. */
-export type Loaded = { binding: NativeBinding; path: string } | { binding: undefined; why: string };
+export type Loaded =
+  | { binding: NativeBinding; path: string; why?: undefined }
+  | { binding: undefined; why: string };
 
 let loaded: Loaded | undefined;
 
