@@ -46,8 +46,7 @@ export interface NativeBinding {
 
 /** Loaded is the outcome of loading: the binding, or why there is none. */
 export type Loaded =
-  | { binding: NativeBinding; path: string; why?: undefined }
-  | { binding: undefined; why: string };
+  { binding: NativeBinding; path: string; why?: undefined } | { binding: undefined; why: string };
 
 let loaded: Loaded | undefined;
 
