@@ -6,20 +6,19 @@ import { spawn } from 'node:child_process';
 import { openSync, readFileSync, closeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { checkName, checkNameFree } from '../docker/names.js';
 import type { PortMapping } from '../docker/spec.js';
 import { EXIT_RUNTIME, EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
 import {
   containerPath,
   createContainer,
-  ERR_NAME_IN_USE,
   generateName,
   listContainers,
   newId,
   pickIp,
   readRecord,
   removeContainer,
-  validateName,
   type ContainerConfig,
   type ExposedPort,
 } from '../registry/containers.js';
@@ -144,7 +143,7 @@ async function runCommand(
     return runOnHost(command, args, opts, user, ctx);
   }
 
-  if (opts.name !== undefined) validateName(opts.name);
+  if (opts.name !== undefined) checkName(opts.name);
   const exposed = [...opts.expose.flat()];
   const publish = opts.publish.flat();
   for (const m of publish) {
@@ -181,18 +180,12 @@ async function runCommand(
     interactive: opts.interactive && !opts.detach,
     serve: serve as unknown as Record<string, unknown>,
   };
-  // A plain `portpub --name` or a service of `portpub up` holds its name too (issue 13, #7).
-  // (A record of that name is createContainer's conflict, naming the container.)
-  const held = listContainers(dir).some((c) => c.name === config.name);
-  const holder = held ? undefined : readStates(dir).find((st) => st.name === config.name);
-  if (holder) {
-    throw new PortpubError(
-      ERR_NAME_IN_USE,
-      `Conflict. The container name "/${config.name}" is already in use by portpub pid ${holder.pid}. ` +
-        'You have to remove (or rename) that container to be able to reuse that name.',
-      EXIT_RUNTIME,
-    );
-  }
+  // A plain `portpub --name` or a service of `portpub up` holds its name too (issue 13, #7);
+  // records first, so a container holding it is the one named.
+  checkNameFree(config.name, [
+    ...listContainers(dir).map((c) => ({ name: c.name, by: `container "${c.id}"` })),
+    ...readStates(dir).map((st) => ({ name: st.name, by: `portpub pid ${st.pid}` })),
+  ]);
   const record = createContainer(config, dir);
   if (!opts.detach) {
     return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: false });

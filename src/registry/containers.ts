@@ -13,12 +13,14 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { EXIT_RUNTIME, EXIT_USAGE, PortpubError } from '../errors.js';
+import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import type { Binding } from '../docker/report.js';
 import type { PortMapping } from '../docker/spec.js';
+import { checkNameFree } from '../docker/names.js';
 import { ensureStateDir, processStartTime, stateDir } from './state.js';
 import {
   ERR_NO_SUCH_CONTAINER,
@@ -98,19 +100,6 @@ export function newId(): string {
   return randomBytes(32).toString('hex');
 }
 
-const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
-
-/** validateName applies Docker's container name rule, with Docker's message. */
-export function validateName(name: string): void {
-  if (!NAME.test(name)) {
-    throw new PortpubError(
-      ERR_BAD_NAME,
-      `Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`,
-      EXIT_USAGE,
-    );
-  }
-}
-
 const ADJECTIVES = [
   'brave',
   'calm',
@@ -167,14 +156,20 @@ export function createContainer(
 ): ContainerRecord {
   ensureStateDir(dir);
   mkdirSync(containersDir(dir), { recursive: true, mode: 0o700 });
-  const holder = listContainers(dir).find((c) => c.name === config.name);
-  if (holder) {
-    throw new PortpubError(
-      ERR_NAME_IN_USE,
-      `Conflict. The container name "/${config.name}" is already in use by container "${holder.id}". ` +
-        'You have to remove (or rename) that container to be able to reuse that name.',
-      EXIT_RUNTIME,
-    );
+  const holders = () =>
+    listContainers(dir).map((c) => ({ name: c.name, by: `container "${c.id}"` }));
+  checkNameFree(config.name, holders());
+  // The name is taken by creating `<name>.name` exclusively, so two runs cannot both get it; a
+  // lock whose record is gone (removed by hand) is stale and taken over.
+  const lock = join(containersDir(dir), `${config.name}.name`);
+  try {
+    writeFileSync(lock, config.id, { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const owner = readFileSync(lock, 'utf8');
+    const live = readRecord(owner, dir);
+    checkNameFree(config.name, live ? [{ name: live.name, by: `container "${owner}"` }] : []);
+    writeFileSync(lock, config.id, { mode: 0o600 });
   }
   mkdirSync(join(containersDir(dir), config.id), { mode: 0o700 });
   const record: ContainerRecord = { ...config, state: { status: 'created' } };
@@ -312,6 +307,12 @@ export function removeContainer(record: ContainerRecord, dir: string = stateDir(
   }
   rmSync(join(containersDir(dir), record.id), { recursive: true, force: true });
   rmSync(containerPath(record.id, 'link.sock', dir), { force: true });
+  const lock = join(containersDir(dir), `${record.name}.name`);
+  try {
+    if (readFileSync(lock, 'utf8') === record.id) rmSync(lock, { force: true });
+  } catch {
+    // no lock (a record from before locks)
+  }
 }
 
 /**
