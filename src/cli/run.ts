@@ -51,7 +51,7 @@ interface RunOptions extends ServeOptions {
   detach: boolean;
   rm: boolean;
   interactive: boolean;
-  network: string;
+  network?: string;
   parent: string;
   published: boolean;
   fromRecord?: string;
@@ -68,7 +68,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
         'linked to other services with --link',
     )
     .argument('[command]', 'the program to run')
-    .argument('[args...]', 'its arguments: everything after COMMAND is the command’s')
+    .argument('[args...]', "its arguments: everything after COMMAND is the command's")
     .option(
       '-p, --publish <spec>',
       'publish a port of the service on the host (repeatable)',
@@ -89,7 +89,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('-d, --detach', 'run in the background and print the service id', false)
     .option('--rm', 'remove the service when it exits', false)
     .option('-i, --interactive', 'keep stdin attached to the command', false)
-    .option('--network <mode>', "'host' to share the host's network (default: its own)", 'own')
+    .option('--network <mode>', "'host' to share the host's network (default: one of its own)")
     .option('--parent <name>', '--network host: the <parent> of <ALIAS>_NAME', 'portpub')
     .option(
       '--published',
@@ -128,7 +128,7 @@ async function runCommand(
     ...opts.env.map((e) => validateEnv(e, hostEnv)),
   ];
   const host = opts.network === 'host' || opts.published;
-  if (!host && !['own', 'bridge', 'default'].includes(opts.network)) {
+  if (!host && opts.network !== undefined && !['bridge', 'default'].includes(opts.network)) {
     throw new UsageError(
       `--network: portpub offers 'host' or a network of its own, not ${opts.network}`,
     );
