@@ -11,12 +11,8 @@ export const EXIT_RUNTIME = 1;
  * here is a defect (test/unit/cli-errors.test.ts walks the sources to check).
  */
 export const ERRORS = {
-  ERR_USAGE: [EXIT_USAGE, 'a bad flag, option value or config file'],
+  ERR_USAGE: [EXIT_USAGE, 'a bad flag, option value or config file; library misuse (OptionError)'],
   ERR_SPEC: [EXIT_USAGE, "a -p value Docker rejects (the message is Docker's)"],
-  ERR_INVALID_OPTION: [
-    EXIT_USAGE,
-    'library misuse: an option of the wrong type or range (names it)',
-  ],
   ERR_SELF_LOOP: [EXIT_USAGE, "a mapping's target is one of this process's own listening sockets"],
   ERR_BAD_NAME: [EXIT_USAGE, "a --name outside Docker's rule [a-zA-Z0-9][a-zA-Z0-9_.-]+"],
   ERR_BIND: [EXIT_RUNTIME, "a host address and port could not be bound (Docker's words)"],
@@ -57,7 +53,6 @@ export type ErrorCode = keyof typeof ERRORS;
 // One constant per code, for `err.code === ERR_...` checks without typos.
 export const ERR_USAGE = 'ERR_USAGE';
 export const ERR_SPEC = 'ERR_SPEC';
-export const ERR_INVALID_OPTION = 'ERR_INVALID_OPTION';
 export const ERR_SELF_LOOP = 'ERR_SELF_LOOP';
 export const ERR_BAD_NAME = 'ERR_BAD_NAME';
 export const ERR_BIND = 'ERR_BIND';
@@ -133,15 +128,16 @@ export class UnsupportedError extends PortpubError {
 }
 
 /**
- * OptionError is library misuse: an option of the wrong type or out of range. The message and
- * `option` name the option, as `ws` does: `TcpForwarder: idleTimeoutMs must be ... , got "x"`.
+ * OptionError is library misuse: an option of the wrong type or out of range. It is a
+ * UsageError (code ERR_USAGE) that also says which option, as `ws` does: `option` is the name
+ * as the caller spells it, and the message starts with it.
  */
-export class OptionError extends PortpubError {
-  /** The option, as the caller spells it. */
+export class OptionError extends UsageError {
+  /** The option, as the caller spells it (`idleTimeoutMs`). */
   readonly option: string;
 
   constructor(option: string, message: string) {
-    super(ERR_INVALID_OPTION, message, EXIT_USAGE);
+    super(message.startsWith(option) ? message : `${option}: ${message}`);
     this.option = option;
   }
 }

@@ -63,13 +63,16 @@ describe('the error catalog', () => {
       [new errors.UsageError('m'), errors.ERR_USAGE],
       [new errors.BindError('m'), errors.ERR_BIND],
       [new errors.UnsupportedError('m'), errors.ERR_UNSUPPORTED],
-      [new errors.OptionError('idleTimeoutMs', 'm'), errors.ERR_INVALID_OPTION],
+      [new errors.OptionError('idleTimeoutMs', 'm'), errors.ERR_USAGE],
     ];
     for (const [err, code] of rows) {
       expect(err.code).toBe(code);
       expect(err.exitCode).toBe(errors.ERRORS[code as errors.ErrorCode][0]);
       expect(err).toBeInstanceOf(errors.PortpubError);
     }
-    expect(new errors.OptionError('idleTimeoutMs', 'm').option).toBe('idleTimeoutMs');
+    const misuse = new errors.OptionError('idleTimeoutMs', 'must be a whole number >= 0');
+    expect(misuse).toBeInstanceOf(errors.UsageError);
+    expect(misuse.option).toBe('idleTimeoutMs');
+    expect(misuse.message).toBe('idleTimeoutMs: must be a whole number >= 0');
   });
 });
