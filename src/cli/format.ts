@@ -2,6 +2,7 @@
 // document) and the --dry-run plan. Pure functions: text in, text out.
 import { formatPortLines, joinHostPort } from '../docker/report.js';
 import type { PortMapping } from '../docker/spec.js';
+import { hostIpsFor } from '../publish/host-ips.js';
 import type { Binding, PublishRequest } from '../publish/publisher.js';
 
 /** formatBindings prints what was bound: docker port lines (prefixed by service) or JSON. */
@@ -33,11 +34,21 @@ export function formatBindings(
     .join('');
 }
 
+/**
+ * PlanOptions: `v6` is ipv6Listenable()'s answer, so the plan names `::` exactly when serving
+ * would bind it.
+ */
+export interface PlanOptions {
+  json?: boolean;
+  defaultHostIp: string;
+  v6: boolean;
+}
+
 /** formatPlan describes what would be bound: Docker's stored fields, before any port is picked. */
 export function formatPlan(
   mappings: readonly PortMapping[],
   target: string,
-  opts: { json?: boolean; defaultHostIp: string },
+  opts: PlanOptions,
 ): string {
   if (opts.json) {
     return (
@@ -51,16 +62,11 @@ export function formatPlan(
       }) + '\n'
     );
   }
-  return mappings.map((m) => planLines(m, target, opts.defaultHostIp)).join('');
+  return mappings.map((m) => planLines(m, target, opts)).join('');
 }
 
-function planLines(m: PortMapping, target: string, defaultHostIp: string): string {
-  const hosts =
-    m.hostIp !== ''
-      ? [m.hostIp]
-      : defaultHostIp === '0.0.0.0'
-        ? ['0.0.0.0', '::']
-        : [defaultHostIp];
+function planLines(m: PortMapping, target: string, opts: PlanOptions): string {
+  const hosts = hostIpsFor(m, opts.defaultHostIp, opts.v6);
   const port =
     m.hostPort === '' || m.hostPort === '0' ? '(ephemeral)' : m.hostPort.replace('-', '..');
   return hosts
@@ -73,10 +79,7 @@ function planLines(m: PortMapping, target: string, defaultHostIp: string): strin
 }
 
 /** formatServicePlan is `up --dry-run`: the plan of each service, as lines or one JSON document. */
-export function formatServicePlan(
-  publish: readonly PublishRequest[],
-  opts: { json?: boolean; defaultHostIp: string },
-): string {
+export function formatServicePlan(publish: readonly PublishRequest[], opts: PlanOptions): string {
   if (opts.json) {
     const mappings = publish.map((r) => ({
       name: r.name,

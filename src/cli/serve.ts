@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { checkNameFree } from '../docker/names.js';
 import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
 import { EXIT_USAGE } from '../errors.js';
+import { ipv6Listenable } from '../publish/host-ips.js';
 import type { CliContext } from './context.js';
 import { formatPlan } from './format.js';
 import {
@@ -106,7 +107,7 @@ async function runPublish(
     );
   }
   if (opts.dryRun) {
-    io.stdout.write(formatPlan(mappings, opts.target, opts));
+    io.stdout.write(formatPlan(mappings, opts.target, { ...opts, v6: await ipv6Listenable() }));
     warnSctp(mappings, logger);
     return 0;
   }

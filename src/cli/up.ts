@@ -10,6 +10,7 @@ import {
   type ProjectOptions,
 } from '../publish/compose-load.js';
 import { planSelfLoop } from '../publish/self-loop.js';
+import { ipv6Listenable } from '../publish/host-ips.js';
 import { UsageError } from '../errors.js';
 import type { ServiceState } from '../registry/state.js';
 import type { CliContext } from './context.js';
@@ -95,13 +96,14 @@ async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
   const publish = projectRequests(project);
   if (publish.length === 0) throw nothingToPublish(project);
   if (opts.dryRun) {
-    ctx.io.stdout.write(formatServicePlan(publish, opts));
+    const v6 = await ipv6Listenable();
+    ctx.io.stdout.write(formatServicePlan(publish, { ...opts, v6 }));
     warnSctp(
       publish.map((r) => r.mapping),
       logger,
     );
     // Serving this plan would be refused (exit 2): a dry run says why, and still shows the plan.
-    const loop = planSelfLoop(publish, opts.defaultHostIp);
+    const loop = planSelfLoop(publish, opts.defaultHostIp, v6);
     if (loop) logger.warn({ code: loop.code }, loop.message);
     return 0;
   }

@@ -1,6 +1,7 @@
 // The Publisher: starts every published mapping all-or-nothing, reports what was bound, applies
 // reloads, and stops by draining. Arrows point one way: publisher -> allocate / engine -> pure parts.
-import { createServer, type Server } from 'node:net';
+import type { Server } from 'node:net';
+import { DEFAULT_HOST_IP, hostIpsFor, ipv6Listenable } from './host-ips.js';
 import { PortAllocator, type Allocation, type Handle } from './allocate.js';
 import { inService, UnsupportedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -135,20 +136,16 @@ export class Publisher {
 
   /** start binds every mapping or none: on the first failure everything bound so far is closed. */
   static async start(options: PublisherOptions): Promise<Publisher> {
-    const defaultHostIp = options.defaultHostIp ?? '0.0.0.0';
+    const defaultHostIp = options.defaultHostIp ?? DEFAULT_HOST_IP;
     if (!isIpLiteral(defaultHostIp)) {
       throw new UsageError(`default host IP: invalid IP address: ${defaultHostIp}`);
     }
-    const v6 = defaultHostIp === '0.0.0.0' && (await ipv6Listenable());
-    const hostIpsFor = (m: PortMapping): string[] => {
-      if (m.hostIp !== '') return [m.hostIp];
-      return v6 ? ['0.0.0.0', '::'] : [defaultHostIp];
-    };
+    const v6 = defaultHostIp === DEFAULT_HOST_IP && (await ipv6Listenable());
     const f = new Publisher(
       options,
       options.logger ?? silentLogger(),
       options.allocator ?? new PortAllocator(),
-      hostIpsFor,
+      (m) => hostIpsFor(m, defaultHostIp, v6),
     );
     f.entries = await f.bindAll(keyed(options.publish));
     return f;
@@ -476,18 +473,6 @@ function keyed(publish: readonly PublishRequest[]): [string, PublishRequest][] {
     seen.set(base, n + 1);
     return [`${base}#${n}`, r];
   });
-}
-
-let v6Listenable: Promise<boolean> | undefined;
-
-/** ipv6Listenable is dockerd's IsV6Listenable: can this host listen on [::1]? Cached. */
-export function ipv6Listenable(): Promise<boolean> {
-  v6Listenable ??= new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ host: '::1', port: 0 }, () => s.close(() => resolve(true)));
-  });
-  return v6Listenable;
 }
 
 /** Forwarding is the Publisher's former name, kept for the library API (src/index.ts). */

@@ -9,6 +9,7 @@ import { BindError, PortpubError, EXIT_USAGE } from '../errors.js';
 import { joinHostPort } from '../docker/report.js';
 import { formatSpec, hostPortRange, type PortMapping } from '../docker/spec.js';
 import { ERR_SELF_LOOP } from '../errors.js';
+import { hostIpsFor } from './host-ips.js';
 
 /** Codes raised here; defined in the one catalog, src/errors.ts. */
 export { ERR_SELF_LOOP };
@@ -189,18 +190,14 @@ function sameAddress(a: string, b: string): boolean {
 
 /**
  * planSelfLoop is the check a --dry-run can make without binding or resolving: explicit host
- * ports against targets that are IP literals or `localhost`. The refusal, or undefined.
+ * ports against targets that are IP literals or `localhost`, on the host IPs a start would bind
+ * (`v6`: ipv6Listenable()). The refusal, or undefined.
  */
 export function planSelfLoop(
   requests: readonly { mapping: PortMapping; targetHost: string; name?: string }[],
-  defaultHostIp = '0.0.0.0',
+  defaultHostIp: string,
+  v6: boolean,
 ): PortpubError | undefined {
-  const hostIpsFor = (m: PortMapping): string[] =>
-    m.hostIp !== ''
-      ? [m.hostIp]
-      : defaultHostIp === '0.0.0.0'
-        ? ['0.0.0.0', '::']
-        : [defaultHostIp];
   const candidates: LoopCandidate[] = [];
   for (const r of requests) {
     const addresses = literalAddresses(r.targetHost);
@@ -208,7 +205,12 @@ export function planSelfLoop(
   }
   const found = findSelfLoop(
     candidates,
-    plannedListening(requests.map((r) => ({ mapping: r.mapping, hostIps: hostIpsFor(r.mapping) }))),
+    plannedListening(
+      requests.map((r) => ({
+        mapping: r.mapping,
+        hostIps: hostIpsFor(r.mapping, defaultHostIp, v6),
+      })),
+    ),
   );
   return found && selfLoopError(found);
 }
