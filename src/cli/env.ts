@@ -1,5 +1,7 @@
 // `portpub env SERVICE`: the variables `docker run --link` would set for a running service.
 import { Option, type Command } from 'commander';
+import { formatDotenv, formatExport } from '../docker/links.js';
+import { containerLinkEnv, findRunning } from '../registry/containers.js';
 import { envCommand } from '../registry/queries.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
@@ -33,6 +35,13 @@ export function registerEnv(program: Command, ctx: CliContext): void {
     .addHelpText('after', EXAMPLES)
     .action((service: string, opts: EnvOptions) => {
       const dir = stateDir();
+      // A `portpub run` service: its exposed ports and -e variables, as a linked peer sees them.
+      const record = opts.published ? undefined : findRunning(service, dir);
+      if (record) {
+        const vars = containerLinkEnv(record, opts.alias ?? service, opts.parent);
+        ctx.io.stdout.write(opts.format === 'dotenv' ? formatDotenv(vars) : formatExport(vars));
+        return;
+      }
       ctx.io.stdout.write(envCommand(readStates(dir), { service, ...opts, dir }));
     });
 }

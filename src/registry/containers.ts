@@ -18,6 +18,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { linkEnv, type EnvVar } from '../docker/links.js';
 import type { Binding } from '../docker/report.js';
 import type { PortMapping } from '../docker/spec.js';
 import { checkNameFree } from '../docker/names.js';
@@ -286,6 +287,30 @@ export function findContainer(ref: string, dir: string = stateDir()): ContainerR
     throw new PortpubError(ERR_NO_SUCH_CONTAINER, `No such container: ${ref}`, EXIT_RUNTIME);
   }
   return found;
+}
+
+/** findRunning is findContainer for a running service, or undefined. */
+export function findRunning(ref: string, dir: string = stateDir()): ContainerRecord | undefined {
+  try {
+    const record = findContainer(ref, dir);
+    return liveness(record) === 'running' ? record : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * containerLinkEnv is what `--link <record>:<alias>` sets in a recipient named `parent`: every
+ * exposed or published port at the service's link address, and its -e variables.
+ */
+export function containerLinkEnv(record: ContainerRecord, alias: string, parent: string): EnvVar[] {
+  return linkEnv({
+    parent,
+    alias,
+    ip: record.ip,
+    ports: record.exposed.map((p) => ({ port: p.port, protocol: p.protocol })),
+    env: Object.fromEntries(record.env),
+  });
 }
 
 function uniquePrefix(

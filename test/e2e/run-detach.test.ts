@@ -88,6 +88,9 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
         '',
       ].join('\n'),
     );
+    // portpub env prints what the linked peer got.
+    const env = await cli(e, 'env', 'db', '--parent', 'web2', '--format', 'dotenv');
+    expect(env.stdout).toBe(r.stdout.split('\n').slice(0, 8).join('\n') + '\n');
     // db published nothing: no host port, and its address answers nothing on the host.
     expect((await cli(e, 'port', 'db')).stdout).toBe('');
     expect(await refused(5432, db.ip)).toBe(true);
