@@ -2,7 +2,7 @@
 // keep one connection to each, and gather their snapshots, filtered by NAME the way `portpub
 // port NAME` reads it (a service, a run's --name, or a pid).
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
-import { ERR_NO_SUCH_SERVICE, ERR_NOT_RUNNING } from '../registry/queries.js';
+import { ERR_NO_SUCH_SERVICE, ERR_NOT_RUNNING, runningNames } from '../registry/queries.js';
 import { readStates, type State } from '../registry/state.js';
 import { ControlClient, controlPath } from './control.js';
 import type { Snapshot } from './live.js';
@@ -92,17 +92,12 @@ export class Collector {
   }
 }
 
+/** matchesState: a name runningNames lists matches (a service with no published port too). */
 function matchesState(s: State, name: string): boolean {
-  return s.name === name || String(s.pid) === name || s.bindings.some((b) => b.name === name);
-}
-
-function runningNames(states: readonly State[]): string[] {
-  const names = new Set<string>();
-  for (const s of states) {
-    const own = s.bindings.flatMap((b) => (b.name === undefined ? [] : [b.name]));
-    if (s.name !== undefined) own.push(s.name);
-    if (own.length === 0) own.push(`pid ${s.pid}`);
-    for (const n of own) names.add(n);
-  }
-  return [...names];
+  return (
+    s.name === name ||
+    String(s.pid) === name ||
+    s.bindings.some((b) => b.name === name) ||
+    (s.services ?? []).some((svc) => svc.name === name)
+  );
 }

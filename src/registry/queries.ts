@@ -386,8 +386,11 @@ function onlyOne(matches: readonly State[], what: string, name: string): void {
   );
 }
 
-/** runningNames lists, for the unknown-name error, what could have been named: services, run names, else pids. */
-function runningNames(states: readonly State[]): string[] {
+/**
+ * runningNames lists, for the unknown-name error, what could have been named: services (published
+ * or expose-only), run names, else pids. `port`, `env` and `stats` all list these.
+ */
+export function runningNames(states: readonly State[]): string[] {
   const names = new Set<string>();
   for (const s of states) {
     const own = servicesOf(s).map((svc) => svc.name);
