@@ -4,7 +4,7 @@
 // rm; and nothing left running when a service's portpub is SIGKILLed.
 import { describe, expect, it } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
-import { echoServer, waitFor } from '../helpers/net.js';
+import { echoServer, waitFor, withDeadline } from '../helpers/net.js';
 import {
   alive,
   processesWith,
@@ -209,6 +209,18 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect((await cli(e, 'rm', 'db')).stdout).toBe('db\n');
     expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
     expect((await cli(e, 'logs', 'db')).stderr).toContain('No such container: db');
+  });
+
+  it('logs -f follows the output until the service ends', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    await startDb(e);
+    const follow = await startCli(['logs', '-f', 'db'], 1, 15_000, { env: e.env });
+    expect(follow.lines).toContain('up');
+    expect((await cli(e, 'stop', 'db')).code).toBe(0);
+    const done = await withDeadline(follow.exited, 15_000, 'logs -f to end with the service');
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain('got SIGTERM\n');
   });
 
   it('--rm removes the record once the service ends, detached or not', async (ctx) => {
