@@ -23,7 +23,7 @@ import {
   type EngineChoice,
 } from '../engine/index.js';
 import type { UdpStats } from '../udp/forwarder.js';
-import type { ConnectionInfo, TcpDialer, UdpDialer } from '../forwarder.js';
+import type { ConnectionInfo, Forwarder, TcpDialer, UdpDialer } from '../forwarder.js';
 
 /** PublishRequest is one parsed `-p` mapping and where its target port lives. */
 export interface PublishRequest {
@@ -90,14 +90,6 @@ export interface PublisherOptions {
   engine?: EngineChoice;
 }
 
-interface Forwarder {
-  stats(): TcpStats | UdpStats;
-  /** connections: the live view (src/forwarder.ts); optional until every engine offers it. */
-  connections?(): ConnectionInfo[];
-  close(): Promise<void>;
-  destroy(): void;
-}
-
 /** UpdateResult counts what a reload did to the published mappings. */
 export interface UpdateResult {
   added: number;
@@ -110,7 +102,7 @@ interface Entry {
   key: string;
   request: PublishRequest;
   bindings: Binding[];
-  forwarders: Forwarder[];
+  forwarders: Forwarder<TcpStats | UdpStats>[];
   allocation: Allocation<Handle>;
   /** The TcpShare ids of its TCP sockets. */
   shared: number[];
@@ -168,7 +160,7 @@ export class Publisher {
 
   /** connections lists each binding's live connections and flows, in stats() order. */
   connections(): ConnectionInfo[][] {
-    return this.entries.flatMap((e) => e.forwarders.map((fw) => fw.connections?.() ?? []));
+    return this.entries.flatMap((e) => e.forwarders.map((fw) => fw.connections()));
   }
 
   /**
@@ -260,7 +252,7 @@ export class Publisher {
     for (const fw of this.allForwarders) fw.destroy();
   }
 
-  private readonly allForwarders = new Set<Forwarder>();
+  private readonly allForwarders = new Set<Forwarder<TcpStats | UdpStats>>();
 
   /** idle keeps the process alive while a reload has left nothing to publish. */
   private idle: NodeJS.Timeout | undefined;
@@ -398,7 +390,7 @@ export class Publisher {
       targetPort: mapping.targetPort,
       protocol,
     }));
-    const forwarders: Forwarder[] = [];
+    const forwarders: Forwarder<TcpStats | UdpStats>[] = [];
     const logFields: Record<string, string>[] = [];
     try {
       allocation.handles.forEach((handle, i) => {
