@@ -1,12 +1,15 @@
-// The drain timeout's cut, end to end through the publisher with the TypeScript engine: the
-// target of an upload still in flight sees a reset, never a clean end (issue 11, defect 6).
+// The drain timeout's cut, end to end through the publisher with each engine: the target of an
+// upload still in flight sees a reset, never a clean end (issue 11, defect 6).
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePublish } from '../../src/docker/spec.js';
 import { startPublisher } from '../../src/publish/publisher.js';
 import { connectTcp, sendPattern, tcpServer, waitFor, withDeadline } from '../helpers/net.js';
 import { MiB, endedBy } from '../fixtures/tcp-helpers.js';
+import { engines, requireNative } from '../helpers/engines.js';
 
-describe('drain timeout', () => {
+requireNative();
+
+describe.each(engines)('drain timeout (%s engine)', (engine) => {
   it('cuts an upload in flight with a reset on both sides', async () => {
     const target = await tcpServer(() => undefined);
     const publisher = await startPublisher({
@@ -14,7 +17,7 @@ describe('drain timeout', () => {
         mapping,
         targetHost: '127.0.0.1',
       })),
-      engine: 'js',
+      engine,
     });
     onTestFinished(() => publisher.destroy());
     const client = await connectTcp(publisher.bindings[0]!.hostPort);

@@ -25,6 +25,7 @@ import {
 import { buildForChild } from '../helpers/udp.js';
 import { FIXTURES, MiB, V4, forward, slowHash } from '../fixtures/tcp-helpers.js';
 
+// JS-only: shared reads and their counters are the TypeScript relay's internals.
 describe.each([
   { reads: 'shared', shared: true },
   { reads: "'data' events (fallback)", shared: false },
@@ -69,6 +70,7 @@ describe.each([
   }, 60_000);
 });
 
+// JS-only: the shared read buffer is the TypeScript relay's internals.
 describe('shared read buffer', () => {
   it('a captured buffer is reused once its write completes, not replaced by a new one', async () => {
     const size = 64 * MiB;
@@ -144,6 +146,8 @@ async function childForwarder(
   };
 }
 
+// JS-only for now: the child (test/fixtures/tcp-child-forwarder.mjs) runs src/tcp's TcpForwarder;
+// the native engine's descriptors and stress are covered in engine-tcp/engine-stress.test.ts.
 describe('resources (forwarder in a child process)', () => {
   it(
     'a stalled, then fast, reader: forwarder RSS stays bounded while 512 MiB is offered',
