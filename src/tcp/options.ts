@@ -1,6 +1,6 @@
 // The TCP forwarder's options, defaults, validation, counters and ending names: one place that the
 // TypeScript relay, the native engine and the CLI's help all read.
-import { UsageError } from '../errors.js';
+import { OptionError, UsageError } from '../errors.js';
 import type { TcpDialer } from '../forwarder.js';
 import type { Logger } from '../logger.js';
 import type { ReadPath } from './shared-reads.js';
@@ -91,16 +91,23 @@ export function validateTcpOptions(options: TcpForwarderOptions): TcpSettings {
   }
   const { targetHost, targetPort } = options;
   if (typeof targetHost !== 'string' || targetHost.trim() === '') {
-    throw new UsageError(`targetHost must be a non-empty IP address or hostname`);
+    throw new OptionError('targetHost', `targetHost must be a non-empty IP address or hostname`);
   }
   if (!Number.isInteger(targetPort) || targetPort < 1 || targetPort > 65535) {
-    throw new UsageError(`targetPort must be a whole number 1-65535, got ${String(targetPort)}`);
+    throw new OptionError(
+      'targetPort',
+      `targetPort must be a whole number 1-65535, got ${String(targetPort)}`,
+    );
   }
   if (options.dial !== undefined && typeof options.dial !== 'function') {
-    throw new UsageError('dial must be a function returning a promise of a connected socket');
+    throw new OptionError(
+      'dial',
+      'dial must be a function returning a promise of a connected socket',
+    );
   }
   if (options.readPath !== undefined && !['shared', 'targets', 'data'].includes(options.readPath)) {
-    throw new UsageError(
+    throw new OptionError(
+      'readPath',
       `readPath must be 'shared', 'targets' or 'data', got ${JSON.stringify(options.readPath)}`,
     );
   }
@@ -110,7 +117,7 @@ export function validateTcpOptions(options: TcpForwarderOptions): TcpSettings {
     if (value === undefined) continue;
     const max = key === 'maxConnections' ? Number.MAX_SAFE_INTEGER : MAX_TIMER_MS;
     if (!Number.isInteger(value) || value < 0 || value > max) {
-      throw new UsageError(`${key} must be a whole number 0-${max}, got ${String(value)}`);
+      throw new OptionError(key, `${key} must be a whole number 0-${max}, got ${String(value)}`);
     }
     settings[key] = value;
   }

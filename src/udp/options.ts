@@ -1,7 +1,7 @@
 // What a UdpForwarder takes and reports: its options with their defaults and validation, the
 // drop reasons and the stats shape. Shared by the TypeScript forwarder and any other engine
 // serving a UDP binding (the native one takes the same options and reports the same stats).
-import { UsageError } from '../errors.js';
+import { OptionError, UsageError } from '../errors.js';
 import type { UdpDialer } from '../forwarder.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { monotonicClock, type Clock } from './sessions.js';
@@ -121,39 +121,43 @@ export function validateUdpOptions(options: UdpForwarderOptions): ValidUdpOption
     dial: options.dial,
   };
   if (typeof o.targetHost !== 'string' || o.targetHost === '') {
-    throw new UsageError(
-      `targetHost: expected a hostname or IP address, got ${String(o.targetHost)}`,
+    throw new OptionError(
+      'targetHost',
+      `expected a hostname or IP address, got ${String(o.targetHost)}`,
     );
   }
   if (!Number.isInteger(o.targetPort) || o.targetPort < 1 || o.targetPort > 65535) {
-    throw new UsageError(`targetPort: expected an integer 1-65535, got ${String(o.targetPort)}`);
+    throw new OptionError('targetPort', `expected an integer 1-65535, got ${String(o.targetPort)}`);
   }
   if (
     typeof o.flowTimeoutMs !== 'number' ||
     !Number.isFinite(o.flowTimeoutMs) ||
     o.flowTimeoutMs <= 0
   ) {
-    throw new UsageError(
-      `flowTimeoutMs: expected milliseconds > 0, got ${String(o.flowTimeoutMs)}`,
+    throw new OptionError(
+      'flowTimeoutMs',
+      `expected milliseconds > 0, got ${String(o.flowTimeoutMs)}`,
     );
   }
   if (!Number.isSafeInteger(o.maxFlows) || o.maxFlows < 1) {
-    throw new UsageError(`maxFlows: expected an integer >= 1, got ${String(o.maxFlows)}`);
+    throw new OptionError('maxFlows', `expected an integer >= 1, got ${String(o.maxFlows)}`);
   }
   if (!Number.isSafeInteger(o.addressWatchIntervalMs) || o.addressWatchIntervalMs < 0) {
-    throw new UsageError(
-      `addressWatchIntervalMs: expected an integer >= 0 (0 disables), got ${String(o.addressWatchIntervalMs)}`,
+    throw new OptionError(
+      'addressWatchIntervalMs',
+      `expected an integer >= 0 (0 disables), got ${String(o.addressWatchIntervalMs)}`,
     );
   }
   if (typeof o.now !== 'function') {
-    throw new UsageError(`now: expected a function returning milliseconds, got ${typeof o.now}`);
+    throw new OptionError('now', `expected a function returning milliseconds, got ${typeof o.now}`);
   }
   if (typeof o.logger !== 'object' || o.logger === null || !('warn' in o.logger)) {
-    throw new UsageError('logger: expected a pino Logger');
+    throw new OptionError('logger', 'expected a pino Logger');
   }
   if (o.dial !== undefined && typeof o.dial !== 'function') {
-    throw new UsageError(
-      `dial: expected a function returning a connected dgram socket, got ${typeof o.dial}`,
+    throw new OptionError(
+      'dial',
+      `expected a function returning a connected dgram socket, got ${typeof o.dial}`,
     );
   }
   return o;
