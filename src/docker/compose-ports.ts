@@ -3,6 +3,7 @@
 import type { ScalarTag } from 'yaml';
 import { SpecError, UsageError } from '../errors.js';
 import { interpolate, type InterpolationContext } from './interpolate.js';
+import { parseTargetHost } from './names.js';
 import {
   PROTOCOLS,
   goToLower,
@@ -186,16 +187,10 @@ function portNumber(s: string): number | string {
   return n > 65535 ? 'value out of range' : n;
 }
 
-const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
-
-/** checkTarget accepts an IP literal (IPv6 optionally bracketed) or a DNS host name. */
+/** checkTarget accepts an IP literal (IPv6 optionally bracketed) or a DNS host name (names.ts). */
 export function checkTarget(ctx: Context, where: string, value: string): string {
-  const bare = /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
-  if (isIpLiteral(bare)) return bare;
-  const name = value.endsWith('.') ? value.slice(0, -1) : value;
-  if (name.length > 0 && name.length <= 253 && name.split('.').every((l) => HOST_LABEL.test(l))) {
-    return value;
-  }
+  const host = parseTargetHost(value);
+  if (host !== undefined) return host;
   throw usage(
     ctx,
     where,
