@@ -3,7 +3,7 @@
 // + bindUdp + createUdpForwarder). The TypeScript engine is always there; the native one where
 // native/build loaded. Under PORTPUB_REQUIRE_NATIVE=1 or CI=true a missing addon is a failure
 // (engineSuite's first test), elsewhere a skip that says why once.
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { Server } from 'node:net';
 import { createTcpForwarder, createUdpForwarder, udpBindOptions } from '../../src/engine/index.js';
 import { loadNative } from '../../src/engine/load.js';
@@ -77,4 +77,19 @@ export async function udpForward(
   onTestFinished(() => fw.destroy());
   if (engine === 'native') expect(fw).toBeInstanceOf(NativeUdpForwarder);
   return { fw, port: listener.port };
+}
+
+/**
+ * statsMatch asserts a forwarder's stats match `expected`. The TypeScript engine counts before
+ * the event loop can run a test's callback, so it is asserted at once; the native engine's
+ * counters are written by its thread after the send, so a reply can reach the test first (a
+ * known gap, /tmp/coord/native-failures.md): for it, the same assertion may take up to 2 s.
+ */
+export async function statsMatch<S>(
+  engine: Engine,
+  fw: { stats(): S },
+  expected: Partial<Record<keyof S, unknown>>,
+): Promise<void> {
+  if (engine === 'js') return void expect(fw.stats()).toMatchObject(expected);
+  await vi.waitFor(() => expect(fw.stats()).toMatchObject(expected), { timeout: 2_000 });
 }

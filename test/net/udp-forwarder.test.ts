@@ -1,16 +1,18 @@
 // UdpForwarder on real loopback sockets: option checking, round trips over both families, one
-// target-side source port per client, expiry, eviction, ICMP refusals, drops and their warnings.
+// target-side source port per client, expiry, eviction, ICMP refusals, drops and their warnings;
+// each against both engines (test/helpers/engines.ts), bound as publish/ binds for it.
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { bindUdp, type UdpListener } from '../../src/udp/bind.js';
-import { UdpForwarder, type UdpForwarderOptions } from '../../src/udp/forwarder.js';
+import { createUdpForwarder } from '../../src/engine/index.js';
+import type { UdpForwarderOptions } from '../../src/udp/forwarder.js';
+import { engines, requireNative, statsMatch, udpForward, type Engine } from '../helpers/engines.js';
 import {
   closeQuietly,
   echoServer,
-  forward,
   nextMessage,
   portOf,
   request,
@@ -46,7 +48,15 @@ function captureLogger(): { logger: pino.Logger; lines: Record<string, unknown>[
   return { logger: pino({ level: 'debug', base: undefined }, sink), lines };
 }
 
-describe('UdpForwarder options', () => {
+requireNative();
+
+/** forwardWith is udpForward bound to one engine, for the body of a `describe.each(engines)`. */
+const forwardWith =
+  (engine: Engine) =>
+  (host: string, options: UdpForwarderOptions, port = 0): ReturnType<typeof udpForward> =>
+    udpForward(engine, host, options, port);
+
+describe.each(engines)('forwarder options (%s engine)', (engine) => {
   const base: UdpForwarderOptions = { targetHost: V4, targetPort: 9 };
   const bad: { options: Partial<UdpForwarderOptions>; error: RegExp }[] = [
     { options: { targetHost: '' }, error: /^targetHost: expected a hostname or IP address/ },
@@ -65,20 +75,26 @@ describe('UdpForwarder options', () => {
   ];
   it.each(bad)('rejects $options', async ({ options, error }) => {
     const l = await bindKept(V4);
-    const make = () => new UdpForwarder(l, { ...base, ...options });
+    const make = () => createUdpForwarder(l, { ...base, ...options }, engine);
     expect(make).toThrow(error);
     expect(make).toThrow(expect.objectContaining({ code: 'ERR_USAGE' }));
   });
 
   it('takes undefined options as their defaults', async () => {
     const l = await bindKept(V4);
-    const fw = new UdpForwarder(l, { ...base, flowTimeoutMs: undefined, maxFlows: undefined });
+    const fw = createUdpForwarder(
+      l,
+      { ...base, flowTimeoutMs: undefined, maxFlows: undefined },
+      engine,
+    );
     onTestFinished(() => fw.destroy());
     expect(fw.address).toEqual({ address: V4, family: 'IPv4', port: l.port });
   });
 });
 
-describe('UdpForwarder', () => {
+describe.each(engines)('UDP forwarder (%s engine)', (engine) => {
+  const forward = forwardWith(engine);
+
   it.each([
     ['udp4', V4],
     ['udp6', V6],
@@ -89,8 +105,7 @@ describe('UdpForwarder', () => {
     const { msg, rinfo } = await request(client, 'hello', port, host);
     expect(msg.toString()).toBe('hello');
     expect(rinfo).toMatchObject({ address: host, port });
-    const s = fw.stats();
-    expect(s).toMatchObject({
+    await statsMatch(engine, fw, {
       flowsActive: 1,
       flowsTotal: 1,
       datagramsClientToTarget: 1,
@@ -99,6 +114,7 @@ describe('UdpForwarder', () => {
       bytesTargetToClient: 5,
       evictions: 0,
     });
+    const s = fw.stats();
     expect(Object.values(s.drops).every((n) => n === 0)).toBe(true);
     // An empty datagram is a datagram too.
     expect((await request(client, Buffer.alloc(0), port, host)).msg.length).toBe(0);
@@ -181,7 +197,7 @@ describe('UdpForwarder', () => {
       const { msg } = await request(client, payload, port, host, { tries: 3 });
       expect(msg.length).toBe(size);
       expect(msg.equals(payload)).toBe(true);
-      expect(fw.stats()).toMatchObject({ bytesClientToTarget: size, bytesTargetToClient: size });
+      await statsMatch(engine, fw, { bytesClientToTarget: size, bytesTargetToClient: size });
     },
   );
 
@@ -221,6 +237,8 @@ describe('UdpForwarder', () => {
       const { msg } = await request(client, `n${i}`, port, V4, { tries: 3 });
       expect(msg.toString()).toBe(`n${i}`);
     }
+    // The last reply's count (the native engine counts after the send: statsMatch).
+    await statsMatch(engine, fw, { datagramsTargetToClient: echo.sources.length });
     const s = fw.stats();
     expect(s.datagramsClientToTarget).toBeGreaterThanOrEqual(300);
     expect(s.datagramsClientToTarget).toBe(echo.sources.length);
@@ -285,40 +303,45 @@ describe('UdpForwarder', () => {
     expect(b2).not.toBe(b1);
     expect(fw.stats()).toMatchObject({ flowsActive: 2, flowsTotal: 4, evictions: 2 });
     // One warning per 5 s for a flood of evictions, not one per eviction.
+    await waitFor(() => lines.some((l) => l.reason === 'flow-evicted'), 'the eviction warning');
     const warns = lines.filter((l) => l.reason === 'flow-evicted');
     expect(warns).toHaveLength(1);
     expect(warns[0]).toMatchObject({ level: 40, client: `${V4}:${portOf(b!)}` });
   });
 
-  it('rate-limits drop warnings to one per reason per 5 s, with the count suppressed', async () => {
-    const echo = await echoServer('udp4', V4);
-    const { logger, lines } = captureLogger();
-    const clock = { t: 0 };
-    const { fw, port } = await forward(V6, {
-      targetHost: V4,
-      targetPort: echo.port,
-      logger,
-      now: () => clock.t,
-    });
-    const client = await udpSocket('udp6', V6);
-    const big = Buffer.alloc(MAX_UDP_PAYLOAD_V4 + 1);
-    for (let i = 0; i < 5; i++) client.send(big, port, V6);
-    await waitFor(() => fw.stats().drops['too-large'] === 5, '5 drops');
-    const tooLarge = () => lines.filter((l) => l.reason === 'too-large');
-    expect(tooLarge()).toHaveLength(1);
-    clock.t += 5_000;
-    client.send(big, port, V6);
-    await waitFor(() => fw.stats().drops['too-large'] === 6, 'a 6th drop');
-    expect(tooLarge()).toHaveLength(2);
-    expect(tooLarge()[1]).toMatchObject({ level: 40, suppressed: 4 });
-    // What is still held back when the forwarder closes gets its line then.
-    for (let i = 0; i < 3; i++) client.send(big, port, V6);
-    await waitFor(() => fw.stats().drops['too-large'] === 9, '3 more drops');
-    expect(tooLarge()).toHaveLength(2);
-    await fw.close();
-    expect(tooLarge()).toHaveLength(3);
-    expect(tooLarge()[2]).toMatchObject({ level: 40, suppressed: 3 });
-  });
+  // JS-only: a test clock (options.now) is the TypeScript forwarder's; native takes none.
+  it.runIf(engine === 'js')(
+    'rate-limits drop warnings to one per reason per 5 s, with the count suppressed',
+    async () => {
+      const echo = await echoServer('udp4', V4);
+      const { logger, lines } = captureLogger();
+      const clock = { t: 0 };
+      const { fw, port } = await forward(V6, {
+        targetHost: V4,
+        targetPort: echo.port,
+        logger,
+        now: () => clock.t,
+      });
+      const client = await udpSocket('udp6', V6);
+      const big = Buffer.alloc(MAX_UDP_PAYLOAD_V4 + 1);
+      for (let i = 0; i < 5; i++) client.send(big, port, V6);
+      await waitFor(() => fw.stats().drops['too-large'] === 5, '5 drops');
+      const tooLarge = () => lines.filter((l) => l.reason === 'too-large');
+      expect(tooLarge()).toHaveLength(1);
+      clock.t += 5_000;
+      client.send(big, port, V6);
+      await waitFor(() => fw.stats().drops['too-large'] === 6, 'a 6th drop');
+      expect(tooLarge()).toHaveLength(2);
+      expect(tooLarge()[1]).toMatchObject({ level: 40, suppressed: 4 });
+      // What is still held back when the forwarder closes gets its line then.
+      for (let i = 0; i < 3; i++) client.send(big, port, V6);
+      await waitFor(() => fw.stats().drops['too-large'] === 9, '3 more drops');
+      expect(tooLarge()).toHaveLength(2);
+      await fw.close();
+      expect(tooLarge()).toHaveLength(3);
+      expect(tooLarge()[2]).toMatchObject({ level: 40, suppressed: 3 });
+    },
+  );
 
   it('logs flow open and expiry at debug with the client and the target source port', async () => {
     const echo = await echoServer('udp4', V4, 'port');
@@ -339,6 +362,8 @@ describe('UdpForwarder', () => {
       local: V4,
       targetSourcePort: sourcePort,
     });
+    // The native engine's counters lead its log lines (events reach TypeScript in batches).
+    await waitFor(() => lines.some((l) => l.msg === 'udp flow expired'), 'the expiry line');
     expect(lines.find((l) => l.msg === 'udp flow expired')).toMatchObject({
       level: 20,
       client: client1,
@@ -366,35 +391,43 @@ describe('UdpForwarder', () => {
     },
   );
 
-  it('relays through a wildcard listener and resolves a hostname target', async () => {
-    const { address, family } = await lookup('localhost');
-    const echo = await echoServer(family === 6 ? 'udp6' : 'udp4', address);
-    const { fw, port } = await forward('0.0.0.0', {
-      targetHost: 'localhost',
-      targetPort: echo.port,
-    });
-    const client = await udpSocket('udp4', V4);
-    const { msg, rinfo } = await request(client, 'by-name', port, V4);
-    expect(msg.toString()).toBe('by-name');
-    expect(rinfo.address).toBe(V4);
-    expect(fw.address).toEqual({ address: '0.0.0.0', family: 'IPv4', port });
-  });
+  // JS-only: the native engine sends to IP addresses; a hostname target is served in TypeScript.
+  it.runIf(engine === 'js')(
+    'relays through a wildcard listener and resolves a hostname target',
+    async () => {
+      const { address, family } = await lookup('localhost');
+      const echo = await echoServer(family === 6 ? 'udp6' : 'udp4', address);
+      const { fw, port } = await forward('0.0.0.0', {
+        targetHost: 'localhost',
+        targetPort: echo.port,
+      });
+      const client = await udpSocket('udp4', V4);
+      const { msg, rinfo } = await request(client, 'by-name', port, V4);
+      expect(msg.toString()).toBe('by-name');
+      expect(rinfo.address).toBe(V4);
+      expect(fw.address).toEqual({ address: '0.0.0.0', family: 'IPv4', port });
+    },
+  );
 
-  it('counts a target name that does not resolve as flow-setup drops', async () => {
-    const { logger, lines } = captureLogger();
-    const { fw, port } = await forward(V4, {
-      targetHost: 'does-not-exist.invalid',
-      targetPort: 9,
-      logger,
-    });
-    const client = await udpSocket('udp4', V4);
-    client.send('x', port, V4);
-    await waitFor(() => fw.stats().drops['flow-setup'] === 1, 'the drop', 10_000);
-    expect(fw.stats().flowsActive).toBe(0);
-    client.send('y', port, V4); // fails fast for a while instead of looking up again
-    await waitFor(() => fw.stats().drops['flow-setup'] === 2, 'the second drop');
-    expect(lines.filter((l) => l.reason === 'flow-setup')).toHaveLength(1);
-  });
+  // JS-only: as above, a hostname target is always served in TypeScript.
+  it.runIf(engine === 'js')(
+    'counts a target name that does not resolve as flow-setup drops',
+    async () => {
+      const { logger, lines } = captureLogger();
+      const { fw, port } = await forward(V4, {
+        targetHost: 'does-not-exist.invalid',
+        targetPort: 9,
+        logger,
+      });
+      const client = await udpSocket('udp4', V4);
+      client.send('x', port, V4);
+      await waitFor(() => fw.stats().drops['flow-setup'] === 1, 'the drop', 10_000);
+      expect(fw.stats().flowsActive).toBe(0);
+      client.send('y', port, V4); // fails fast for a while instead of looking up again
+      await waitFor(() => fw.stats().drops['flow-setup'] === 2, 'the second drop');
+      expect(lines.filter((l) => l.reason === 'flow-setup')).toHaveLength(1);
+    },
+  );
 
   it('close() closes the listener and every flow socket, and is idempotent', async () => {
     const echo = await echoServer('udp4', V4, 'port');
