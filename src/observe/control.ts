@@ -1,11 +1,12 @@
 // The control socket: each serving process answers live-stats requests on a Unix socket beside
 // its state file (`<dir>/<pid>.sock`, mode 0600, in the 0700 state directory). One JSON request
 // per line in, one JSON answer per line out; `portpub stats`, `top` and `ui` are its clients.
-import { chmodSync, unlinkSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { removeQuietly } from '../registry/state.js';
 import type { LiveSource, Snapshot } from './live.js';
 import { ERR_CONTROL } from '../errors.js';
 
@@ -209,13 +210,5 @@ export class ControlClient {
 export class ControlError extends PortpubError {
   constructor(path: string, why: string) {
     super(ERR_CONTROL, `control socket ${path}: ${why}`, EXIT_RUNTIME);
-  }
-}
-
-function removeQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

@@ -18,7 +18,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
 import { PROTOCOLS, type Protocol } from '../docker/spec.js';
 import type { Binding } from '../docker/report.js';
@@ -143,16 +143,27 @@ export function writeState(dir: string, state: State): void {
     ...(procStart !== undefined ? { procStart } : {}),
     ...(cmdline !== undefined ? { cmdline } : {}),
   };
-  const tmp = join(dir, `.${state.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const text = `${JSON.stringify(record, null, 2)}\n`;
+  writeFileAtomic(stateFile(dir, state.pid), text, state.pid);
+}
+
+/**
+ * writeFileAtomic replaces `path` with `text` so a reader sees the old file or the new, never
+ * half: a temp file beside it (mode 0600), flushed, then renamed over `path`; the temp file is
+ * removed if the rename fails. The temp file is `.<owner>.<hex>.tmp`, named after the writing
+ * process, so readStates can tell a dead writer's leftover in the state dir.
+ */
+export function writeFileAtomic(path: string, text: string, owner: number = process.pid): void {
+  const tmp = join(dirname(path), `.${owner}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
-    writeSync(fd, `${JSON.stringify(record, null, 2)}\n`);
+    writeSync(fd, text);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   try {
-    renameSync(tmp, stateFile(dir, state.pid));
+    renameSync(tmp, path);
   } catch (err) {
     removeQuietly(tmp);
     throw err;
@@ -384,7 +395,8 @@ function isServiceState(v: unknown): v is ServiceState {
   );
 }
 
-function removeQuietly(path: string): void {
+/** removeQuietly deletes a file; one already gone is not an error. */
+export function removeQuietly(path: string): void {
   try {
     unlinkSync(path);
   } catch (err) {

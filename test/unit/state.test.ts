@@ -5,6 +5,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readFileSync,
   readdirSync,
   rmSync,
   statSync,
@@ -21,8 +22,10 @@ import {
   processStartTime,
   provePortpub,
   readStates,
+  removeQuietly,
   removeState,
   stateDir,
+  writeFileAtomic,
   writeState,
   type State,
 } from '../../src/registry/state.js';
@@ -319,5 +322,28 @@ describe('provePortpub (issue 11 defect 8)', () => {
         message: expect.stringContaining('no such process') as string,
       }),
     );
+  });
+});
+
+describe('writeFileAtomic and removeQuietly (shared by the registry and the control socket)', () => {
+  it('replaces a file whole, mode 0600, leaving no temp file; removes quietly twice', () => {
+    const { root } = scratch();
+    const path = join(root, 'config.json');
+    writeFileAtomic(path, 'one\n');
+    writeFileAtomic(path, 'two\n');
+    expect(readFileSync(path, 'utf8')).toBe('two\n');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readdirSync(root)).toEqual(['config.json']);
+    removeQuietly(path);
+    removeQuietly(path);
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('removes its temp file when the rename fails', () => {
+    const { root } = scratch();
+    const path = join(root, 'taken');
+    mkdirSync(join(path, 'inside'), { recursive: true }); // a non-empty directory: rename fails
+    expect(() => writeFileAtomic(path, 'x')).toThrow();
+    expect(readdirSync(root)).toEqual(['taken']);
   });
 });
