@@ -1,12 +1,14 @@
 // Another local user must not be able to bind into a portpub UDP port and take its clients'
 // datagrams (issue 11, defect 2). The intruder runs as `nobody` (test/fixtures/udp-intruder.ts):
 // it binds with SO_REUSEADDR, which Linux lets any user share with another SO_REUSEADDR socket.
+// Against both engines, each binding as publish/ binds for it.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { fixtureProgram } from '../fixtures/udp-programs.js';
-import { echoServer, forward, needs, request, udpSocket, type UdpType } from '../helpers/udp.js';
+import { engines, requireNative, udpForward } from '../helpers/engines.js';
+import { echoServer, needs, request, udpSocket, type UdpType } from '../helpers/udp.js';
 
 const SETPRIV = '/usr/bin/setpriv';
 const INTRUDER = fixtureProgram('udp-intruder');
@@ -69,7 +71,9 @@ function intruder(port: number, addresses: string[]): Intruder {
   return { child, next };
 }
 
-describe('a UDP binding against another local user', () => {
+requireNative();
+
+describe.each(engines)('a UDP binding against another local user (%s engine)', (engine) => {
   it.for([
     ['udp4', '0.0.0.0', '127.0.0.1'],
     ['udp6', '::', '::1'],
@@ -78,7 +82,10 @@ describe('a UDP binding against another local user', () => {
     async ([type, wildcard, loopback], ctx) => {
       needs(ctx, [!canDrop && `root and ${SETPRIV} (to run a child as nobody)`]);
       const echo = await echoServer(type, loopback);
-      const { fw, port } = await forward(wildcard, { targetHost: loopback, targetPort: echo.port });
+      const { fw, port } = await udpForward(engine, wildcard, {
+        targetHost: loopback,
+        targetPort: echo.port,
+      });
       const other = intruder(port, [loopback, wildcard]);
       expect(await other.next()).toEqual({
         binds: { [loopback]: 'EADDRINUSE', [wildcard]: 'EADDRINUSE' },
@@ -96,7 +103,10 @@ describe('a UDP binding against another local user', () => {
   it('a specific-address binding lets no other user bind it either', async (ctx) => {
     needs(ctx, [!canDrop && `root and ${SETPRIV} (to run a child as nobody)`]);
     const echo = await echoServer('udp4', '127.0.0.1');
-    const { port } = await forward('127.0.0.1', { targetHost: '127.0.0.1', targetPort: echo.port });
+    const { port } = await udpForward(engine, '127.0.0.1', {
+      targetHost: '127.0.0.1',
+      targetPort: echo.port,
+    });
     const other = intruder(port, ['127.0.0.1', '0.0.0.0']);
     expect(await other.next()).toEqual({
       binds: { '127.0.0.1': 'EADDRINUSE', '0.0.0.0': 'EADDRINUSE' },

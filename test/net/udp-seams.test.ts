@@ -1,8 +1,10 @@
 // The seams UdpForwarder offers other layers: the live view (connections()) and the target dial
-// seam (options.dial), on real loopback sockets.
+// seam (options.dial), on real loopback sockets. The live view runs against both engines; the
+// dialer is the TypeScript forwarder's alone (a binding with a dialer is served in TypeScript).
 import dgram from 'node:dgram';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { UdpDialer } from '../../src/forwarder.js';
+import { engines, requireNative, udpForward } from '../helpers/engines.js';
 import {
   closeQuietly,
   echoServer,
@@ -44,11 +46,13 @@ function deferred<T>(): {
   return { promise, resolve, reject };
 }
 
-describe('UdpForwarder.connections()', () => {
+requireNative();
+
+describe.each(engines)('UDP connections() (%s engine)', (engine) => {
   it('lists one entry per live flow with its addresses, times and bytes', async () => {
     const echo = await echoServer('udp4', V4, 'port');
     const before = Date.now();
-    const { fw, port } = await forward(V4, { targetHost: V4, targetPort: echo.port });
+    const { fw, port } = await udpForward(engine, V4, { targetHost: V4, targetPort: echo.port });
     expect(fw.protocol).toBe('udp');
     expect(fw.connections()).toEqual([]);
     const a = await udpSocket('udp4', V4);
@@ -76,6 +80,7 @@ describe('UdpForwarder.connections()', () => {
   });
 });
 
+// JS-only: the native engine takes no dialer (src/engine serves such a binding in TypeScript).
 describe('UdpForwarderOptions.dial', () => {
   it('takes each flow target socket from the dialer, queueing what arrives before it', async () => {
     const echo = await echoServer('udp4', V4, 'port');
