@@ -11,6 +11,7 @@ import { parseListenAddress } from '../observe/http.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../engine/index.js';
 import { DEFAULTS as TCP_DEFAULTS } from '../tcp/options.js';
 import { UDP_DEFAULTS } from '../udp/forwarder.js';
+import type { PublisherOptions, PublishRequest } from '../publish/publisher.js';
 import type { CliIo } from './context.js';
 
 /** ServeOptions are the options of every command that serves ports. */
@@ -45,6 +46,38 @@ export const SERVE_DEFAULTS = {
   udpTimeoutMs: UDP_DEFAULTS.flowTimeoutMs,
   maxUdpFlows: UDP_DEFAULTS.maxFlows,
 } as const;
+
+/**
+ * publisherOptions turns the serve options into what startPublisher takes (the forwarders'
+ * limits, the host IP, the engine); the caller adds what is its own, such as tcpShare.
+ */
+export function publisherOptions(
+  publish: readonly PublishRequest[],
+  opts: Pick<
+    ServeOptions,
+    | 'defaultHostIp'
+    | 'connectTimeout'
+    | 'idleTimeout'
+    | 'maxConnections'
+    | 'udpTimeout'
+    | 'maxUdpFlows'
+    | 'engine'
+  >,
+  logger: Logger,
+): PublisherOptions {
+  return {
+    publish,
+    defaultHostIp: opts.defaultHostIp,
+    tcp: {
+      connectTimeoutMs: opts.connectTimeout,
+      idleTimeoutMs: opts.idleTimeout,
+      maxConnections: opts.maxConnections,
+    },
+    udp: { flowTimeoutMs: opts.udpTimeout, maxFlows: opts.maxUdpFlows },
+    logger,
+    engine: opts.engine,
+  };
+}
 
 /** addServeOptions adds the options every serving command shares. */
 export function addServeOptions(cmd: Command): Command {

@@ -18,7 +18,7 @@ import { TcpWorkers } from '../workers/pool.js';
 import { startObserve, type Observe } from '../observe/start.js';
 import type { CliContext, CliHost } from './context.js';
 import { formatBindings } from './format.js';
-import type { ServeOptions } from './options.js';
+import { publisherOptions, type ServeOptions } from './options.js';
 
 /** Identity is how `portpub port` finds this run: a --name, or the config file of `up`. */
 export interface Identity {
@@ -53,17 +53,8 @@ export async function serve(
     logger.info(engineLine(opts.engine, { tcpShared: opts.tcpWorkers > 1 }));
     workers = await startWorkers(opts, ctx, logger);
     forwarding = await startPublisher({
-      publish,
-      defaultHostIp: opts.defaultHostIp,
-      tcp: {
-        connectTimeoutMs: opts.connectTimeout,
-        idleTimeoutMs: opts.idleTimeout,
-        maxConnections: opts.maxConnections,
-      },
-      udp: { flowTimeoutMs: opts.udpTimeout, maxFlows: opts.maxUdpFlows },
-      logger,
+      ...publisherOptions(publish, opts, logger),
       ...(workers ? { tcpShare: workers } : {}),
-      engine: opts.engine,
     });
     observe = await observeServing(forwarding, workers, opts, identity, logger);
   } catch (err) {
