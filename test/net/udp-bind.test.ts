@@ -1,6 +1,7 @@
 // bindUdp on real sockets: what a specific address, a wildcard and `single` bind, all or
 // nothing, and (in network namespaces of their own) which address a reply leaves from and what
-// a wildcard binding does as local addresses come and go.
+// a wildcard binding does as local addresses come and go; and, against both engines, which
+// address a reply leaves from on the host's own loopback.
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -8,7 +9,16 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { bindUdp, type UdpListener } from '../../src/udp/bind.js';
 import { fixtureProgram } from '../fixtures/udp-programs.js';
-import { buildForChild, closeQuietly, needs, portOf, udpSocket } from '../helpers/udp.js';
+import { engines, requireNative, udpForward } from '../helpers/engines.js';
+import {
+  buildForChild,
+  closeQuietly,
+  echoServer,
+  needs,
+  portOf,
+  request,
+  udpSocket,
+} from '../helpers/udp.js';
 
 const V4 = '127.0.0.1';
 const V6 = '::1';
@@ -155,6 +165,34 @@ async function inNamespace(fixture: string, setup: string[]): Promise<unknown> {
   expect(code).toBe(0);
   return JSON.parse(stdout);
 }
+
+requireNative();
+
+describe.each(engines)('reply source address on the host loopback (%s engine)', (engine) => {
+  it('answers each client from the address it sent to, or not at all', async () => {
+    const echo = await echoServer('udp4', V4);
+    const { port } = await udpForward(engine, '0.0.0.0', { targetHost: V4, targetPort: echo.port });
+    // 127.0.0.2 and .5 are local (127/8 on lo) without being interface addresses: the native
+    // engine's one wildcard socket answers them from themselves (IP_PKTINFO); the TypeScript
+    // engine binds a socket per interface address only, so they get no answer (README caveat),
+    // never one from the wrong address.
+    for (const dst of ['127.0.0.1', '127.0.0.2', '127.0.0.5']) {
+      const client = await udpSocket('udp4', V4);
+      const answered = engine === 'native' || localV4().includes(dst);
+      const reply = request(client, `to ${dst}`, port, dst, {
+        tries: 3,
+        timeoutMs: answered ? 2_000 : 300,
+      });
+      if (!answered) {
+        await expect(reply).rejects.toThrow(/no reply/);
+        continue;
+      }
+      const { msg, rinfo } = await reply;
+      expect(msg.toString()).toBe(`to ${dst}`);
+      expect(rinfo).toMatchObject({ address: dst, port });
+    }
+  });
+});
 
 describe('reply source address (own network namespace)', () => {
   it('replies from the address the client sent to, with the listener on a wildcard', async (ctx) => {
