@@ -11,7 +11,11 @@ import { parseListenAddress } from '../observe/http.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../engine/index.js';
 import { DEFAULTS as TCP_DEFAULTS } from '../tcp/options.js';
 import { UDP_DEFAULTS } from '../udp/forwarder.js';
-import type { PublisherOptions, PublishRequest } from '../publish/publisher.js';
+import {
+  DRAIN_TIMEOUT_MS,
+  type PublisherOptions,
+  type PublishRequest,
+} from '../publish/publisher.js';
 import type { CliIo } from './context.js';
 
 /** ServeOptions are the options of every command that serves ports. */
@@ -36,10 +40,10 @@ export interface ServeOptions {
 
 /**
  * SERVE_DEFAULTS are the serving defaults the help shows: the forwarders' own (src/tcp,
- * src/udp), written nowhere else; drain is the CLI's choice (Docker has no drain).
+ * src/udp) and the publisher's drain timeout, written nowhere else.
  */
 export const SERVE_DEFAULTS = {
-  drainTimeoutMs: 10_000,
+  drainTimeoutMs: DRAIN_TIMEOUT_MS,
   connectTimeoutMs: TCP_DEFAULTS.connectTimeoutMs,
   idleTimeoutMs: TCP_DEFAULTS.idleTimeoutMs,
   maxConnections: TCP_DEFAULTS.maxConnections,

@@ -90,6 +90,12 @@ export interface PublisherOptions {
   engine?: EngineChoice;
 }
 
+/**
+ * DRAIN_TIMEOUT_MS is how long close() lets open connections finish before cutting them, by
+ * default; the CLI's --drain-timeout default too (Docker has no drain: this is portpub's choice).
+ */
+export const DRAIN_TIMEOUT_MS = 10_000;
+
 /** UpdateResult counts what a reload did to the published mappings. */
 export interface UpdateResult {
   added: number;
@@ -223,7 +229,7 @@ export class Publisher {
    * close stops accepting everywhere and lets open connections finish for up to drainTimeoutMs,
    * then cuts whatever is left. Idempotent.
    */
-  async close(drainTimeoutMs = 10_000): Promise<void> {
+  async close(drainTimeoutMs = DRAIN_TIMEOUT_MS): Promise<void> {
     this.closed = true;
     this.holdWhileEmpty();
     const entries = this.entries;
