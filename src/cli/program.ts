@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Help, type Option } from 'commander';
 import type { CliContext } from './context.js';
+import { registerDown } from './down.js';
 import { registerEnv } from './env.js';
 import { registerPort } from './port.js';
 import { registerReload } from './reload.js';
@@ -30,6 +31,7 @@ export type RegisterCommand = (program: Command, ctx: CliContext) => void;
 
 const COMMANDS: readonly RegisterCommand[] = [
   registerUp,
+  registerDown,
   registerPort,
   registerEnv,
   registerRun,

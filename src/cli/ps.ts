@@ -1,26 +1,32 @@
-// `portpub ps [-a] [--format json]`: the `portpub run` services as `docker ps` lists containers,
+// `portpub ps [-a] [--format json]`: the detached services (`run`, `portpub -d`, `up -d`) and
+// the `run` ones in the foreground, as `docker ps` lists containers,
 // with Docker's PORTS column (docker/cli DisplayablePorts) and its human durations (go-units).
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { joinHostPort } from '../address.js';
 import type { Binding } from '../docker/report.js';
 import { liveness, listContainers, type ContainerRecord } from '../registry/containers.js';
+import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 
 /** registerPs adds `portpub ps`. */
 export function registerPs(program: Command, ctx: CliContext): void {
   program
     .command('ps')
-    .description('list portpub run services, as docker ps does (running ones; -a for all)')
+    .description(
+      'list portpub run services and detached ones (-d), as docker ps does (running ones; -a for all)',
+    )
     .option('-a, --all', 'show all services, not only running ones', false)
     .addOption(new Option('--format <format>', "'table' (default) or 'json' (one line each)"))
     .option('-q, --quiet', 'only print the ids', false)
     .action((opts: { all: boolean; format?: string; quiet: boolean }) => {
       const now = Date.now();
+      // A running portpub's state file has its bindings as of now (`up` reloads change them).
+      const live = new Map(readStates(stateDir()).map((s) => [s.pid, s.bindings]));
       const rows = listContainers()
         .filter((c) => opts.all || liveness(c) === 'running')
         .reverse() // newest first, as docker ps
-        .map((c) => row(c, now));
+        .map((c) => row(c, now, live));
       if (opts.quiet) {
         ctx.io.stdout.write(rows.map((r) => `${r.ID}\n`).join(''));
       } else if (opts.format === 'json') {
@@ -45,8 +51,10 @@ interface Row {
   Networks: string;
 }
 
-function row(c: ContainerRecord, now: number): Row {
+function row(c: ContainerRecord, now: number, live: ReadonlyMap<number, Binding[]>): Row {
   const state = liveness(c);
+  const bindings =
+    (c.state.pid !== undefined ? live.get(c.state.pid) : undefined) ?? c.state.bindings;
   return {
     ID: c.id.slice(0, 12),
     Names: c.name,
@@ -55,7 +63,7 @@ function row(c: ContainerRecord, now: number): Row {
     RunningFor: `${humanDuration(now - Date.parse(c.created))} ago`,
     State: state,
     Status: status(c, state, now),
-    Ports: state === 'running' ? displayablePorts(c.state.bindings ?? [], c.exposed) : '',
+    Ports: state === 'running' ? displayablePorts(bindings ?? [], c.exposed) : '',
     Networks: c.network === 'host' ? 'host' : 'private',
   };
 }

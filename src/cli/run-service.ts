@@ -16,6 +16,7 @@ import { startPublisher, type Publisher, type PublishRequest } from '../publish/
 import {
   containerPath,
   findContainer,
+  isRunService,
   liveness,
   removeContainer,
   updateState,
@@ -242,6 +243,8 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
     let container: ContainerRecord | undefined;
     try {
       container = findContainer(name, dir);
+      // A detached `portpub -d` / `up -d` is linked through its state file, below.
+      if (!isRunService(container)) container = undefined;
     } catch {
       container = undefined;
     }

@@ -2,29 +2,26 @@
 // gets a network of its own (src/netns) whose ports -p publishes on the host; `--network host`
 // (or `--published`) runs it on the host's network with the --link variables set, as before.
 // Everything after COMMAND is the command's (passThroughOptions), as with docker run.
-import { spawn } from 'node:child_process';
-import { openSync, readFileSync, closeSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkName, checkNameFree } from '../docker/names.js';
 import type { PortMapping } from '../docker/spec.js';
-import { EXIT_RUNTIME, EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
+import { EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
 import {
-  containerPath,
   createContainer,
   generateName,
   listContainers,
   newId,
   pickIp,
   readRecord,
-  removeContainer,
   type ContainerConfig,
   type ExposedPort,
 } from '../registry/containers.js';
 import { linkedEnv, runWithEnv } from '../registry/queries.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
+import { spawnBackground } from './detach.js';
 import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
 import { runContainer } from './run-service.js';
 
@@ -212,47 +209,13 @@ async function runOnHost(
 }
 
 /**
- * detach starts this same CLI in the background on the record (`run --from-record ID`), its
- * output to the service's log file, waits until it says the service runs (or failed), prints the
- * id and returns: the service is then the background portpub's alone.
+ * detach starts this same CLI in the background on the record (`run --from-record ID`, see
+ * spawnBackground in detach.ts), prints the id once the service runs, and returns: the service is
+ * then the background portpub's alone.
  */
 async function detach(id: string, ctx: CliContext, dir: string): Promise<number> {
-  const bin = fileURLToPath(new URL('../../bin/portpub.js', import.meta.url));
-  const log = openSync(containerPath(id, 'log', dir), 'a', 0o600);
-  const child = spawn(process.execPath, [bin, 'run', '--from-record', id], {
-    detached: true,
-    stdio: ['ignore', log, log, 'ipc'],
-  });
-  closeSync(log);
-  type Outcome = { ok: true } | { ok: false; code: number; message?: string };
-  const outcome = await new Promise<Outcome>((resolve) => {
-    child.on('message', (m: { t?: string; code?: number; message?: string }) => {
-      if (m.t === 'running') resolve({ ok: true });
-      if (m.t === 'failed') {
-        const message = m.message !== undefined ? { message: m.message } : {};
-        resolve({ ok: false, code: m.code ?? EXIT_RUNTIME, ...message });
-      }
-    });
-    child.once('exit', (code) => resolve({ ok: false, code: code ?? EXIT_RUNTIME }));
-    child.once('error', () => resolve({ ok: false, code: EXIT_RUNTIME }));
-  });
-  if (child.connected) child.disconnect();
-  child.unref();
-  if (!outcome.ok) {
-    // Its reason, as `docker run -d` prints the daemon's error: its message, else its log.
-    const logged = safeRead(containerPath(id, 'log', dir))
-      .trim()
-      .split('\n')
-      .filter((l) => l.startsWith('portpub:'))
-      .at(-1);
-    const why = outcome.message !== undefined ? `portpub: ${outcome.message}` : logged;
-    ctx.io.stderr.write(
-      `${why ?? `portpub: the service did not start (see portpub logs ${id.slice(0, 12)})`}\n`,
-    );
-    const record = readRecord(id, dir);
-    if (record?.autoRemove) removeContainer(record, dir);
-    return outcome.code;
-  }
+  const started = await spawnBackground(id, ['run', '--from-record', id], ctx, dir);
+  if (!started.ok) return started.code;
   ctx.io.stdout.write(`${id}\n`);
   return 0;
 }
@@ -310,13 +273,5 @@ function readText(file: string): string {
       `open ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`,
       EXIT_USAGE,
     );
-  }
-}
-
-function safeRead(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
   }
 }

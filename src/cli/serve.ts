@@ -1,11 +1,21 @@
 // The root command, `portpub -p SPEC...`: Docker's -p on a bare host. It binds every mapping,
 // prints them as docker port does, and relays to --target until SIGINT/SIGTERM.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { checkNameFree } from '../docker/names.js';
 import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
-import { EXIT_USAGE } from '../errors.js';
+import { EXIT_USAGE, UsageError } from '../errors.js';
 import { ipv6Listenable } from '../publish/host-ips.js';
+import {
+  createContainer,
+  generateName,
+  listContainers,
+  newId,
+  readRecord,
+  removeContainer,
+} from '../registry/containers.js';
+import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
+import { backgroundContext, spawnBackground, userArgs } from './detach.js';
 import { formatPlan } from './format.js';
 import {
   addServeOptions,
@@ -37,6 +47,9 @@ Examples:
 
   # check specs without binding anything, as JSON
   $ portpub --dry-run --json -p 8000-8010:80 -p 127.0.0.1::53/udp
+
+  # in the background: prints an id; then portpub ps, logs web, stop web
+  $ portpub -d --name web -p 8080:80
 `;
 
 interface RootOptions extends ServeOptions {
@@ -44,6 +57,8 @@ interface RootOptions extends ServeOptions {
   target: string;
   name?: string;
   dryRun: boolean;
+  detach: boolean;
+  fromRecord?: string;
 }
 
 /** registerServe makes the program itself the `-p` runner (it has no subcommand name). */
@@ -75,8 +90,14 @@ export function registerServe(program: Command, ctx: CliContext): void {
       nameArg('--name'),
     )
     .option('--dry-run', 'parse and validate, print the plan, bind nothing', false)
-    .action(async (opts: RootOptions) => {
-      ctx.setExit(await runPublish(opts, ctx, hostIpIgnored));
+    .option(
+      '-d, --detach',
+      'serve in the background and print its id (see portpub ps, stop)',
+      false,
+    )
+    .addOption(new Option('--from-record <id>').hideHelp())
+    .action(async (opts: RootOptions, cmd: Command) => {
+      ctx.setExit(await runPublish(opts, ctx, hostIpIgnored, cmd));
     });
   // -p values with host_ip= (long syntax): docker run ignores the key, and so does portpub.
   const hostIpIgnored: string[] = [];
@@ -88,6 +109,7 @@ async function runPublish(
   opts: RootOptions,
   ctx: CliContext,
   hostIpIgnored: readonly string[],
+  cmd: Command,
 ): Promise<number> {
   const { io } = ctx;
   const mappings = opts.publish.flat();
@@ -111,7 +133,69 @@ async function runPublish(
     warnSctp(mappings, logger);
     return 0;
   }
-  if (opts.name !== undefined) checkNameFree(opts.name, runNameHolders());
   const publish = mappings.map((mapping) => ({ mapping, targetHost: opts.target }));
+  if (opts.fromRecord !== undefined) {
+    // The background half of -d: the same command line, with the record's name.
+    const record = readRecord(opts.fromRecord);
+    if (!record) throw new UsageError(`no such service record: ${opts.fromRecord}`);
+    const bg = backgroundContext(record, ctx);
+    let code = 1;
+    try {
+      checkNameFree(record.name, runNameHolders());
+      code = await serve(publish, opts, bg.ctx, logger, { name: record.name });
+    } finally {
+      bg.finish(code);
+    }
+    return code;
+  }
+  if (opts.name !== undefined) checkNameFree(opts.name, runNameHolders());
+  if (opts.detach) return detachPublish(mappings, opts, ctx, cmd);
   return serve(publish, opts, ctx, logger, opts.name !== undefined ? { name: opts.name } : {});
+}
+
+/**
+ * detachPublish is `portpub -d -p ...`: a record (named by --name, else generated, as docker run
+ * names containers) served by a background portpub on this same command line; prints the id
+ * once every port is bound, as `docker run -d` prints the container id.
+ */
+async function detachPublish(
+  mappings: PortMapping[],
+  opts: RootOptions,
+  ctx: CliContext,
+  cmd: Command,
+): Promise<number> {
+  const dir = stateDir();
+  const id = newId();
+  const args = userArgs(cmd);
+  createContainer(
+    {
+      id,
+      kind: 'serve',
+      name: opts.name ?? generateName(new Set(listContainers(dir).map((c) => c.name))),
+      command: 'portpub',
+      args,
+      created: new Date().toISOString(),
+      network: 'host',
+      env: [],
+      userEnv: [],
+      publish: mappings,
+      exposed: [],
+      links: [],
+      ip: '',
+      detach: true,
+      autoRemove: false,
+      interactive: false,
+      serve: {},
+    },
+    dir,
+  );
+  const started = await spawnBackground(id, [...args, '--from-record', id], ctx, dir);
+  if (!started.ok) {
+    // Nothing ever served: no record is left to hold the name (its log said why, on stderr).
+    const record = readRecord(id, dir);
+    if (record) removeContainer(record, dir);
+    return started.code;
+  }
+  ctx.io.stdout.write(`${id}\n`);
+  return 0;
 }

@@ -1,6 +1,8 @@
-// `portpub stop [-t SECONDS] NAME...`: as docker stop.
-// stop sends the service's portpub SIGTERM (it passes it to the command and drains), then
-// SIGKILL after the timeout: its agent sees the IPC channel close and ends the namespace.
+// `portpub stop [-t SECONDS] NAME...`: as docker stop, for every detached service (`run -d`,
+// `portpub -d`, `up -d`). stop sends the service's portpub SIGTERM (a run service passes it to
+// the command; every one drains its ports), then SIGKILL after the timeout: a run service's agent
+// sees the IPC channel close and ends the namespace. Only a pid proven to be that portpub (its
+// state file's start time and command line, provePortpub) is ever signalled.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import {
@@ -12,7 +14,8 @@ import {
   updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
-import { removeState, stateDir } from '../registry/state.js';
+import { ERR_NOT_PORTPUB, EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { provePortpub, readStates, removeState, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 
 /** registerStop adds `portpub stop`. */
@@ -44,6 +47,18 @@ export async function stopContainer(
     markKilled(record);
     return;
   }
+  // A reused pid must never get the signal: the record's start time (liveness) and the state
+  // file's command line must both be that portpub's.
+  const state = readStates(stateDir()).find((s) => s.pid === pid);
+  if (!state) {
+    throw new PortpubError(
+      ERR_NOT_PORTPUB,
+      `pid ${pid} of ${record.name} is not a portpub that can be proven: it left no state file; ` +
+        'nothing was signalled',
+      EXIT_RUNTIME,
+    );
+  }
+  provePortpub(state);
   const gone = () => processGone(pid);
   const waitGone = async (ms: number) => {
     const deadline = Date.now() + ms;

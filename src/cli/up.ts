@@ -1,6 +1,6 @@
 // `portpub up`: publish the ports: of every service of a compose-style file in one process;
 // SIGHUP (or `portpub reload`) re-reads the file and applies the difference.
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DEFAULT_CONFIG_FILES } from '../docker/compose.js';
 import {
   loadComposeProject,
@@ -11,11 +11,22 @@ import {
 } from '../publish/compose-load.js';
 import { planSelfLoop } from '../publish/self-loop.js';
 import { ipv6Listenable } from '../publish/host-ips.js';
-import { UsageError } from '../errors.js';
-import type { ServiceState } from '../registry/state.js';
+import { checkNameFree } from '../docker/names.js';
+import { ERR_NAME_IN_USE, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
+import type { PublishRequest } from '../publish/publisher.js';
+import {
+  createContainer,
+  listContainers,
+  liveness,
+  newId,
+  readRecord,
+  removeContainer,
+} from '../registry/containers.js';
+import { stateDir, type ServiceState } from '../registry/state.js';
 import type { CliContext } from './context.js';
+import { backgroundContext, spawnBackground, userArgs } from './detach.js';
 import { formatServicePlan } from './format.js';
-import { addServeOptions, makeLogger, type ServeOptions } from './options.js';
+import { addServeOptions, makeLogger, runNameHolders, type ServeOptions } from './options.js';
 import { serve, warnSctp } from './serving.js';
 
 const EXAMPLES = `
@@ -28,6 +39,10 @@ Examples:
 
   # after editing the file: apply it without dropping connections of unchanged mappings
   $ portpub reload          (or: kill -HUP <pid>)
+
+  # in the background (listed by portpub ps), then stopped
+  $ portpub up -d
+  $ portpub down
 `;
 
 interface UpOptions extends ServeOptions {
@@ -36,6 +51,8 @@ interface UpOptions extends ServeOptions {
   profile?: string[];
   targetFor: Record<string, string>;
   dryRun: boolean;
+  detach: boolean;
+  fromRecord?: string;
 }
 
 /** registerUp adds `portpub up`. */
@@ -66,9 +83,11 @@ export function registerUp(program: Command, ctx: CliContext): void {
       {} as Record<string, string>,
     )
     .option('--dry-run', 'read and check the file, print the plan, bind nothing', false)
+    .option('-d, --detach', 'serve in the background (see portpub ps, portpub down)', false)
+    .addOption(new Option('--from-record <id>').hideHelp())
     .addHelpText('after', EXAMPLES)
-    .action(async (opts: UpOptions) => {
-      ctx.setExit(await runUp(opts, ctx));
+    .action(async (opts: UpOptions, cmd: Command) => {
+      ctx.setExit(await runUp(opts, ctx, cmd));
     });
   addServeOptions(up);
 }
@@ -82,7 +101,7 @@ function targetForArg(value: string, prev: Record<string, string>): Record<strin
 }
 
 /** runUp serves every service of a compose project; SIGHUP re-reads it off the event loop. */
-async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
+async function runUp(opts: UpOptions, ctx: CliContext, cmd: Command): Promise<number> {
   const logger = makeLogger(opts, ctx.io);
   const projectOpts: ProjectOptions = {
     cwd: process.cwd(),
@@ -119,7 +138,83 @@ async function runUp(opts: UpOptions, ctx: CliContext): Promise<number> {
     identity.services = serviceStates(next);
     return projectRequests(next);
   };
+  if (opts.fromRecord !== undefined) {
+    // The background half of -d: the same command line, its start and end in the record.
+    const record = readRecord(opts.fromRecord);
+    if (!record) throw new UsageError(`no such service record: ${opts.fromRecord}`);
+    const bg = backgroundContext(record, ctx);
+    let code = 1;
+    try {
+      code = await serve(publish, opts, bg.ctx, logger, identity, reload);
+    } finally {
+      bg.finish(code);
+    }
+    return code;
+  }
+  if (opts.detach) return detachUp(project, publish, ctx, cmd);
   return serve(publish, opts, ctx, logger, identity, reload);
+}
+
+/**
+ * detachUp is `portpub up -d`: one record named after the project (one portpub serves all its
+ * services), served by a background portpub on this same command line. As `docker compose up -d`
+ * it prints nothing on stdout and one line per service on stderr once every port is bound.
+ */
+async function detachUp(
+  project: ComposeProject,
+  publish: readonly PublishRequest[],
+  ctx: CliContext,
+  cmd: Command,
+): Promise<number> {
+  const dir = stateDir();
+  for (const r of listContainers(dir)) {
+    if (r.kind !== 'up' || r.project !== project.name) continue;
+    if (liveness(r) === 'running') {
+      throw new PortpubError(
+        ERR_NAME_IN_USE,
+        `project ${project.name} is already up (portpub pid ${r.state.pid}): ` +
+          `portpub down -p ${project.name} stops it`,
+        EXIT_RUNTIME,
+      );
+    }
+    removeContainer(r, dir); // stopped earlier: `up -d` starts it afresh, as compose does
+  }
+  checkNameFree(project.name, runNameHolders());
+  const services = [...new Set(publish.map((r) => r.name ?? ''))].filter((n) => n !== '');
+  const id = newId();
+  const args = userArgs(cmd);
+  createContainer(
+    {
+      id,
+      kind: 'up',
+      project: project.name,
+      services,
+      name: project.name,
+      command: 'portpub',
+      args,
+      created: new Date().toISOString(),
+      network: 'host',
+      env: [],
+      userEnv: [],
+      publish: publish.map((r) => r.mapping),
+      exposed: [],
+      links: [],
+      ip: '',
+      detach: true,
+      autoRemove: false,
+      interactive: false,
+      serve: {},
+    },
+    dir,
+  );
+  const started = await spawnBackground(id, [...args, '--from-record', id], ctx, dir);
+  if (!started.ok) {
+    const record = readRecord(id, dir);
+    if (record) removeContainer(record, dir);
+    return started.code;
+  }
+  ctx.io.stderr.write(services.map((s) => ` Service ${s}  Started\n`).join(''));
+  return 0;
 }
 
 /**

@@ -39,8 +39,19 @@ export interface ExposedPort {
   protocol: 'tcp' | 'udp' | 'sctp';
 }
 
-/** ContainerConfig is what `run` was asked for, fixed at creation. */
+/**
+ * ServiceKind is what a record serves: a `portpub run` command in its namespaces (absent in
+ * records from before kinds), or a detached plain `portpub -d -p ...` / `portpub up -d`, which
+ * publish ports only (no namespace, no link socket, no address of their own).
+ */
+export type ServiceKind = 'run' | 'serve' | 'up';
+
+/** ContainerConfig is what `run` (or `-d`, `up -d`) was asked for, fixed at creation. */
 export interface ContainerConfig {
+  kind?: ServiceKind;
+  /** `up -d`: the compose project, and its services that publish ports (for `down`). */
+  project?: string;
+  services?: string[];
   /** 64 hex digits; the short id (12) is the hostname. */
   id: string;
   name: string;
@@ -289,11 +300,19 @@ export function findContainer(ref: string, dir: string = stateDir()): ContainerR
   return found;
 }
 
-/** findRunning is findContainer for a running service, or undefined. */
+/** isRunService: the record is a `portpub run` service (a namespace, a link socket, an ip). */
+export function isRunService(record: ContainerRecord): boolean {
+  return record.kind === undefined || record.kind === 'run';
+}
+
+/**
+ * findRunning is findContainer for a running `portpub run` service, or undefined: a detached
+ * plain run or `up` answers through its state file, as the foreground ones do.
+ */
 export function findRunning(ref: string, dir: string = stateDir()): ContainerRecord | undefined {
   try {
     const record = findContainer(ref, dir);
-    return liveness(record) === 'running' ? record : undefined;
+    return liveness(record) === 'running' && isRunService(record) ? record : undefined;
   } catch {
     return undefined;
   }
