@@ -115,6 +115,36 @@ describe('README Options', () => {
     expect(flags).toContain('--name');
     for (const flag of flags) expect(help, flag).toContain(flag);
   });
+
+  it('has a row for every option the help shows', async () => {
+    const help = (await runMain(['--help'])).stdout;
+    const options = help.slice(help.indexOf('Options:'), help.indexOf('Commands:'));
+    const shown = new Set([...options.matchAll(/^ {2}(?:-\w, )?(--[a-z-]+)/gm)].map((m) => m[1]!));
+    const rows = section('Options')
+      .split('\n')
+      .filter((l) => l.startsWith('| `'))
+      .join('\n');
+    const documented = new Set([...rows.matchAll(/`(?:-\w, )?(--[a-z-]+)/g)].map((m) => m[1]!));
+    expect(shown.size).toBeGreaterThan(10);
+    expect([...shown].filter((f) => !documented.has(f))).toEqual([]);
+  });
+});
+
+describe('README Library', () => {
+  it('imports only names the package exports, and names the aliases it keeps', async () => {
+    const api = (await import('../../src/index.js')) as Record<string, unknown>;
+    const text = section('Library');
+    const imports = [...text.matchAll(/^import \{ (.*) \} from 'portpub';$/gm)];
+    expect(imports.length).toBeGreaterThan(0);
+    for (const m of imports) {
+      for (const name of m[1]!.split(', ')) expect(api[name], name).toBeDefined();
+    }
+    expect(text).toContain('startPublisher');
+    for (const name of ['startPublisher', 'Publisher', 'startForwarding', 'Forwarding']) {
+      expect(text, name).toContain(`\`${name}\``);
+      expect(api[name], name).toBeDefined();
+    }
+  });
 });
 
 describe('README portpub port examples', () => {
