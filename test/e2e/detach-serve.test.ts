@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { echoServer, roundTrip, track, waitFor } from '../helpers/net.js';
-import { alive, record, records, refused, runEnv, type RunEnv } from '../fixtures/netns-run.js';
+import { alive, record, records, runEnv, type RunEnv } from '../fixtures/netns-run.js';
 import { processStartTime } from '../../src/registry/state.js';
 
 const cli = (e: RunEnv, ...args: string[]) => runCli(args, 20_000, { env: e.env });
@@ -60,8 +60,9 @@ describe('portpub -d -p', { timeout: 60_000 }, () => {
     const stop = await cli(e, 'stop', 'web');
     expect(stop.stderr).toBe('');
     expect(stop).toMatchObject({ code: 0, stdout: 'web\n' });
+    // Gone, so nothing of it holds the port (a refused-connect check would race with whoever
+    // binds the released ephemeral port next on a shared machine).
     expect(alive(pid)).toBe(false);
-    expect(await refused(port)).toBe(true);
     expect(record(e.dir, 'web').state).toMatchObject({ status: 'exited', exitCode: 0 });
     expect((await cli(e, 'ps')).stdout.trimEnd().split('\n')).toHaveLength(1);
     const all = await cli(e, 'ps', '-a');
