@@ -7,7 +7,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { joinHostPort } from '../address.js';
 import type { BoundAddress, ConnectionInfo, Forwarder, UdpDialer } from '../forwarder.js';
-import { LogLimit } from '../log-limit.js';
+import { WarnLimiter } from '../log-limit.js';
 import type { Logger } from '../logger.js';
 import { boundAddress, type ListenerChange, type UdpListener } from './bind.js';
 import { Flow, isOwnTargetSocket, type FlowOwner } from './flow.js';
@@ -93,7 +93,7 @@ export class UdpForwarder implements Forwarder<UdpStats> {
       maxSessions: o.maxFlows,
       now: o.now,
     });
-    this.warnings = new WarnLimiter(this.log, this.now);
+    this.warnings = new WarnLimiter(this.log, this.now, WARN_INTERVAL_MS);
     this.address = {
       address: listener.host,
       family: isIP(listener.host) === 6 ? 'IPv6' : 'IPv4',
@@ -423,42 +423,5 @@ function closeQuietly(socket: dgram.Socket): void {
     socket.close();
   } catch {
     // closed already
-  }
-}
-
-/**
- * WarnLimiter logs at most one warning per reason per WARN_INTERVAL_MS (one LogLimit per reason);
- * the next one after the interval carries how many were suppressed, so a flood costs a counter
- * increment per datagram.
- */
-class WarnLimiter {
-  private readonly limits = new Map<string, { limit: LogLimit; msg: string }>();
-
-  constructor(
-    private readonly log: Logger,
-    private readonly now: Clock,
-  ) {}
-
-  warn(reason: string, fields: Record<string, unknown>, msg: string): void {
-    let entry = this.limits.get(reason);
-    if (entry === undefined) {
-      entry = { limit: new LogLimit(WARN_INTERVAL_MS), msg };
-      this.limits.set(reason, entry);
-    }
-    const events = entry.limit.take(this.now());
-    if (events === 0) return;
-    entry.msg = msg;
-    const suppressed = events - 1;
-    this.log.warn({ reason, ...fields, ...(suppressed > 0 ? { suppressed } : {}) }, msg);
-  }
-
-  /** flush logs the counts still suppressed (at close). */
-  flush(): void {
-    for (const [reason, { limit, msg }] of this.limits) {
-      // take(Infinity) forces the line due; it counts one event of its own, hence the - 1.
-      const suppressed = limit.take(Infinity) - 1;
-      if (suppressed > 0) this.log.warn({ reason, suppressed }, msg);
-    }
-    this.limits.clear();
   }
 }
