@@ -95,9 +95,19 @@ static void start(struct engine *e, struct listener *l, int fd, const struct soc
   /* A connect that completed at once is reported by epoll as writable, like any other. */
 }
 
-static int own(struct engine *e, const struct sockaddr_storage *ss) {
+/* own says whether the accepted connection fd (from ss) is one of our own target sockets
+ * connecting to us. Linux reuses an ephemeral port for connections to different destinations, so
+ * a client may share its address and port with one of our target sockets: it is a loop only if
+ * it also reached the address that target socket dials (checked with getsockname, only then). */
+static int own(struct engine *e, int fd, const struct sockaddr_storage *ss) {
   for (struct conn *c = e->own_tcp[addr_hash(ss) & (OWN_BUCKETS - 1)]; c; c = c->lnext) {
-    if (addr_eq(&c->local, ss)) return 1;
+    if (!addr_eq(&c->local, ss)) continue;
+    struct sockaddr_storage me;
+    socklen_t len = sizeof me;
+    memset(&me, 0, sizeof me);
+    if (getsockname(fd, (struct sockaddr *)&me, &len) == 0 && addr_eq(&me, &c->l->target)) {
+      return 1;
+    }
   }
   return 0;
 }
@@ -105,7 +115,7 @@ static int own(struct engine *e, const struct sockaddr_storage *ss) {
 /* take serves one accepted client, or drops it: a connection from one of our own target
  * sockets (forwarding into itself) and one beyond max_conns are reset and counted. */
 static void take(struct engine *e, struct listener *l, int fd, const struct sockaddr_storage *ss) {
-  if (own(e, ss)) {
+  if (own(e, fd, ss)) {
     stat_add(l, ST_LOOPED, 1);
     tcp_emit(e, l, EV_LOOPED, 0, ss);
     tcp_close_fd(&fd, 1);
