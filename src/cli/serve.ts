@@ -92,7 +92,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option('--dry-run', 'parse and validate, print the plan, bind nothing', false)
     .option(
       '-d, --detach',
-      'serve in the background and print its id (see portpub ps, stop)',
+      'serve in the background and print its id (see portpub ps, logs, stop)',
       false,
     )
     .addOption(new Option('--from-record <id>').hideHelp())
