@@ -1,5 +1,5 @@
 // Plain `portpub -d -p ...` through the built CLI (issue 14): it prints an id once every port is
-// bound and serves in the background; ps (PORTS column), ps -a, port, logs and stop see it; a
+// bound and serves in the background; ps (PORTS column), ps -a, port, env, logs and stop see it; a
 // bind failure reaches the foreground as the same message and exit code, leaving nothing; stop
 // never signals a pid it cannot prove to be that portpub.
 import { spawn } from 'node:child_process';
@@ -42,6 +42,11 @@ describe('portpub -d -p', { timeout: 60_000 }, () => {
     const socket = track(net.connect(port, '127.0.0.1'));
     expect(await roundTrip(socket, 'ping')).toBe('ping');
     socket.destroy();
+
+    // `portpub env NAME` answers from its state file, as for a foreground --name run.
+    const env = await cli(e, 'env', 'web');
+    expect(env.code).toBe(0);
+    expect(env.stdout).toContain(`export WEB_PORT='tcp://127.0.0.1:${echo.port}'\n`);
 
     const ps = await cli(e, 'ps');
     expect(ps.code).toBe(0);
