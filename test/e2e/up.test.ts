@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadComposeProjectOffThread } from '../../src/publish/compose-load.js';
 import { BIN, runCli, startCli, withTimeout, type Running } from '../helpers/cli.js';
-import { echoServer, freePort } from '../helpers/net.js';
+import { echoServer, freePort, roundTrip } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
 
 const tcpEcho = async (): Promise<number> => (await echoServer()).port;
@@ -41,24 +41,7 @@ async function open(port: number): Promise<{ sock: Socket; echo(t: string): Prom
     5000,
     `connect to ${port}`,
   );
-  const echo = (text: string) =>
-    withTimeout(
-      new Promise<string>((resolve, reject) => {
-        let got = '';
-        const onData = (d: string) => {
-          got += d;
-          if (got.length >= text.length) {
-            sock.off('data', onData);
-            resolve(got);
-          }
-        };
-        sock.on('data', onData);
-        sock.once('error', reject);
-        sock.write(text);
-      }),
-      5000,
-      `echo on ${port}`,
-    );
+  const echo = (text: string) => roundTrip(sock, text, 5000);
   return { sock, echo };
 }
 

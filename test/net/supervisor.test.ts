@@ -4,7 +4,7 @@ import { parsePublish } from '../../src/docker/spec.js';
 import * as api from '../../src/index.js';
 import { Publisher, startPublisher, type PublishRequest } from '../../src/publish/publisher.js';
 import { withTimeout } from '../helpers/cli.js';
-import { echoServer as echoFixture, freePort } from '../helpers/net.js';
+import { echoServer as echoFixture, freePort, roundTrip } from '../helpers/net.js';
 
 const echoServer = async (): Promise<number> => (await echoFixture()).port;
 
@@ -33,24 +33,7 @@ async function openEcho(port: number): Promise<Socket & { echo(t: string): Promi
   onTestFinished(() => void s.destroy());
   s.setEncoding('utf8');
   s.on('error', () => undefined);
-  const echo = (text: string) =>
-    withTimeout(
-      new Promise<string>((resolve, reject) => {
-        let got = '';
-        const onData = (d: string) => {
-          got += d;
-          if (got.length >= text.length) {
-            s.off('data', onData);
-            resolve(got);
-          }
-        };
-        s.on('data', onData);
-        s.once('close', () => reject(new Error('closed')));
-        s.write(text);
-      }),
-      5000,
-      `echo on ${port}`,
-    );
+  const echo = (text: string) => roundTrip(s, text, 5000);
   await echo('hi');
   return Object.assign(s, { echo });
 }
