@@ -264,12 +264,15 @@ describe.each(engines)('failures (%s engine)', (engine) => {
     const { fw, port } = await forward({ host: V4, port: deadPort }, { logger });
     const first = await connectOutcome(port);
     expect(first).toMatchObject({ ended: false, error: 'ECONNRESET' });
+    // The native engine's events reach TypeScript in batches, after the client saw its reset.
+    await waitFor(() => lines.some((l) => l.msg === 'cannot connect to target'), 'the warning');
     const warn = lines.find((l) => l.msg === 'cannot connect to target');
     expect(warn).toMatchObject({
       level: 40,
       code: 'ECONNREFUSED',
       targetAddress: `${V4}:${deadPort}`,
     });
+    await waitFor(() => closeLines(lines).length === 1, 'the close log line');
     expect(closeLines(lines)[0]).toMatchObject({ how: 'connect-failed', code: 'ECONNREFUSED' });
     expect(fw.stats()).toMatchObject({ connectFailures: 1, connectionsActive: 0 });
 
@@ -286,6 +289,8 @@ describe.each(engines)('failures (%s engine)', (engine) => {
     logger.level = 'warn';
     const { port } = await forward({ host: V4, port: deadPort }, { logger });
     expect(await connectOutcome(port)).toMatchObject({ ended: false, error: 'ECONNRESET' });
+    // The native engine's events reach TypeScript in batches, after the client saw its reset.
+    await waitFor(() => lines.some((l) => l.msg === 'cannot connect to target'), 'the warning');
     const warn = lines.find((l) => l.msg === 'cannot connect to target');
     expect(warn?.client).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(closeLines(lines)).toHaveLength(0);
@@ -324,6 +329,8 @@ describe.each(engines)('failures (%s engine)', (engine) => {
     const result = await connectOutcome(port);
     expect(result).toMatchObject({ ended: false, error: 'ECONNRESET' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    // The native engine's events reach TypeScript in batches, after the client saw its reset.
+    await waitFor(() => lines.some((l) => l.msg === 'cannot connect to target'), 'the warning');
     expect(lines.find((l) => l.msg === 'cannot connect to target')).toMatchObject({
       code: 'ETIMEDOUT',
     });
@@ -399,6 +406,7 @@ describe.each(engines)('failures (%s engine)', (engine) => {
     fw.destroy();
     expect(await farSaw).toBe('reset');
     expect(await clientSaw).toBe('reset');
+    await waitFor(() => closeLines(lines).length >= 1, 'the close log lines');
     expect(closeLines(lines)).toEqual([expect.objectContaining({ how: 'destroyed' })]);
   });
 });

@@ -149,6 +149,7 @@ describe.each(engines)('timeouts and limits (%s engine)', (engine) => {
     await withDeadline(closing, 1_000, 'close() to resolve');
     for (const r of await Promise.all(ends)) expect(r.ended || r.error !== undefined).toBe(true);
     await waitFor(() => target.sockets.size === 0, 'the target connections to close');
+    await waitFor(() => closeLines(lines).length >= 2, 'the close log lines');
     expect(closeLines(lines).map((l) => l.how)).toEqual(['destroyed', 'destroyed']);
   });
 
