@@ -107,6 +107,7 @@ describe.each(engines)('timeouts and limits (%s engine)', (engine) => {
       expect(await connectOutcome(port)).toMatchObject({ error: 'ECONNRESET' });
     }
     expect(fw.stats()).toMatchObject({ connectionsRejected: 3, connectionsTotal: 2 });
+    await waitFor(() => lines.some((l) => /maxConnections/.test(l.msg)), 'the refusal line');
     expect(lines.filter((l) => /maxConnections/.test(l.msg))).toHaveLength(1);
     const aClosed = outcome(a);
     a.end();
