@@ -186,7 +186,7 @@ export class TcpForwarder implements Forwarder<TcpStats> {
       resetSocket(client);
       return;
     }
-    if (isOwn(client.remoteAddress, client.remotePort)) {
+    if (isOwn(client.remoteAddress, client.remotePort, () => localOf(client))) {
       client.on('error', ignore);
       this.counters.connectionsLooped++;
       const n = this.loops.take(Date.now());
@@ -242,4 +242,9 @@ export class TcpForwarder implements Forwarder<TcpStats> {
     this.counters.connectionsActive--;
     this.checkDrained();
   }
+}
+
+/** localOf is the local address an accepted client reached ({} once the socket is gone). */
+function localOf(client: Socket): { address?: string; port?: number } {
+  return { address: client.localAddress, port: client.localPort };
 }

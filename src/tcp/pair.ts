@@ -1,7 +1,7 @@
 // The TypeScript relay of one TCP pair: a client and its target connection, copied both ways with
 // backpressure and half-close, a reset passed on as a reset. A forwarder sees it only through
 // Relay (cut it, describe it), so another relay (the native engine's) can stand in its place.
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
 import { joinHostPort } from '../address.js';
 import type { ConnectionInfo, TcpDialer } from '../forwarder.js';
 import type { Logger } from '../logger.js';
@@ -229,11 +229,24 @@ export class Pair implements Relay {
     );
   }
 
-  /** recordTarget enters the target socket's local address among this process's own. */
-  recordTarget(): void {
-    if (this.ownKey !== undefined || this.target === undefined || this.target.destroyed) return;
-    const local = localAddressNow(this.target);
-    if (local) this.ownKey = addOwn(local.address, local.port);
+  /**
+   * recordTarget enters the target connection (local and remote address) among this process's
+   * own. Before 'connect' the remote end is the IP literal being dialled (a hostname is recorded
+   * once connected); once connected, the socket's own remote address replaces it.
+   */
+  recordTarget(connected = false): void {
+    const target = this.target;
+    if (target === undefined || target.destroyed) return;
+    if (this.ownKey !== undefined && !connected) return;
+    const { targetHost, targetPort } = this.owner.settings;
+    const remote = connected
+      ? { address: target.remoteAddress, port: target.remotePort }
+      : { address: isIP(targetHost) !== 0 ? targetHost : undefined, port: targetPort };
+    if (remote.address === undefined || remote.port === undefined) return;
+    const local = localAddressNow(target);
+    if (local === undefined) return;
+    if (this.ownKey !== undefined) removeOwn(this.ownKey);
+    this.ownKey = addOwn(local.address, local.port, remote.address, remote.port);
   }
 
   /** peer names the client in log lines, asking the socket on first use if accept did not. */
@@ -282,7 +295,7 @@ export class Pair implements Relay {
     if (target === undefined) return;
     const { idleTimeoutMs } = this.owner.settings;
     this.connected = true;
-    this.recordTarget(); // a hostname target connects only now
+    this.recordTarget(true); // now with the address connected to (a hostname's, too)
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
     if (idleTimeoutMs > 0) this.watchTimeouts(idleTimeoutMs);

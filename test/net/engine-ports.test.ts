@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadNative } from '../../src/engine/load.js';
 import { buildForChild, needs } from '../helpers/udp.js';
 
@@ -21,25 +21,28 @@ function hasUnshare(): boolean {
   }
 }
 
-it.skipIf(loaded.binding === undefined)(
-  'serves clients whose port one of its target sockets also uses',
-  { timeout: 30_000 },
-  (ctx) => {
-    needs(ctx, [!hasUnshare() && 'unshare -n (root)']);
-    const dir = buildForChild('engine/native-tcp');
-    buildInto(dir);
-    const out = execFileSync('unshare', ['-n', process.execPath, fixture, dir], {
-      encoding: 'utf8',
-      timeout: 20_000,
-      env: { ...process.env, PORTPUB_NATIVE_DIR: dirname(loaded.binding ? loaded.path : '') },
-    });
-    expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({ echoed: 40, errors: 0, looped: 0 });
-  },
-);
+describe.each(['js', 'native'] as const)('the %s engine', (engine) => {
+  it.skipIf(engine === 'native' && loaded.binding === undefined)(
+    'serves clients whose port one of its target sockets also uses',
+    { timeout: 30_000 },
+    (ctx) => {
+      needs(ctx, [!hasUnshare() && 'unshare -n (root)']);
+      const dir = buildForChild('engine/native-tcp');
+      buildInto(dir);
+      const out = execFileSync('unshare', ['-n', process.execPath, fixture, dir, engine], {
+        encoding: 'utf8',
+        timeout: 20_000,
+        env: { ...process.env, PORTPUB_NATIVE_DIR: dirname(loaded.binding ? loaded.path : '') },
+      });
+      const seen: unknown = JSON.parse(out.trim().split('\n').pop()!);
+      expect(seen).toEqual({ echoed: 40, errors: 0, looped: 0 });
+    },
+  );
+});
 
 /** buildInto adds the modules the fixture imports besides native-tcp's own. */
 function buildInto(dir: string): void {
-  for (const extra of ['tcp/listener', 'engine/load']) {
+  for (const extra of ['tcp/listener', 'tcp/forwarder', 'engine/load']) {
     const built = buildForChild(extra);
     execFileSync('cp', ['-rn', `${built}/.`, dir]);
   }
