@@ -176,6 +176,9 @@ describe.skipIf(loaded.binding === undefined)('native UDP engine', () => {
       for (let i = 0; i < size; i++) payload[i] = (i * 7 + 3) & 0xff;
       const { msg } = await request(client, payload, port, host, { tries: 3 });
       expect(msg.equals(payload)).toBe(true);
+      // The engine thread counts a reply once sendmmsg returns, which may be after the client
+      // has it: wait for the count rather than read it at once.
+      await waitFor(() => fw.stats().bytesTargetToClient >= size, 'the reply to be counted');
       expect(fw.stats()).toMatchObject({ bytesClientToTarget: size, bytesTargetToClient: size });
     },
   );
