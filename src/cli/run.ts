@@ -18,7 +18,8 @@ import {
   type ContainerConfig,
   type ExposedPort,
 } from '../registry/containers.js';
-import { linkedEnv, runWithEnv } from '../registry/queries.js';
+import { linkedEnv } from '../registry/queries.js';
+import { runWithEnv } from './run-with-env.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';

@@ -1,7 +1,5 @@
 // The read side of running portpubs: `portpub port`, `env`, `run --link` and `reload` as functions
-// of the live states (state.ts `readStates`) that return text or throw; cli.ts prints and exits.
-import { spawn } from 'node:child_process';
-import { constants as osConstants } from 'node:os';
+// of the live states (state.ts `readStates`) that return text or throw; src/cli prints and exits.
 import { isIPv4 } from 'node:net';
 import { ERR_NO_RELOAD_TARGET, PortpubError, UsageError, EXIT_RUNTIME } from '../errors.js';
 
@@ -186,84 +184,6 @@ export function linkedEnv(
     for (const [key, value] of serviceEnv(states, name, alias, opts)) env[key] = value;
   }
   return env;
-}
-
-/** RunIo redirects a child's output (tests); absent streams are inherited. */
-export interface RunIo {
-  stdout?: NodeJS.WritableStream;
-  /** Also receives portpub's own `command not found` message (process.stderr when absent). */
-  stderr?: NodeJS.WritableStream;
-  /**
-   * Whether a terminal's Ctrl-C reaches the child by itself (see runWithEnv); defaults to
-   * `process.stdin.isTTY`.
-   */
-  interactive?: boolean;
-}
-
-/** FORWARDED are the signals runWithEnv relays to the child while it runs. */
-const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-
-/**
- * runWithEnv runs COMMAND with process.env plus `env`, stdin inherited, and resolves its exit code:
- * the child's own, 128 + the signal number if a signal killed it, 127 (with a message) if the
- * command is not found and 126 if it cannot be executed, as a shell would.
- *
- * While it runs, SIGINT, SIGTERM and SIGHUP sent to portpub are relayed to the child and do not
- * stop portpub, which exits when the child does. The child shares portpub's process group (it must,
- * to keep reading the terminal), so a terminal's Ctrl-C reaches it directly; when `interactive`, the
- * first SIGINT is therefore not relayed (a second one is), or a program that treats a second
- * Ctrl-C as "quit now" would skip its graceful shutdown. This is `uv run`'s rule (astral-sh/uv#11009).
- */
-export function runWithEnv(
-  command: string,
-  args: readonly string[],
-  env: Readonly<Record<string, string>>,
-  io: RunIo = {},
-): Promise<number> {
-  const interactive = io.interactive ?? process.stdin.isTTY === true;
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { ...process.env, ...env },
-      stdio: ['inherit', io.stdout ? 'pipe' : 'inherit', io.stderr ? 'pipe' : 'inherit'],
-    });
-    if (io.stdout) child.stdout?.pipe(io.stdout, { end: false });
-    if (io.stderr) child.stderr?.pipe(io.stderr, { end: false });
-
-    let interrupts = 0;
-    const relay = (signal: NodeJS.Signals) => {
-      if (signal === 'SIGINT' && interactive && ++interrupts === 1) return;
-      child.kill(signal);
-    };
-    for (const signal of FORWARDED) process.on(signal, relay);
-
-    let spawned = false;
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      for (const signal of FORWARDED) process.off(signal, relay);
-      fn();
-    };
-    child.once('spawn', () => {
-      spawned = true;
-    });
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      // Once running, an error is a failed kill(); 'close' still reports how the child ended.
-      if (spawned) return;
-      const code = err.code === 'ENOENT' ? 127 : err.code === 'EACCES' ? 126 : undefined;
-      if (code === undefined) {
-        settle(() => reject(err));
-        return;
-      }
-      const why = code === 127 ? 'command not found' : 'permission denied';
-      (io.stderr ?? process.stderr).write(`portpub: ${command}: ${why}\n`);
-      settle(() => resolve(code));
-    });
-    // 'close' rather than 'exit': piped output has been delivered by then.
-    child.on('close', (code, signal) => {
-      settle(() => resolve(signal ? 128 + (osConstants.signals[signal] ?? 0) : (code ?? 1)));
-    });
-  });
 }
 
 /**

@@ -13,9 +13,9 @@ import {
   findReloadTarget,
   linkedEnv,
   portCommand,
-  runWithEnv,
   selectBindings,
 } from '../../src/registry/queries.js';
+import { runWithEnv } from '../../src/cli/run-with-env.js';
 import { ERR_NO_PORT, type Binding } from '../../src/docker/report.js';
 import { readStates, removeState, writeState, type State } from '../../src/registry/state.js';
 import type { Protocol } from '../../src/docker/spec.js';
