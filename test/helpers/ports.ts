@@ -1,9 +1,11 @@
 // Port picking that cannot race: each vitest worker owns a block of ports below the kernel's
 // ephemeral range, so no port:0 bind anywhere on the machine (the kernel picks those from the
 // ephemeral range) and no other test worker (another block) can be handed a port this worker
-// handed out. Within its block a worker hands every port out at most once per test file.
+// handed out. Within its block a worker slot hands ports out in turn across the files it runs.
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 
 /** BLOCK is how many ports each worker owns. */
@@ -30,8 +32,28 @@ function blockOf(poolId: number): [number, number] {
   return [top - slot * BLOCK, top - (slot - 1) * BLOCK];
 }
 
-const [blockStart, blockEnd] = blockOf(Number(process.env.VITEST_POOL_ID ?? '1') || 1);
-let cursor = blockStart;
+const poolId = Number(process.env.VITEST_POOL_ID ?? '1') || 1;
+const [blockStart, blockEnd] = blockOf(poolId);
+
+/**
+ * CURSOR_FILE carries the cursor from one test file to the next one of the same worker slot in
+ * the same run (keyed by the vitest process, our parent): each file is a fresh process, and
+ * starting every file at the block's first port would hand out ports a previous file's TCP
+ * connections may still hold in TIME_WAIT, which a program binding without SO_REUSEADDR
+ * (dnsmasq, redis) cannot take.
+ */
+const CURSOR_FILE = join(tmpdir(), `portpub-test-ports-${process.ppid}-${poolId}`);
+
+function loadCursor(): number {
+  try {
+    const n = Number(readFileSync(CURSOR_FILE, 'utf8'));
+    return Number.isInteger(n) && n >= blockStart && n < blockEnd ? n : blockStart;
+  } catch {
+    return blockStart;
+  }
+}
+
+let cursor = loadCursor();
 
 function bindable(kind: 'tcp' | 'udp', host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -56,6 +78,8 @@ function bindable(kind: 'tcp' | 'udp', host: string, port: number): Promise<bool
  * file. Fails when the block is used up.
  */
 export async function reservePorts(count = 1, host = '127.0.0.1'): Promise<number> {
+  if (cursor + count > blockEnd) cursor = blockStart; // a long run wraps around its block
+  const start = cursor;
   while (cursor + count <= blockEnd) {
     const first = cursor;
     let ok = true;
@@ -65,8 +89,9 @@ export async function reservePorts(count = 1, host = '127.0.0.1'): Promise<numbe
     }
     if (ok) {
       cursor = first + count;
+      writeFileSync(CURSOR_FILE, String(cursor));
       return first;
     }
   }
-  throw new Error(`test port block ${blockStart}-${blockEnd - 1} is used up`);
+  throw new Error(`test port block ${blockStart}-${blockEnd - 1} is used up (from ${start})`);
 }
