@@ -107,7 +107,10 @@ describe('--metrics', () => {
         [tcp, tcpPort],
         [udp, udpPort],
       ] as const) {
-        const row = stats.find((r) => r.binding === `127.0.0.1:${port}`)!;
+        // TCP and UDP may be given the same port number: the protocol tells the rows apart.
+        const row = stats.find(
+          (r) => r.binding === `127.0.0.1:${port}` && r.protocol === labels.protocol,
+        )!;
         for (const direction of ['client_to_target', 'target_to_client'] as const) {
           const key =
             direction === 'client_to_target' ? 'bytesClientToTarget' : 'bytesTargetToClient';
