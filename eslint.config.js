@@ -50,7 +50,7 @@ const layerRules = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', 'build/', 'test-results/'] },
+  { ignores: ['dist/', 'dist-bench/', 'node_modules/', 'coverage/', 'build/', 'test-results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,0 +1,174 @@
+// npm run bench: portpub (both engines) against direct loopback and the peers installed here,
+// scenario by scenario, each subject started fresh per scenario; prints the ratio table on
+// stdout (progress on stderr) and, with --json, writes every value.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Context, type Tools } from './context.js';
+import { parseOptions, USAGE, type Options } from './options.js';
+import { PortPool } from './ports.js';
+import { killAllSync } from './proc.js';
+import { lines, table, type Cell } from './report.js';
+import { ROWS } from './rows.js';
+import { SCENARIOS } from './scenarios.js';
+import { findSubjects, which, type Skipped, type Subject } from './subjects.js';
+
+/** ROOT is the checkout: this file is dist-bench/run.js. */
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+function progress(text: string): void {
+  process.stderr.write(`bench: ${text}\n`);
+}
+
+function openFileLimit(): number {
+  const m = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'latin1'));
+  return Number(m?.[1] ?? 0);
+}
+
+function findTools(o: Options): Tools {
+  if (o.clients === 'node') return {};
+  const iperf3 = which('iperf3');
+  const sockperf = which('sockperf');
+  return { ...(iperf3 ? { iperf3 } : {}), ...(sockperf ? { sockperf } : {}) };
+}
+
+interface RunOutcome {
+  cells: Map<string, Record<string, Cell>>;
+  notes: string[];
+}
+
+async function measure(
+  o: Options,
+  subjects: Subject[],
+  tools: Tools,
+  dir: string,
+): Promise<RunOutcome> {
+  const cells = new Map<string, Record<string, Cell>>();
+  const notes: string[] = [];
+  const ports = new PortPool(20000 + Math.floor(Math.random() * 10000));
+  for (const sc of SCENARIOS.filter((s) => o.only.includes(s.name))) {
+    const rows = ROWS.filter((r) => r.scenario === sc.name);
+    for (const r of rows) if (!cells.has(r.key)) cells.set(r.key, {});
+    for (const subject of subjects) {
+      const set = (key: string, c: Cell): void => void (cells.get(key)![subject.name] = c);
+      if (!subject.protos.includes(sc.proto)) {
+        for (const r of rows) set(r.key, { na: `${subject.name} does not do ${sc.proto} here` });
+        continue;
+      }
+      progress(`${sc.name}: ${subject.name}`);
+      const ctx = new Context(subject, o.params, tools, ports, dir);
+      try {
+        const res = await sc.run(ctx);
+        for (const r of rows) {
+          const m = res[r.key];
+          if (m) set(r.key, m);
+          else if (r.perProcess && subject.kind === 'direct') set(r.key, { na: 'no process' });
+          else set(r.key, { error: 'not measured' });
+        }
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        notes.push(`${sc.name} ${subject.name}: ${why}`);
+        for (const r of rows) set(r.key, { error: why });
+      } finally {
+        await ctx.cleanup();
+      }
+      for (const n of ctx.notes) notes.push(`${sc.name} ${subject.name}: ${n}`);
+    }
+  }
+  return { cells, notes };
+}
+
+function header(o: Options, subjects: Subject[], skipped: Skipped[], tools: Tools): string[] {
+  const cpu = cpus();
+  const out = [
+    `portpub bench (${o.mode} mode), ${new Date().toISOString()}, ${cpu.length} x ${cpu[0]?.model ?? '?'}, ` +
+      `Linux ${release()}, Node ${process.version}`,
+    `subjects: ${subjects.map((s) => s.name).join(', ')}`,
+  ];
+  for (const s of skipped) out.push(`skipped: ${s.name} (${s.why})`);
+  out.push(
+    `clients: bulk rows ${tools.iperf3 ? 'iperf3' : 'node'}, ping-pong rows ${tools.sockperf ? 'sockperf' : 'node'}, ` +
+      'connections, idle memory and UDP clients node (see the client column)',
+  );
+  return out;
+}
+
+const FOOTNOTES = [
+  'ratio = portpub value / best peer value; "better" says which way is good (higher: above 1x is ahead).',
+  'n/a: the subject does not do that protocol here (haproxy and rinetd are TCP only), or has no process (direct).',
+  'socat forks a process per connection: its VmRSS sum counts shared pages once per process.',
+  '* = the run had errors (failed connections, lost or misrouted replies, an exit): shown, never the best peer.',
+  'Node clients cap what they can measure: one event loop moves a few Gbit/s and adds tens of µs per',
+  'round trip, and they share the CPUs with the subject and the target; iperf3/sockperf are stronger.',
+  'Compare within one run: on a shared machine single numbers move by 20 % from run to run.',
+];
+
+async function main(): Promise<number> {
+  let o: Options;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`bench: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 2;
+  }
+  if (o.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const bin = resolve(o.portpub ?? join(ROOT, 'bin', 'portpub.js'));
+  const { subjects, skipped } = findSubjects(ROOT, bin, o.subjects);
+  const tools = findTools(o);
+  const limit = openFileLimit();
+  if (o.only.includes('tcp-idle') && limit < 3 * o.params.idleConns + 1000) {
+    progress(`warning: open-file limit ${limit} is low for ${o.params.idleConns} idle connections`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'portpub-bench-'));
+  const onSignal = (): void => {
+    killAllSync();
+    if (!o.keepLogs) rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const { cells, notes } = await measure(o, subjects, tools, dir);
+    const ls = lines(ROWS, subjects, cells);
+    const text = [
+      ...header(o, subjects, skipped, tools),
+      '',
+      table(ls, subjects),
+      '',
+      ...FOOTNOTES,
+    ];
+    if (notes.length > 0) text.push('', 'notes:', ...notes.map((n) => `- ${n}`));
+    process.stdout.write(text.join('\n') + '\n');
+    if (o.json) {
+      const doc = {
+        mode: o.mode,
+        date: new Date().toISOString(),
+        params: o.params,
+        subjects,
+        skipped,
+        tools,
+        lines: ls,
+        notes,
+      };
+      writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
+    }
+    return 0;
+  } finally {
+    killAllSync();
+    if (o.keepLogs) progress(`logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    killAllSync();
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);
