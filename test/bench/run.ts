@@ -117,7 +117,8 @@ async function main(): Promise<number> {
     return 0;
   }
   const bin = resolve(o.portpub ?? join(ROOT, 'bin', 'portpub.js'));
-  const { subjects, skipped } = findSubjects(ROOT, bin, o.subjects);
+  // The checkout measured is the one of the portpub named (its native/ addon included).
+  const { subjects, skipped } = findSubjects(dirname(dirname(bin)), bin, o.subjects);
   const tools = findTools(o);
   const limit = openFileLimit();
   if (o.only.includes('tcp-idle') && limit < 3 * o.params.idleConns + 1000) {
