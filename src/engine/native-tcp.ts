@@ -80,6 +80,9 @@ const ST_UP = 4;
 const ST_DOWN = 5;
 const ST_LOOPED = 6;
 
+/** The servers a NativeTcpForwarder took (their own listening descriptor is closed). */
+const served = new WeakSet<Server>();
+
 /**
  * NativeTcpForwarder serves a listening server (from listenTcp) in the native engine. The
  * target must be an IP literal (src/engine chooses the TypeScript relay otherwise).
@@ -105,6 +108,11 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
 
   constructor(server: Server, options: TcpForwarderOptions, binding: NativeBinding) {
     this.settings = validateTcpOptions(options);
+    // The engine takes the listener from Node (which then closes its own), so a second forwarder
+    // would find it no longer listening: say what is really wrong, as TcpForwarder does.
+    if (served.has(server) || (server instanceof TcpListener && server.isClaimed)) {
+      throw new UsageError('this server already has a TcpForwarder');
+    }
     const address = server.address();
     if (!server.listening || address === null || typeof address === 'string') {
       throw new UsageError('NativeTcpForwarder needs a listening TCP server (from listenTcp)');
@@ -145,6 +153,7 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
       socket.destroy();
     }
     // The engine holds its own descriptor now: Node's goes, so libuv stops accepting.
+    served.add(server);
     server.close();
   }
 
