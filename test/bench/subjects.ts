@@ -210,15 +210,15 @@ export function findSubjects(
   const subjects: Subject[] = [];
   const skipped: Skipped[] = [];
   const nativeDir = process.env.PORTPUB_NATIVE_DIR ?? join(root, 'native', 'build', 'Release');
-  const peers: Record<string, { find: () => string | undefined; make: (p: string) => Subject }> = {
-    socat: { find: () => which('socat'), make: socat },
-    haproxy: { find: () => which('haproxy'), make: haproxy },
-    nginx: { find: () => which('nginx'), make: nginx },
-    rinetd: { find: () => which('rinetd'), make: rinetd },
-    'docker-proxy': {
-      find: () => which('docker-proxy', ['/usr/bin', '/usr/libexec/docker', '/usr/lib/docker']),
-      make: dockerProxy,
-    },
+  // /usr/sbin too: haproxy, nginx and rinetd live there, and a user's PATH may not have it.
+  const sbin = ['/usr/sbin', '/sbin'];
+  const dockerDirs = [...sbin, '/usr/bin', '/usr/libexec/docker', '/usr/lib/docker'];
+  const peers: Record<string, { dirs: string[]; make: (p: string) => Subject }> = {
+    socat: { dirs: sbin, make: socat },
+    haproxy: { dirs: sbin, make: haproxy },
+    nginx: { dirs: sbin, make: nginx },
+    rinetd: { dirs: sbin, make: rinetd },
+    'docker-proxy': { dirs: dockerDirs, make: dockerProxy },
   };
   for (const name of ALL_SUBJECTS.filter((n) => wanted.includes(n))) {
     if (name === 'direct') subjects.push({ name, kind: 'direct', protos: ['tcp', 'udp'] });
@@ -232,9 +232,9 @@ export function findSubjects(
         });
     } else {
       const peer = peers[name]!;
-      const path = peer.find();
+      const path = which(name, peer.dirs);
       if (path) subjects.push(peer.make(path));
-      else skipped.push({ name, why: 'not found on PATH' });
+      else skipped.push({ name, why: `not found on PATH, nor in ${peer.dirs.join(', ')}` });
     }
   }
   return { subjects, skipped };
