@@ -206,26 +206,58 @@ static int send_reason(int err) {
   return D_TARGET_SEND;
 }
 
-/* to_target sends one client datagram on its flow. ECONNREFUSED reports an ICMP error left by
- * an earlier datagram (that one's drop), and this one did not leave: it is sent once more. */
-static void to_target(struct engine *e, struct flow *f, const unsigned char *buf, size_t len) {
+/* A run is consecutive client datagrams of one flow, sent to the target with one sendmmsg on the
+ * flow's connected socket. It is flushed before another flow's datagram is looked at, so a flow
+ * that a new one evicts never holds datagrams. */
+struct run {
+  struct flow *f;
+  int n;
+  struct mmsghdr m[UDP_BATCH];
+};
+
+static void run_add(struct run *r, struct iovec *iov) {
+  r->m[r->n] = (struct mmsghdr){.msg_hdr = {.msg_iov = iov, .msg_iovlen = 1}};
+  r->n++;
+}
+
+/* run_flush sends a run. ECONNREFUSED reports an ICMP error left by an earlier datagram (that
+ * one's drop), and this one did not leave: it is sent once more. A full socket drops the rest of
+ * the run, which would fail the same way. */
+static void run_flush(struct engine *e, struct run *r) {
+  struct flow *f = r->f;
+  int n = r->n;
+  r->f = NULL;
+  r->n = 0;
+  if (f == NULL || f->dead || n == 0) return;
   struct ulistener *u = f->u;
-  ssize_t r;
-  do r = send(f->fd, buf, len, MSG_DONTWAIT);
-  while (r < 0 && errno == EINTR);
-  if (r < 0 && errno == ECONNREFUSED) {
-    drop(e, u, D_TARGET_REFUSED, ECONNREFUSED, &f->client);
-    do r = send(f->fd, buf, len, MSG_DONTWAIT);
-    while (r < 0 && errno == EINTR);
+  int sent = 0, retried = -1;
+  while (sent < n) {
+    int k = sendmmsg(f->fd, r->m + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      int err = errno;
+      if (err == ECONNREFUSED && retried != sent) {
+        drop(e, u, D_TARGET_REFUSED, ECONNREFUSED, &f->client);
+        retried = sent;
+        continue;
+      }
+      int reason = send_reason(err);
+      drop(e, u, reason, err, &f->client);
+      if (reason == D_QUEUE_FULL) {
+        ustat_add(u, US_DROPS + reason, (double)(n - sent - 1));
+        break;
+      }
+      sent++; /* skip the one that failed */
+      continue;
+    }
+    for (int i = sent; i < sent + k; i++) {
+      f->dgrams_up++;
+      f->up += r->m[i].msg_len;
+      ustat_add(u, US_DGRAMS_UP, 1);
+      ustat_add(u, US_UP, (double)r->m[i].msg_len);
+    }
+    sent += k;
   }
-  if (r < 0) {
-    drop(e, u, send_reason(errno), errno, &f->client);
-    return;
-  }
-  f->dgrams_up++;
-  f->up += (uint64_t)r;
-  ustat_add(u, US_DGRAMS_UP, 1);
-  ustat_add(u, US_UP, (double)r);
 }
 
 /* remember_dst keeps the address a datagram was sent to (IP_PKTINFO), for the reply's source. */
@@ -249,6 +281,7 @@ void udp_on_listener(struct engine *e, struct ulistener *u) {
   struct iovec iov[UDP_BATCH];
   struct sockaddr_storage names[UDP_BATCH];
   unsigned char cbuf[UDP_BATCH][CBUF];
+  struct run run = {.f = NULL, .n = 0};
   for (int round = 0; round < ROUNDS; round++) {
     memset(msgs, 0, sizeof msgs);
     for (int i = 0; i < UDP_BATCH; i++) {
@@ -270,6 +303,7 @@ void udp_on_listener(struct engine *e, struct ulistener *u) {
       struct sockaddr_storage *client = &names[i];
       if (client->ss_family != AF_INET && client->ss_family != AF_INET6) continue;
       struct flow *f = find(u, client);
+      if (f != run.f) run_flush(e, &run);
       int fresh = 0;
       if (f == NULL) {
         if (own_find(e, client)) {
@@ -285,8 +319,11 @@ void udp_on_listener(struct engine *e, struct ulistener *u) {
       f->active_ms = e->now_ms;
       list_remove(&f->lru);
       list_push_tail(&u->lru, &f->lru);
-      to_target(e, f, iov[i].iov_base, msgs[i].msg_len);
+      iov[i].iov_len = msgs[i].msg_len;
+      run.f = f;
+      run_add(&run, &iov[i]);
     }
+    run_flush(e, &run);
     if (n < UDP_BATCH) continue; /* edge-triggered: read on until EAGAIN */
   }
   u->again = 1;
