@@ -75,6 +75,7 @@ struct dir {
   uint32_t in_pipe;   /* bytes in the pipe */
   uint8_t eof;        /* the source sent its FIN (read returned 0) */
   uint8_t done;       /* the FIN was passed on: shutdown(SHUT_WR) on the destination */
+  uint8_t bulk;       /* the last read filled the copy buffer: splice until a read is small */
 };
 
 enum conn_state { C_CONNECTING, C_OPEN, C_HALF, C_DEAD };
@@ -86,6 +87,7 @@ struct conn {
   int fd[2];           /* client, target; -1 once closed */
   uint8_t readable[2]; /* edge-triggered readiness, cleared on EAGAIN */
   uint8_t writable[2];
+  uint8_t ending[2];   /* a FIN, hang-up or error was reported: a short read is not the end */
   uint8_t state;
   uint8_t how;
   uint8_t queued; /* on the engine's run-again (1) or pipe-wait (2) list */
@@ -109,6 +111,7 @@ struct listener {
   uint8_t closing;
   uint8_t dead;
   uint8_t log_opened;
+  uint8_t log_closed; /* send EV_CLOSED for every connection, not only failed connects */
   uint8_t accept_retry; /* accept again: 2 at once (burst budget spent), 1 after a pause */
   int fd;
   uint32_t id;
@@ -163,6 +166,11 @@ struct ulistener {
 };
 
 /* Buffers for batched datagrams, one set per engine (allocated with the first UDP listener). */
+/* Which per-connection events a TCP listener sends (listen()'s logs argument). */
+#define LOG_OPENED 1
+#define LOG_CLOSED 2
+/* TCP_SMALL: TCP reads up to this size are copied through the engine's buffer (tcp.c). */
+#define TCP_SMALL 4096
 #define UDP_BATCH 32
 #define UDP_MAX 65536
 #define OWN_BUCKETS 4096
@@ -208,6 +216,7 @@ struct engine {
   struct flow *own[OWN_BUCKETS]; /* every flow socket's own address, for loop detection */
   struct conn *own_tcp[OWN_BUCKETS]; /* every TCP target socket's own address, likewise */
   unsigned char *ubuf;           /* UDP_BATCH * UDP_MAX bytes */
+  unsigned char small[TCP_SMALL]; /* the copy buffer for small TCP reads (tcp.c) */
   uint64_t next_flow_id;
   int oom; /* events were lost for want of memory: reported once */
 };

@@ -13,10 +13,11 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "tcp.h"
 #include "napi-util.h"
 
 /* ABI is bumped whenever the JavaScript side must change with this file. */
-#define ABI 3
+#define ABI 4
 #define FIELDS 9 /* numbers per event record handed to JavaScript */
 
 
@@ -136,8 +137,9 @@ int64_t int_arg(napi_env env, napi_value v) {
   return x;
 }
 
-/* listen(fd, id, target, targetPort, connectMs, idleMs, lingerMs, maxConns, logOpened, stats)
- * serves a listening socket from a duplicate of fd (the caller closes its own). */
+/* listen(fd, id, target, targetPort, connectMs, idleMs, lingerMs, maxConns, logs, stats) serves a
+ * listening socket from a duplicate of fd (the caller closes its own). logs: LOG_OPENED |
+ * LOG_CLOSED, the events JavaScript logs (a connect failure is always sent: it is warned). */
 static napi_value Listen(napi_env env, napi_callback_info info) {
   napi_value argv[10];
   if (!get_args(env, info, 10, argv)) return NULL;
@@ -150,8 +152,7 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   char host[64];
   size_t len = 0;
   CHECK(env, napi_get_value_string_utf8(env, argv[2], host, sizeof host, &len));
-  bool log_opened = false;
-  CHECK(env, napi_get_value_bool(env, argv[8], &log_opened));
+  int64_t logs = int_arg(env, argv[8]);
   void *stats = NULL;
   size_t stats_len = 0;
   CHECK(env, napi_get_arraybuffer_info(env, argv[9], &stats, &stats_len));
@@ -196,6 +197,8 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
     free(l);
     return throw_errno(env, "listen: O_NONBLOCK", err);
   }
+  /* Accepted sockets inherit these from the listener: set once here, not per connection. */
+  tcp_tune(l->fd);
   l->kind = K_LISTENER;
   l->id = (uint32_t)id;
   l->connect_ms = int_arg(env, argv[4]);
@@ -206,7 +209,8 @@ static napi_value Listen(napi_env env, napi_callback_info info) {
   if (l->connect_ms < 0) l->connect_ms = 0;
   if (l->idle_ms < 0) l->idle_ms = 0;
   if (l->linger_ms < 0) l->linger_ms = 0;
-  l->log_opened = log_opened;
+  l->log_opened = (logs & LOG_OPENED) != 0;
+  l->log_closed = (logs & LOG_CLOSED) != 0;
   l->stats = stats;
   list_init(&l->all);
   list_init(&l->q_connect);

@@ -33,8 +33,11 @@ static int watch(struct engine *e, struct conn *c, int i) {
   return epoll_ctl(e->epfd, EPOLL_CTL_ADD, c->fd[i], &ev);
 }
 
-/* start takes one accepted client: counts it, opens its target connection, watches both. */
-static void start(struct engine *e, struct listener *l, int fd, const struct sockaddr_storage *ss) {
+/* start takes one accepted client: counts it, opens its target connection, watches both. A
+ * client accepted from the engine's own listener inherited the listener's TCP options (Linux
+ * copies them at accept); one Node accepted (adopted) is tuned here. */
+static void start(struct engine *e, struct listener *l, int fd, const struct sockaddr_storage *ss,
+                  int tuned) {
   struct conn *c = conn_alloc(e);
   if (c == NULL) {
     tcp_close_fd(&fd, 1);
@@ -59,7 +62,7 @@ static void start(struct engine *e, struct listener *l, int fd, const struct soc
     format_addr(ss, ev.client, sizeof ev.client);
     engine_emit(e, &ev);
   }
-  tcp_tune(fd);
+  if (!tuned) tcp_tune(fd);
   if (watch(e, c, 0) < 0) {
     tcp_connect_failed(e, c, errno);
     return;
@@ -114,7 +117,8 @@ static int own(struct engine *e, int fd, const struct sockaddr_storage *ss) {
 
 /* take serves one accepted client, or drops it: a connection from one of our own target
  * sockets (forwarding into itself) and one beyond max_conns are reset and counted. */
-static void take(struct engine *e, struct listener *l, int fd, const struct sockaddr_storage *ss) {
+static void take(struct engine *e, struct listener *l, int fd, const struct sockaddr_storage *ss,
+                 int tuned) {
   if (own(e, fd, ss)) {
     stat_add(l, ST_LOOPED, 1);
     tcp_emit(e, l, EV_LOOPED, 0, ss);
@@ -127,7 +131,7 @@ static void take(struct engine *e, struct listener *l, int fd, const struct sock
     tcp_close_fd(&fd, 1);
     return;
   }
-  start(e, l, fd, ss);
+  start(e, l, fd, ss, tuned);
 }
 
 void tcp_adopt(struct engine *e, struct listener *l, int fd) {
@@ -144,7 +148,7 @@ void tcp_adopt(struct engine *e, struct listener *l, int fd) {
     tcp_close_fd(&fd, 1);
     return;
   }
-  take(e, l, fd, &ss);
+  take(e, l, fd, &ss, 0);
 }
 
 static int fd_exhausted(int err) {
@@ -175,7 +179,7 @@ void tcp_on_listener(struct engine *e, struct listener *l) {
       l->accept_retry = 1; /* retried after RETRY_MS, or on the next wake-up */
       return;
     }
-    take(e, l, fd, &ss);
+    take(e, l, fd, &ss, 1);
   }
   l->accept_retry = 2; /* budget spent: the rest of the backlog on the next turn, at once */
 }

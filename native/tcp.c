@@ -129,8 +129,11 @@ void tcp_finish(struct engine *e, struct conn *c, int how, int err) {
       .down = (double)c->down,
       .duration_ms = (double)(e->now_ms - c->opened_ms),
   };
-  format_addr(&c->peer, ev.client, sizeof ev.client);
-  engine_emit(e, &ev);
+  /* Nothing per connection crosses to JavaScript unless it logs it (a failed connect is warned). */
+  if (l->log_closed || c->how == HOW_CONNECT_FAILED) {
+    format_addr(&c->peer, ev.client, sizeof ev.client);
+    engine_emit(e, &ev);
+  }
   c->next_free = e->graveyard;
   e->graveyard = c;
   tcp_drained_check(e, l);
@@ -169,11 +172,40 @@ static void touch(struct engine *e, struct conn *c) {
 
 enum pump_result { P_IDLE, P_AGAIN, P_WAIT_PIPE, P_ENDED };
 
+/* pass_small sends n bytes just read into the engine's copy buffer on to the destination; what
+ * it does not take waits in the direction's pipe, which is empty (small reads happen only then)
+ * and holds at least one page, TCP_SMALL bytes. Returns 0, or the errno that ends the pair. */
+static int pass_small(struct engine *e, struct conn *c, int i, size_t n, size_t *budget) {
+  struct dir *d = &c->dir[i];
+  int to = 1 - i;
+  ssize_t w;
+  do w = send(c->fd[to], e->small, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w < 0) {
+    if (errno != EAGAIN) return errno;
+    c->writable[to] = 0;
+    w = 0;
+  }
+  *budget = *budget > (size_t)w ? *budget - (size_t)w : 0;
+  size_t rest = n - (size_t)w;
+  if (rest == 0) return 0;
+  ssize_t p;
+  do p = write(d->pipe_w, e->small + w, rest);
+  while (p < 0 && errno == EINTR);
+  if (p != (ssize_t)rest) return p < 0 ? errno : ENOBUFS; /* cannot happen: see above */
+  d->in_pipe += (uint32_t)rest;
+  return 0;
+}
+
 /* pump moves bytes one way (i: 0 client -> target, 1 target -> client) until a socket would
- * block, the budget is spent or the direction is done. A splice into the pipe that returns
- * EAGAIN while the pipe holds bytes may mean a full pipe rather than an empty socket, so the
- * source counts as drained only when that happens with an empty pipe (edge-triggered epoll
- * would not report it again). */
+ * block, the budget is spent or the direction is done. Small reads are copied (recv, then send
+ * at once: two system calls and no page references, what request/response traffic needs); a
+ * read that fills the copy buffer switches the direction to splice(2) through its pipe until a
+ * splice comes back small. A short recv means the socket was drained (unless a FIN or error is
+ * pending), so no read is spent on EAGAIN; nginx's ngx_unix_recv does the same under EPOLLRDHUP.
+ * A splice into the pipe that returns EAGAIN while the pipe holds bytes may mean a full pipe
+ * rather than an empty socket, so the source counts as drained only when that happens with an
+ * empty pipe (edge-triggered epoll would not report it again). */
 static int pump(struct engine *e, struct conn *c, int i, size_t *budget) {
   struct dir *d = &c->dir[i];
   int from = i, to = 1 - i;
@@ -181,10 +213,15 @@ static int pump(struct engine *e, struct conn *c, int i, size_t *budget) {
     int moved = 0;
     if (!d->eof && c->readable[from]) {
       if (pipe_take(e, d) < 0) return P_WAIT_PIPE;
-      ssize_t n = splice(c->fd[from], NULL, d->pipe_w, NULL, SPLICE_MAX,
-                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      int small = d->in_pipe == 0 && !d->bulk && c->writable[to];
+      ssize_t n;
+      if (small) {
+        n = recv(c->fd[from], e->small, TCP_SMALL, MSG_DONTWAIT);
+      } else {
+        n = splice(c->fd[from], NULL, d->pipe_w, NULL, SPLICE_MAX,
+                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      }
       if (n > 0) {
-        d->in_pipe += (uint32_t)n;
         if (i == 0) {
           c->up += (uint64_t)n;
           stat_add(c->l, ST_UP, (double)n);
@@ -193,6 +230,18 @@ static int pump(struct engine *e, struct conn *c, int i, size_t *budget) {
           stat_add(c->l, ST_DOWN, (double)n);
         }
         moved = 1;
+        if (small) {
+          if (n == TCP_SMALL) d->bulk = 1;
+          else if (!c->ending[from]) c->readable[from] = 0;
+          int err = pass_small(e, c, i, (size_t)n, budget);
+          if (err != 0) {
+            fail(e, c, to, err);
+            return P_ENDED;
+          }
+        } else {
+          if (n < TCP_SMALL && d->in_pipe == 0) d->bulk = 0;
+          d->in_pipe += (uint32_t)n;
+        }
       } else if (n == 0) {
         d->eof = 1;
         moved = 1;
@@ -220,8 +269,10 @@ static int pump(struct engine *e, struct conn *c, int i, size_t *budget) {
     if (d->in_pipe == 0) tcp_pipe_give(e, d);
     if (d->eof && d->in_pipe == 0) {
       /* ENOTCONN: the destination is already fully shut down (its peer reset or closed);
-         the other direction finds out by itself. */
-      if (shutdown(c->fd[to], SHUT_WR) < 0 && errno != ENOTCONN) {
+         the other direction finds out by itself. When the other direction is done too, the
+         pair ends now and close() sends the FIN (nothing is left unread: that direction read
+         its EOF), so the shutdown is skipped. */
+      if (!c->dir[to].done && shutdown(c->fd[to], SHUT_WR) < 0 && errno != ENOTCONN) {
         fail(e, c, to, errno);
         return P_ENDED;
       }
@@ -291,6 +342,7 @@ void tcp_on_side(struct engine *e, struct side *s, uint32_t events) {
   int i = s->idx;
   if (c->state == C_DEAD) return;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable[i] = 1;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->ending[i] = 1;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable[i] = 1;
   if (c->state == C_CONNECTING) {
     if (i == 1 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {

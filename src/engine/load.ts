@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** ABI is the native/napi.c interface version this side speaks. */
-const ABI = 3;
+const ABI = 4;
 
 /** NativeBinding is what native/napi.c exports. */
 export interface NativeBinding {
@@ -21,7 +21,8 @@ export interface NativeBinding {
     idleTimeoutMs: number,
     halfCloseLingerMs: number,
     maxConnections: number,
-    logOpened: boolean,
+    /** LOG_OPENED | LOG_CLOSED: the per-connection events to send. */
+    logs: number,
     stats: ArrayBuffer,
   ): void;
   close(id: number): void;

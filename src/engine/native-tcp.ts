@@ -27,6 +27,9 @@ import { validateTcpOptions, type TcpSettings } from '../tcp/options.js';
 
 /** LOG_EVERY_MS is the interval of rate-limited warnings, as in the TypeScript relay. */
 const LOG_EVERY_MS = 10_000;
+/** listen()'s logs bits (native/engine.h): send the opened / closed event of each connection. */
+const LOG_OPENED = 1;
+const LOG_CLOSED = 2;
 
 /** HOWS maps native/engine.h's enum how to the close line's `how`. */
 const HOWS: readonly (TcpEnding | undefined)[] = [
@@ -137,7 +140,8 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
         this.settings.idleTimeoutMs,
         this.settings.halfCloseLingerMs,
         this.settings.maxConnections,
-        this.logger.isLevelEnabled('debug'),
+        (this.logger.isLevelEnabled('debug') ? LOG_OPENED : 0) |
+          (this.logger.isLevelEnabled('info') ? LOG_CLOSED : 0),
         this.counters.buffer,
       );
     } catch (err) {

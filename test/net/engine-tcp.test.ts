@@ -3,6 +3,7 @@
 // and a bounded hostile-peer stress. Skipped, saying so, where the addon did not build; CI sets
 // PORTPUB_REQUIRE_NATIVE=1 so that a missing addon fails instead.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
@@ -125,6 +126,39 @@ describe.skipIf(loaded.binding === undefined)('native TCP engine', () => {
         connectionsActive: 0,
         connectionsTotal: 1,
       });
+    });
+
+    it('small messages to a stalled reader: copied, parked in the pipe, spliced, byte-exact', async () => {
+      // A read under the engine's 4 KiB copy buffer goes through recv/send; when the target
+      // stops reading, what send cannot take is parked in the pipe and the direction moves to
+      // splice until it drains. Each message is sent once the engine has read the one before,
+      // so every read is small, until the target's window and the pipe are full.
+      const target = await tcpServer(() => undefined);
+      const { fw, port } = await forward(target);
+      const client = await connectTcp(port);
+      const far = await target.next();
+      far.pause();
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const deadline = Date.now() + 15_000;
+      for (let i = 0; i < 20_000 && Date.now() < deadline; i++) {
+        const message = Buffer.alloc(100 + ((i * 797) % 3000), i & 0xff);
+        hash.update(message);
+        bytes += message.length;
+        client.write(message);
+        const waitUntil = Date.now() + 200;
+        while (fw.stats().bytesClientToTarget < bytes && Date.now() < waitUntil) {
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        if (fw.stats().bytesClientToTarget < bytes) break; // stalled: the pipe is full
+      }
+      client.end();
+      const got = hashIncoming(far);
+      expect(await withDeadline(got, 20_000, 'the messages')).toEqual({
+        bytes,
+        sha256: hash.digest('hex'),
+      });
+      await waitFor(() => fw.stats().bytesClientToTarget === bytes, 'the count');
     });
 
     it('16 pairs, 8 MiB each way, slow readers everywhere: every byte where it belongs', async () => {
