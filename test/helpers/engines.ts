@@ -82,8 +82,8 @@ export async function udpForward(
 /**
  * statsMatch asserts a forwarder's stats match `expected`. The TypeScript engine counts before
  * the event loop can run a test's callback, so it is asserted at once; the native engine's
- * counters are written by its thread after the send, so a reply can reach the test first (a
- * known gap, /tmp/coord/native-failures.md): for it, the same assertion may take up to 2 s.
+ * counters are written by its thread just after the send returns, so a reply can reach the test
+ * first (README, "Engines"): for it, the same assertion may take up to 2 s.
  */
 export async function statsMatch<S>(
   engine: Engine,

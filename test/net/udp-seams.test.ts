@@ -61,7 +61,7 @@ describe.each(engines)('UDP connections() (%s engine)', (engine) => {
     await request(b, 'b', port, V4);
     await request(b, 'bb', port, V4);
     if (engine === 'native') {
-      // Its per-flow counters are written by its thread after the send (native-failures #3).
+      // Its per-flow counters are written by its thread just after the send (README, "Engines").
       const clientA = `${V4}:${portOf(a)}`;
       await waitFor(
         () =>
