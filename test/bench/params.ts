@@ -33,7 +33,7 @@ export const PARAMS: Record<Mode, Params> = {
     udpSecs: 30,
   },
   quick: {
-    bulkSecs: 2,
+    bulkSecs: 1,
     rrSecs: 2,
     rrCount: 100_000,
     connSecs: 1,
