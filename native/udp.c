@@ -324,7 +324,9 @@ void udp_on_listener(struct engine *e, struct ulistener *u) {
       run_add(&run, &iov[i]);
     }
     run_flush(e, &run);
-    if (n < UDP_BATCH) continue; /* edge-triggered: read on until EAGAIN */
+    /* A short batch ended on an empty queue (recvmmsg reads until EAGAIN), and a datagram that
+       comes later wakes epoll again (edge-triggered): no read is spent to see EAGAIN. */
+    if (n < UDP_BATCH) return;
   }
   u->again = 1;
 }
@@ -363,7 +365,6 @@ static int reply_reason(int err) {
 /* udp_on_flow relays the target's datagrams to the client: recvmmsg on the flow socket, one
  * sendmmsg on the listening socket. A datagram the listening socket cannot take is dropped. */
 void udp_on_flow(struct engine *e, struct flow *f, uint32_t events) {
-  (void)events;
   if (f->dead) return;
   struct ulistener *u = f->u;
   struct mmsghdr msgs[UDP_BATCH];
@@ -421,6 +422,9 @@ void udp_on_flow(struct engine *e, struct flow *f, uint32_t events) {
       }
       sent += r;
     }
+    /* As on the listening socket, a short batch means an empty queue, unless an error was
+       reported (ECONNREFUSED waits behind the datagrams for the next recvmmsg). */
+    if (n < UDP_BATCH && !(events & EPOLLERR)) return;
   }
   if (!f->queued) {
     f->queued = 1;
