@@ -9,8 +9,11 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { EXIT_RUNTIME } from '../errors.js';
+import type { PortMapping } from '../docker/spec.js';
 import {
   containerPath,
+  createContainer,
+  newId,
   readRecord,
   removeContainer,
   updateState,
@@ -69,6 +72,51 @@ export async function spawnBackground(
   const record = readRecord(id, dir);
   if (record?.autoRemove) removeContainer(record, dir);
   return { ok: false, code: outcome.code };
+}
+
+/** HostService names what a host-network background portpub (`-d`, `up -d`) serves. */
+export type HostService = Pick<ContainerRecord, 'kind' | 'name'> &
+  Partial<Pick<ContainerRecord, 'project' | 'services'>> & { publish: PortMapping[] };
+
+/**
+ * startDetached is the foreground half of `portpub -d -p ...` and `portpub up -d`: a record for
+ * the service, then this same command line plus `--from-record ID` in the background. Returns
+ * the record's id once it serves, or the exit code; a record that never served is removed (its
+ * log said why, on stderr), so it holds no name.
+ */
+export async function startDetached(
+  service: HostService,
+  cmd: Command,
+  ctx: CliContext,
+  dir: string,
+): Promise<{ id: string } | { code: number }> {
+  const id = newId();
+  const args = userArgs(cmd);
+  createContainer(
+    {
+      ...service,
+      id,
+      command: 'portpub',
+      args,
+      created: new Date().toISOString(),
+      network: 'host',
+      env: [],
+      userEnv: [],
+      exposed: [],
+      links: [],
+      ip: '',
+      detach: true,
+      autoRemove: false,
+      interactive: false,
+      serve: {},
+    },
+    dir,
+  );
+  const started = await spawnBackground(id, [...args, '--from-record', id], ctx, dir);
+  if (started.ok) return { id };
+  const record = readRecord(id, dir);
+  if (record) removeContainer(record, dir);
+  return { code: started.code };
 }
 
 /**

@@ -5,17 +5,10 @@ import { checkNameFree } from '../docker/names.js';
 import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
 import { EXIT_USAGE, UsageError } from '../errors.js';
 import { ipv6Listenable } from '../publish/host-ips.js';
-import {
-  createContainer,
-  generateName,
-  listContainers,
-  newId,
-  readRecord,
-  removeContainer,
-} from '../registry/containers.js';
+import { generateName, listContainers, readRecord } from '../registry/containers.js';
 import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
-import { backgroundContext, spawnBackground, userArgs } from './detach.js';
+import { backgroundContext, startDetached } from './detach.js';
 import { formatPlan } from './format.js';
 import {
   addServeOptions,
@@ -165,37 +158,9 @@ async function detachPublish(
   cmd: Command,
 ): Promise<number> {
   const dir = stateDir();
-  const id = newId();
-  const args = userArgs(cmd);
-  createContainer(
-    {
-      id,
-      kind: 'serve',
-      name: opts.name ?? generateName(new Set(listContainers(dir).map((c) => c.name))),
-      command: 'portpub',
-      args,
-      created: new Date().toISOString(),
-      network: 'host',
-      env: [],
-      userEnv: [],
-      publish: mappings,
-      exposed: [],
-      links: [],
-      ip: '',
-      detach: true,
-      autoRemove: false,
-      interactive: false,
-      serve: {},
-    },
-    dir,
-  );
-  const started = await spawnBackground(id, [...args, '--from-record', id], ctx, dir);
-  if (!started.ok) {
-    // Nothing ever served: no record is left to hold the name (its log said why, on stderr).
-    const record = readRecord(id, dir);
-    if (record) removeContainer(record, dir);
-    return started.code;
-  }
-  ctx.io.stdout.write(`${id}\n`);
+  const name = opts.name ?? generateName(new Set(listContainers(dir).map((c) => c.name)));
+  const started = await startDetached({ kind: 'serve', name, publish: mappings }, cmd, ctx, dir);
+  if ('code' in started) return started.code;
+  ctx.io.stdout.write(`${started.id}\n`);
   return 0;
 }

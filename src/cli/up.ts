@@ -14,17 +14,10 @@ import { ipv6Listenable } from '../publish/host-ips.js';
 import { checkNameFree } from '../docker/names.js';
 import { ERR_NAME_IN_USE, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import type { PublishRequest } from '../publish/publisher.js';
-import {
-  createContainer,
-  listContainers,
-  liveness,
-  newId,
-  readRecord,
-  removeContainer,
-} from '../registry/containers.js';
+import { listContainers, liveness, readRecord, removeContainer } from '../registry/containers.js';
 import { stateDir, type ServiceState } from '../registry/state.js';
 import type { CliContext } from './context.js';
-import { backgroundContext, spawnBackground, userArgs } from './detach.js';
+import { backgroundContext, startDetached } from './detach.js';
 import { formatServicePlan } from './format.js';
 import { addServeOptions, makeLogger, runNameHolders, type ServeOptions } from './options.js';
 import { serve, warnSctp } from './serving.js';
@@ -181,38 +174,19 @@ async function detachUp(
   }
   checkNameFree(project.name, runNameHolders());
   const services = [...new Set(publish.map((r) => r.name ?? ''))].filter((n) => n !== '');
-  const id = newId();
-  const args = userArgs(cmd);
-  createContainer(
+  const started = await startDetached(
     {
-      id,
       kind: 'up',
       project: project.name,
       services,
       name: project.name,
-      command: 'portpub',
-      args,
-      created: new Date().toISOString(),
-      network: 'host',
-      env: [],
-      userEnv: [],
       publish: publish.map((r) => r.mapping),
-      exposed: [],
-      links: [],
-      ip: '',
-      detach: true,
-      autoRemove: false,
-      interactive: false,
-      serve: {},
     },
+    cmd,
+    ctx,
     dir,
   );
-  const started = await spawnBackground(id, [...args, '--from-record', id], ctx, dir);
-  if (!started.ok) {
-    const record = readRecord(id, dir);
-    if (record) removeContainer(record, dir);
-    return started.code;
-  }
+  if ('code' in started) return started.code;
   ctx.io.stderr.write(services.map((s) => ` Service ${s}  Started\n`).join(''));
   return 0;
 }
