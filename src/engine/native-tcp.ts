@@ -23,10 +23,9 @@ import {
   type NativeEngine,
 } from './native-engine.js';
 import { TcpListener } from '../tcp/listener.js';
+import { TcpLogLines } from '../tcp/log-lines.js';
 import { validateTcpOptions, type TcpSettings } from '../tcp/options.js';
 
-/** LOG_EVERY_MS is the interval of rate-limited warnings, as in the TypeScript relay. */
-const LOG_EVERY_MS = 10_000;
 /** listen()'s logs bits (native/engine.h): send the opened / closed event of each connection. */
 const LOG_OPENED = 1;
 const LOG_CLOSED = 2;
@@ -59,21 +58,6 @@ function errnoName(err: number): string | undefined {
   return err === 0 ? undefined : (ERRNO_NAMES.get(err) ?? `errno ${err}`);
 }
 
-/** RateLimit lets one line through per LOG_EVERY_MS and counts the ones it held back. */
-class RateLimit {
-  private last = -Infinity;
-  private held = 0;
-
-  take(now: number): number {
-    this.held++;
-    if (now - this.last < LOG_EVERY_MS) return 0;
-    this.last = now;
-    const n = this.held;
-    this.held = 0;
-    return n;
-  }
-}
-
 /** Slots of the stats array the engine writes (native/engine.h enum stat_slot). */
 const ST_ACTIVE = 0;
 const ST_TOTAL = 1;
@@ -101,9 +85,7 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
   private readonly targetText: string;
   /** Counters the engine thread writes (atomic 8-byte stores); never moved, kept alive here. */
   private readonly counters = new Float64Array(new ArrayBuffer(8 * 8));
-  private readonly refusals = new RateLimit();
-  private readonly exhaustion = new RateLimit();
-  private readonly loops = new RateLimit();
+  private readonly lines: TcpLogLines;
   private readonly closing: Promise<void>;
   private resolveClosing!: () => void;
   private closeAsked = false;
@@ -127,6 +109,7 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
     this.logger = options.logger ?? silentLogger();
     const { targetHost, targetPort } = this.settings;
     this.targetText = joinHostPort(targetHost, targetPort);
+    this.lines = new TcpLogLines(this.logger, this.targetText);
     this.closing = new Promise((resolve) => (this.resolveClosing = resolve));
     this.engine = nativeEngine(binding);
     this.id = this.engine.add({ onEvent: (ev) => this.onEvent(ev), onLost: () => this.onLost() });
@@ -217,26 +200,14 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
         this.closed(ev);
         return;
       case EV_REJECTED:
-        this.rejected(ev.client);
+        this.lines.refused(ev.client, this.settings.maxConnections);
         return;
-      case EV_LOOPED: {
-        const n = this.loops.take(Date.now());
-        if (n > 0) {
-          this.logger.warn(
-            { client: ev.client, targetAddress: this.targetText, dropped: n },
-            'connection dropped: it comes from portpub itself (the target leads back to portpub)',
-          );
-        }
+      case EV_LOOPED:
+        this.lines.looped(ev.client);
         return;
-      }
       case EV_ACCEPT_ERROR: {
-        const n = this.exhaustion.take(Date.now());
         const code = errnoName(ev.err);
-        if (n > 0)
-          this.logger.error(
-            { code, err: `accept ${code}`, count: n },
-            'accept failed; still listening',
-          );
+        this.lines.acceptFailed(code, `accept ${code}`);
         return;
       }
       case EV_DRAINED:
@@ -247,50 +218,26 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
     }
   }
 
-  private rejected(client: string): void {
-    const n = this.refusals.take(Date.now());
-    if (n === 0) return;
-    this.logger.warn(
-      { client, maxConnections: this.settings.maxConnections, refused: n },
-      'connection refused: maxConnections reached',
-    );
-  }
-
   private closed(ev: EngineEvent): void {
     const how = HOWS[ev.how] ?? 'end';
     const code = errnoName(ev.err);
-    if (how === 'connect-failed') this.connectFailed(ev.client, code);
-    if (!this.logger.isLevelEnabled('info')) return;
-    this.logger.info(
-      {
-        client: ev.client,
-        bytesClientToTarget: ev.up,
-        bytesTargetToClient: ev.down,
-        durationMs: ev.durationMs,
-        how,
-        ...(code !== undefined ? { code } : {}),
-      },
-      'connection closed',
-    );
-  }
-
-  /** connectFailed logs a failed target connection as the TypeScript relay does. */
-  private connectFailed(client: string, code: string | undefined): void {
-    const fields = {
-      client,
-      targetAddress: this.targetText,
-      code,
-      err:
+    if (how === 'connect-failed') {
+      this.lines.connectFailed(
+        ev.client,
+        code,
         code === 'ETIMEDOUT'
           ? `connect timed out after ${this.settings.connectTimeoutMs} ms`
           : `connect ${code} ${this.targetText}`,
-    };
-    if (code !== 'EMFILE' && code !== 'ENFILE') {
-      this.logger.warn(fields, 'cannot connect to target');
-      return;
+      );
     }
-    const n = this.exhaustion.take(Date.now());
-    if (n > 0) this.logger.error({ ...fields, count: n }, 'cannot connect to target: out of fds');
+    this.lines.closed({
+      client: ev.client,
+      bytesClientToTarget: ev.up,
+      bytesTargetToClient: ev.down,
+      durationMs: ev.durationMs,
+      how,
+      code,
+    });
   }
 
   private onLost(): void {

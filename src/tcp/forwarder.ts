@@ -5,10 +5,10 @@ import type { Server, Socket } from 'node:net';
 import { joinHostPort } from '../address.js';
 import { UsageError } from '../errors.js';
 import type { BoundAddress, ConnectionInfo, Forwarder } from '../forwarder.js';
-import { LogLimit } from '../log-limit.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { resetSocket } from '../node-internals.js';
 import { TcpListener } from './listener.js';
+import { TcpLogLines } from './log-lines.js';
 import {
   validateTcpOptions,
   type TcpForwarderOptions,
@@ -31,10 +31,6 @@ export {
 export { describeReadPath, tcpReadPath, type ReadPath } from './shared-reads.js';
 
 function ignore(): void {}
-
-function isFdExhaustion(code: string | undefined): boolean {
-  return code === 'EMFILE' || code === 'ENFILE';
-}
 
 let readPathLogged = false;
 
@@ -88,9 +84,7 @@ export class TcpForwarder implements Forwarder<TcpStats> {
     sharedReadsCaptured: 0,
     sharedReadsRestored: 0,
   };
-  private readonly refusals = new LogLimit();
-  private readonly exhaustion = new LogLimit();
-  private readonly loops = new LogLimit();
+  private readonly lines: TcpLogLines;
   private readonly owner: PairOwner;
   private closing: Promise<void> | undefined;
   private resolveClosing: (() => void) | undefined;
@@ -112,12 +106,14 @@ export class TcpForwarder implements Forwarder<TcpStats> {
     this.targetText = options.dial
       ? 'dialer'
       : joinHostPort(this.settings.targetHost, this.settings.targetPort);
+    this.lines = new TcpLogLines(this.logger, this.targetText);
     const readPath = options.readPath ?? tcpReadPath();
     logTcpReadPath(this.logger, readPath);
     this.owner = {
       settings: this.settings,
       counters: this.counters,
       logger: this.logger,
+      lines: this.lines,
       readPath,
       dial: options.dial,
       connectFailed: (client, err) => this.connectFailed(client, err),
@@ -173,11 +169,7 @@ export class TcpForwarder implements Forwarder<TcpStats> {
    * it cheap and rate-limited, and never close the listener over it.
    */
   private onServerError(err: Error): void {
-    const code = errorCode(err);
-    const n = this.exhaustion.take(Date.now());
-    if (n > 0) {
-      this.logger.error({ code, err: err.message, count: n }, 'accept failed; still listening');
-    }
+    this.lines.acceptFailed(errorCode(err), err.message);
   }
 
   private accept(client: Socket): void {
@@ -189,13 +181,7 @@ export class TcpForwarder implements Forwarder<TcpStats> {
     if (isOwn(client.remoteAddress, client.remotePort, () => localOf(client))) {
       client.on('error', ignore);
       this.counters.connectionsLooped++;
-      const n = this.loops.take(Date.now());
-      if (n > 0) {
-        this.logger.warn(
-          { client: peerOf(client), targetAddress: this.targetText, dropped: n },
-          'connection dropped: it comes from portpub itself (the target leads back to portpub)',
-        );
-      }
+      this.lines.looped(peerOf(client));
       resetSocket(client);
       return;
     }
@@ -203,13 +189,7 @@ export class TcpForwarder implements Forwarder<TcpStats> {
     if (maxConnections > 0 && this.pairs.size >= maxConnections) {
       client.on('error', ignore);
       this.counters.connectionsRejected++;
-      const n = this.refusals.take(Date.now());
-      if (n > 0) {
-        this.logger.warn(
-          { client: peerOf(client), maxConnections, refused: n },
-          'connection refused: maxConnections reached',
-        );
-      }
+      this.lines.refused(peerOf(client), maxConnections);
       resetSocket(client);
       return;
     }
@@ -221,19 +201,11 @@ export class TcpForwarder implements Forwarder<TcpStats> {
   /** connectFailed logs a failed target connection (rate-limited when out of descriptors). */
   private connectFailed(client: string, err: Error | undefined): void {
     this.counters.connectFailures++;
-    const code = err ? errorCode(err) : 'ETIMEDOUT';
-    const fields = {
+    this.lines.connectFailed(
       client,
-      targetAddress: this.targetText,
-      code,
-      err: err?.message ?? `connect timed out after ${this.settings.connectTimeoutMs} ms`,
-    };
-    if (!isFdExhaustion(code)) {
-      this.logger.warn(fields, 'cannot connect to target');
-      return;
-    }
-    const n = this.exhaustion.take(Date.now());
-    if (n > 0) this.logger.error({ ...fields, count: n }, 'cannot connect to target: out of fds');
+      err ? errorCode(err) : 'ETIMEDOUT',
+      err?.message ?? `connect timed out after ${this.settings.connectTimeoutMs} ms`,
+    );
   }
 
   /** finished is called once per pair, when both its sockets are gone. */

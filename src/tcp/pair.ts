@@ -7,6 +7,7 @@ import type { ConnectionInfo, TcpDialer } from '../forwarder.js';
 import type { Logger } from '../logger.js';
 import { localAddressNow, resetSocket } from '../node-internals.js';
 import { KEEPALIVE_MS } from './listener.js';
+import type { TcpLogLines } from './log-lines.js';
 import type { TcpEnding, TcpSettings, TcpStats } from './options.js';
 import { addOwn, removeOwn } from './own-sockets.js';
 import {
@@ -31,6 +32,7 @@ export interface PairOwner {
   readonly settings: TcpSettings;
   readonly counters: TcpStats & ReadCounters;
   readonly logger: Logger;
+  readonly lines: TcpLogLines;
   readonly readPath: ReadPath;
   readonly dial: TcpDialer | undefined;
   connectFailed(client: string, err: Error | undefined): void;
@@ -431,16 +433,13 @@ export class Pair implements Relay {
     sweepCaptures();
     this.owner.finished(this);
     if (!this.owner.logger.isLevelEnabled('info')) return;
-    this.owner.logger.info(
-      {
-        client: this.peer(),
-        bytesClientToTarget: this.up,
-        bytesTargetToClient: this.down,
-        durationMs: Math.round(performance.now() - this.started),
-        how: this.how ?? 'end',
-        ...(this.code !== undefined ? { code: this.code } : {}),
-      },
-      'connection closed',
-    );
+    this.owner.lines.closed({
+      client: this.peer(),
+      bytesClientToTarget: this.up,
+      bytesTargetToClient: this.down,
+      durationMs: Math.round(performance.now() - this.started),
+      how: this.how ?? 'end',
+      code: this.code,
+    });
   }
 }
