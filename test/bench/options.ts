@@ -22,6 +22,8 @@ export interface Options {
   clients: 'auto' | 'node';
   /** portpub is the bin/portpub.js to run (default: the one of this checkout). */
   portpub?: string;
+  /** ports is the range to take ports from (default: 20000-32000, from a random point). */
+  ports?: [number, number];
   keepLogs: boolean;
   help: boolean;
 }
@@ -35,8 +37,18 @@ export const USAGE = `usage: npm run bench -- [options]
   --json FILE        also write every value, ratio and note as JSON
   --clients node     use only the Node clients, even where iperf3/sockperf are installed
   --portpub FILE     the bin/portpub.js to measure (default: this checkout's)
+  --ports FIRST-LAST take listening ports from this range only (default 20000-32000)
   --keep-logs        keep the temp dir with the subjects' configs and logs
 `;
+
+function range(v: string | undefined): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(v ?? '');
+  const [first, last] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(first >= 1024 && last <= 65535 && first < last)) {
+    throw new Error(`--ports: want FIRST-LAST within 1024-65535, got ${JSON.stringify(v ?? '')}`);
+  }
+  return [first, last];
+}
 
 function list(v: string | undefined, flag: string, known: string[]): string[] {
   if (!v) throw new Error(`${flag} needs a value`);
@@ -71,6 +83,7 @@ export function parseOptions(argv: string[]): Options {
     else if (a === '--clients')
       o.clients = list(value(), a, ['auto', 'node'])[0] as 'auto' | 'node';
     else if (a === '--portpub') o.portpub = value() ?? '';
+    else if (a === '--ports') o.ports = range(value());
     else if (a === '--keep-logs') o.keepLogs = true;
     else if (a === '--help' || a === '-h') o.help = true;
     else throw new Error(`unknown option ${a}\n${USAGE}`);

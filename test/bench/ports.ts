@@ -38,22 +38,29 @@ export function isListening(proto: Proto, port: number): boolean {
   return sockets(proto).some((s) => s.port === port && (proto === 'udp' || s.state === TCP_LISTEN));
 }
 
-/** PortPool hands out ports not in use by any TCP or UDP socket, counting up from a base. */
+/**
+ * PortPool hands out ports of [first, last] not in use by any TCP or UDP socket, counting up and
+ * wrapping around within the range (below the ephemeral range by default).
+ */
 export class PortPool {
   private next: number;
 
-  constructor(base: number) {
-    this.next = base;
+  constructor(
+    private readonly first: number,
+    private readonly last: number,
+    start = first,
+  ) {
+    this.next = start;
   }
 
   take(): number {
     const used = new Set([...sockets('tcp'), ...sockets('udp')].map((s) => s.port));
-    for (let i = 0; i < 5000; i++) {
+    for (let i = 0; i <= this.last - this.first; i++) {
       const p = this.next++;
-      if (this.next > 32000) this.next = 20000;
+      if (this.next > this.last) this.next = this.first;
       if (!used.has(p)) return p;
     }
-    throw new Error('no free port below the ephemeral range');
+    throw new Error(`no free port in ${this.first}-${this.last}`);
   }
 }
 

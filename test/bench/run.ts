@@ -46,7 +46,9 @@ async function measure(
 ): Promise<RunOutcome> {
   const cells = new Map<string, Record<string, Cell>>();
   const notes: string[] = [];
-  const ports = new PortPool(20000 + Math.floor(Math.random() * 10000));
+  const ports = o.ports
+    ? new PortPool(o.ports[0], o.ports[1])
+    : new PortPool(20000, 32000, 20000 + Math.floor(Math.random() * 10000));
   for (const sc of SCENARIOS.filter((s) => o.only.includes(s.name))) {
     const rows = ROWS.filter((r) => r.scenario === sc.name);
     for (const r of rows) if (!cells.has(r.key)) cells.set(r.key, {});

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadNative } from '../../src/engine/load.js';
 import { BIN } from '../helpers/cli.js';
+import { reservePorts } from '../helpers/ports.js';
 import { ROWS } from '../bench/rows.js';
 import type { Line } from '../bench/report.js';
 
@@ -19,6 +20,8 @@ const TSC = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 const native = loadNative().binding !== undefined;
 /** DEADLINE_MS bounds the bench run: SIGTERM (it stops its own children), SIGKILL 3 s later. */
 const DEADLINE_MS = 45_000;
+/** PORTS is how many listening ports the smoke run may use (30 were enough by hand). */
+const PORTS = 120;
 
 interface BenchDoc {
   lines: Line[];
@@ -66,6 +69,8 @@ describe('npm run bench --smoke', () => {
     expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0);
 
     const subjects = ['direct', 'portpub-js', ...(native ? ['portpub-native'] : [])];
+    // Listening ports from this worker's own block, so no other test file can hold one.
+    const first = await reservePorts(PORTS);
     const json = join(dir, 'bench.json');
     const r = await runBench(join(out, 'run.js'), [
       '--smoke',
@@ -75,6 +80,8 @@ describe('npm run bench --smoke', () => {
       json,
       '--portpub',
       BIN,
+      '--ports',
+      `${first}-${first + PORTS - 1}`,
     ]);
     expect(r.code, r.stderr).toBe(0);
 
