@@ -206,6 +206,57 @@ static int send_reason(int err) {
   return D_TARGET_SEND;
 }
 
+static int reply_reason(int err) {
+  if (err == EAGAIN || err == ENOBUFS) return D_CLIENT_QUEUE_FULL;
+  if (err == EMSGSIZE) return D_TOO_LARGE;
+  return D_CLIENT_SEND;
+}
+
+enum { TO_TARGET, TO_CLIENT };
+
+/* send_batch sends n datagrams of flow f with sendmmsg on fd: to the target (the flow's own
+ * connected socket) or to the client (the listening socket), and counts each one sent. A
+ * datagram the socket refuses is dropped with its reason, and a full socket drops the rest of the
+ * batch, which would fail the same way. To the target, ECONNREFUSED reports an ICMP error left
+ * by an earlier datagram (that one's drop), and this one did not leave: it is sent once more. */
+static void send_batch(struct engine *e, struct flow *f, int fd, struct mmsghdr *m, int n,
+                       int to) {
+  struct ulistener *u = f->u;
+  int sent = 0, retried = -1;
+  while (sent < n) {
+    int k = sendmmsg(fd, m + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      int err = errno;
+      if (to == TO_TARGET && err == ECONNREFUSED && retried != sent) {
+        drop(e, u, D_TARGET_REFUSED, ECONNREFUSED, &f->client);
+        retried = sent;
+        continue;
+      }
+      int reason = to == TO_TARGET ? send_reason(err) : reply_reason(err);
+      drop(e, u, reason, err, &f->client);
+      if (reason == D_QUEUE_FULL || reason == D_CLIENT_QUEUE_FULL) {
+        ustat_add(u, US_DROPS + reason, (double)(n - sent - 1));
+        break;
+      }
+      sent++; /* skip the one that failed */
+      continue;
+    }
+    for (int i = sent; i < sent + k; i++) {
+      if (to == TO_TARGET) {
+        f->dgrams_up++;
+        f->up += m[i].msg_len;
+      } else {
+        f->dgrams_down++;
+        f->down += m[i].msg_len;
+      }
+      ustat_add(u, to == TO_TARGET ? US_DGRAMS_UP : US_DGRAMS_DOWN, 1);
+      ustat_add(u, to == TO_TARGET ? US_UP : US_DOWN, (double)m[i].msg_len);
+    }
+    sent += k;
+  }
+}
+
 /* A run is consecutive client datagrams of one flow, sent to the target with one sendmmsg on the
  * flow's connected socket. It is flushed before another flow's datagram is looked at, so a flow
  * that a new one evicts never holds datagrams. */
@@ -220,44 +271,14 @@ static void run_add(struct run *r, struct iovec *iov) {
   r->n++;
 }
 
-/* run_flush sends a run. ECONNREFUSED reports an ICMP error left by an earlier datagram (that
- * one's drop), and this one did not leave: it is sent once more. A full socket drops the rest of
- * the run, which would fail the same way. */
+/* run_flush sends a run to the target. */
 static void run_flush(struct engine *e, struct run *r) {
   struct flow *f = r->f;
   int n = r->n;
   r->f = NULL;
   r->n = 0;
   if (f == NULL || f->dead || n == 0) return;
-  struct ulistener *u = f->u;
-  int sent = 0, retried = -1;
-  while (sent < n) {
-    int k = sendmmsg(f->fd, r->m + sent, (unsigned)(n - sent), MSG_DONTWAIT);
-    if (k < 0 && errno == EINTR) continue;
-    if (k < 0) {
-      int err = errno;
-      if (err == ECONNREFUSED && retried != sent) {
-        drop(e, u, D_TARGET_REFUSED, ECONNREFUSED, &f->client);
-        retried = sent;
-        continue;
-      }
-      int reason = send_reason(err);
-      drop(e, u, reason, err, &f->client);
-      if (reason == D_QUEUE_FULL) {
-        ustat_add(u, US_DROPS + reason, (double)(n - sent - 1));
-        break;
-      }
-      sent++; /* skip the one that failed */
-      continue;
-    }
-    for (int i = sent; i < sent + k; i++) {
-      f->dgrams_up++;
-      f->up += r->m[i].msg_len;
-      ustat_add(u, US_DGRAMS_UP, 1);
-      ustat_add(u, US_UP, (double)r->m[i].msg_len);
-    }
-    sent += k;
-  }
+  send_batch(e, f, f->fd, r->m, n, TO_TARGET);
 }
 
 /* remember_dst keeps the address a datagram was sent to (IP_PKTINFO), for the reply's source. */
@@ -356,12 +377,6 @@ static size_t source_cmsg(struct flow *f, unsigned char *buf) {
   return CMSG_SPACE(sizeof pi);
 }
 
-static int reply_reason(int err) {
-  if (err == EAGAIN || err == ENOBUFS) return D_CLIENT_QUEUE_FULL;
-  if (err == EMSGSIZE) return D_TOO_LARGE;
-  return D_CLIENT_SEND;
-}
-
 /* udp_on_flow relays the target's datagrams to the client: recvmmsg on the flow socket, one
  * sendmmsg on the listening socket. A datagram the listening socket cannot take is dropped. */
 void udp_on_flow(struct engine *e, struct flow *f, uint32_t events) {
@@ -399,29 +414,7 @@ void udp_on_flow(struct engine *e, struct flow *f, uint32_t events) {
                                         .msg_iov = &iov[i], .msg_iovlen = 1,
                                         .msg_control = clen ? cbuf : NULL, .msg_controllen = clen};
     }
-    int sent = 0;
-    while (sent < n) {
-      int r = sendmmsg(u->fd, msgs + sent, (unsigned)(n - sent), MSG_DONTWAIT);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) {
-        int reason = reply_reason(errno);
-        drop(e, u, reason, errno, &f->client);
-        if (reason == D_CLIENT_QUEUE_FULL) {
-          /* The socket is full: the rest of this batch would fail the same way. */
-          ustat_add(u, US_DROPS + reason, (double)(n - sent - 1));
-          break;
-        }
-        sent++; /* skip the one that failed */
-        continue;
-      }
-      for (int i = sent; i < sent + r; i++) {
-        f->dgrams_down++;
-        f->down += msgs[i].msg_len;
-        ustat_add(u, US_DGRAMS_DOWN, 1);
-        ustat_add(u, US_DOWN, (double)msgs[i].msg_len);
-      }
-      sent += r;
-    }
+    send_batch(e, f, u->fd, msgs, n, TO_CLIENT);
     /* As on the listening socket, a short batch means an empty queue, unless an error was
        reported (ECONNREFUSED waits behind the datagrams for the next recvmmsg). */
     if (n < UDP_BATCH && !(events & EPOLLERR)) return;
