@@ -1,5 +1,6 @@
-// `portpub logs [-f] [--tail N] NAME`: a detached service's output (the command's and portpub's
-// own lines), from its log file; -f follows it until the service ends, as docker logs -f does.
+// `portpub logs [-f] [--tail N] NAME`: a service's output from its log file (a detached one's whole
+// output, the command's and portpub's own lines; a foreground one's command output, kept by
+// src/cli/run-output.ts); -f follows it until the service ends, as docker logs -f does.
 import { closeSync, openSync, readSync, statSync, watch } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
@@ -10,7 +11,7 @@ import type { CliContext } from './context.js';
 export function registerLogs(program: Command, ctx: CliContext): void {
   program
     .command('logs')
-    .description('print the output of a detached service')
+    .description('print the output of a service')
     .argument('<name>', 'service name or id')
     .option('-f, --follow', 'follow the output until the service ends', false)
     .option('-n, --tail <n>', "lines from the end to show ('all' or a number)", tail, Infinity)

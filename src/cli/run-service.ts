@@ -31,12 +31,19 @@ import {
   writeState,
 } from '../registry/state.js';
 import type { CliContext } from './context.js';
+import { keepOutput, type KeptOutput } from './run-output.js';
 import type { ServeOptions } from './options.js';
 import { observeOptions, startObserve, type Observe } from '../observe/start.js';
 import { ERR_LINK } from '../errors.js';
 
 /** Codes raised here; defined in the one catalog, src/errors.ts. */
 export { ERR_LINK };
+
+/**
+ * OUTPUT_GRACE_MS bounds the wait for the command's output once its namespace is gone (its pipes
+ * then close at once; the bound only keeps a stuck stream from holding the exit).
+ */
+const OUTPUT_GRACE_MS = 2_000;
 
 export interface RunMode {
   /** The background half of -d: tells its starter over IPC when the service runs. */
@@ -72,6 +79,7 @@ export async function runContainer(
   let links: LinkServer | undefined;
   let conduits: (() => void)[] = [];
   let observe: Observe | undefined;
+  let output: KeptOutput | undefined;
   const teardown = async () => {
     await observe?.close();
     forwarding?.destroy();
@@ -79,6 +87,7 @@ export async function runContainer(
     for (const stop of conduits) stop();
     box?.destroy();
     await box?.closed;
+    await output?.done(OUTPUT_GRACE_MS);
   };
   let stopRequested = false;
   try {
@@ -95,12 +104,22 @@ export async function runContainer(
     writeFileSync(hostname, `${shortId}\n`);
     const mounts = [{ source: hosts, target: '/etc/hosts' }];
     if (existsSync('/etc/hostname')) mounts.push({ source: hostname, target: '/etc/hostname' });
+    // In the foreground the output is relayed and kept for `portpub logs`; in the background
+    // portpub's own stdout and stderr are the log file already.
+    const out = mode.detached ? 'inherit' : 'pipe';
     box = await Sandbox.start({
       hostname: shortId,
       mounts,
-      stdio: [record.interactive ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+      stdio: [record.interactive ? 'inherit' : 'ignore', out, out],
     });
     const sandbox = box;
+    if (!mode.detached) {
+      output = keepOutput(
+        { stdout: box.child.stdout, stderr: box.child.stderr },
+        ctx.io,
+        containerPath(record.id, 'log', dir),
+      );
+    }
     const publish: PublishRequest[] = record.publish.map((mapping) => ({
       mapping,
       targetHost: record.ip,

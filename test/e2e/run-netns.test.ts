@@ -138,6 +138,38 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
     expect(r.stdout).toBe('x|--link db -e A=1\n');
   });
 
+  it("keeps a foreground service's output for portpub logs, as Docker keeps it", async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    // More than a pipe holds, on both streams, so the relay's pace and the file both count.
+    const script =
+      'i=0; while [ $i -lt 3000 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done';
+    const r = await runCli(['run', '--name', 'chatty', 'sh', '-c', script], 30_000, {
+      env: e.env,
+    });
+    expect(r.code).toBe(0);
+    const outs = Array.from({ length: 3000 }, (_, i) => `out ${i}\n`).join('');
+    const errs = Array.from({ length: 3000 }, (_, i) => `err ${i}\n`).join('');
+    // The terminal gets the command's output as it wrote it, stream by stream.
+    expect(r.stdout).toBe(outs);
+    expect(r.stderr).toContain(errs.slice(0, 40));
+    expect(
+      r.stderr
+        .split('\n')
+        .filter((l) => l.startsWith('err '))
+        .join('\n') + '\n',
+    ).toBe(errs);
+    // The log has both streams, each in order (merged, as docker logs merges them).
+    const logs = await runCli(['logs', 'chatty'], 15_000, { env: e.env });
+    expect(logs.code).toBe(0);
+    const lines = logs.stdout.split('\n').filter(Boolean);
+    expect(lines.filter((l) => l.startsWith('out ')).join('\n') + '\n').toBe(outs);
+    expect(lines.filter((l) => l.startsWith('err ')).join('\n') + '\n').toBe(errs);
+    expect(
+      (await runCli(['logs', '--tail', '1', 'chatty'], 15_000, { env: e.env })).stdout,
+    ).toMatch(/^(out|err) 2999\n$/);
+  });
+
   it('sets the hostname, Docker default environment and -e/--env-file inside', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
