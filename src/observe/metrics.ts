@@ -33,9 +33,10 @@ export function metricsHandler(
       registers: [registry],
       collect() {
         this.reset();
+        // Summed: a binding still draining and its rebound successor can share labels.
         each((b, l) => {
           const v = read(b);
-          if (v !== undefined) this.set(l, v);
+          if (v !== undefined) this.inc(l, v);
         });
       },
     });

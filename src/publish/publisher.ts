@@ -121,6 +121,8 @@ interface Entry {
  */
 export class Publisher {
   private entries: Entry[] = [];
+  /** Entries that stopped accepting and still drain (a stop, a reload that removed them). */
+  private readonly drainingEntries = new Set<Entry>();
   private readonly draining = new Set<Promise<void>>();
   private closed = false;
   private nextShareId = 1;
@@ -154,9 +156,12 @@ export class Publisher {
     return this.entries.flatMap((e) => e.bindings);
   }
 
-  /** stats returns each binding with its forwarder's counters. */
+  /**
+   * stats returns each binding with its forwarder's counters: the bound ones in order, then those
+   * still draining (their connections stay visible to stats, top, --metrics and --ui until done).
+   */
   stats(): BindingStats[] {
-    return this.entries.flatMap((e) =>
+    return this.shown().flatMap((e) =>
       e.bindings.map((b, i) => {
         const s = e.forwarders[i]!.stats();
         return b.protocol === 'tcp' ? { ...b, tcp: s as TcpStats } : { ...b, udp: s as UdpStats };
@@ -166,7 +171,13 @@ export class Publisher {
 
   /** connections lists each binding's live connections and flows, in stats() order. */
   connections(): ConnectionInfo[][] {
-    return this.entries.flatMap((e) => e.forwarders.map((fw) => fw.connections()));
+    return this.shown().flatMap((e) => e.forwarders.map((fw) => fw.connections()));
+  }
+
+  private shown(): Entry[] {
+    return this.drainingEntries.size === 0
+      ? this.entries
+      : [...this.entries, ...this.drainingEntries];
   }
 
   /**
@@ -287,14 +298,18 @@ export class Publisher {
    * `draining`); resolves once other processes serving its sockets have let go of them too.
    */
   private drain(e: Entry): Promise<void> {
+    if (this.drainingEntries.has(e)) return this.unshare(e);
     e.allocation.release();
-    for (const fw of e.forwarders) {
+    const closes = e.forwarders.map((fw) => {
       const p = fw.close().finally(() => {
         this.draining.delete(p);
         this.allForwarders.delete(fw);
       });
       this.draining.add(p);
-    }
+      return p;
+    });
+    this.drainingEntries.add(e);
+    void Promise.allSettled(closes).then(() => this.drainingEntries.delete(e));
     return this.unshare(e);
   }
 
