@@ -5,6 +5,7 @@ import { checkNameFree } from '../docker/names.js';
 import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
 import { EXIT_USAGE, UsageError } from '../errors.js';
 import { ipv6Listenable } from '../publish/host-ips.js';
+import { planSelfLoop } from '../publish/self-loop.js';
 import { generateName, listContainers, readRecord } from '../registry/containers.js';
 import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
@@ -122,8 +123,16 @@ async function runPublish(
     );
   }
   if (opts.dryRun) {
-    io.stdout.write(formatPlan(mappings, opts.target, { ...opts, v6: await ipv6Listenable() }));
+    const v6 = await ipv6Listenable();
+    io.stdout.write(formatPlan(mappings, opts.target, { ...opts, v6 }));
     warnSctp(mappings, logger);
+    // Serving this plan would be refused (exit 2): a dry run says why, as `up --dry-run` does.
+    const loop = planSelfLoop(
+      mappings.map((mapping) => ({ mapping, targetHost: opts.target })),
+      opts.defaultHostIp,
+      v6,
+    );
+    if (loop) logger.warn({ code: loop.code }, loop.message);
     return 0;
   }
   const publish = mappings.map((mapping) => ({ mapping, targetHost: opts.target }));

@@ -165,6 +165,29 @@ describe('host_ip= in long syntax (defect 14)', () => {
   });
 });
 
+describe('a self-loop in a plain --dry-run (defect 1)', () => {
+  it('is warned about as in up --dry-run: the plan, then why serving it is refused', async () => {
+    const r = await runMain(['--dry-run', '-p', '42012:42012']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('42012/tcp -> 0.0.0.0:42012 => 127.0.0.1:42012');
+    const warn = JSON.parse(r.stderr.trim()) as { level: number; code: string; msg: string };
+    expect(warn).toMatchObject({ level: 40, code: 'ERR_SELF_LOOP' });
+    expect(warn.msg).toContain(
+      "-p 42012:42012/tcp: the target 127.0.0.1:42012/tcp is portpub's own",
+    );
+    expect(warn.msg).toContain('--target 127.0.0.2');
+    // Another target address, or another host port, is no loop: no warning.
+    for (const args of [
+      ['-p', '127.0.0.1:42012:42012', '-t', '127.0.0.2'],
+      ['-p', '42013:42012'],
+    ]) {
+      const ok = await runMain(['--dry-run', ...args]);
+      expect(ok.code).toBe(0);
+      expect(ok.stderr).toBe('');
+    }
+  });
+});
+
 describe('portpub up with nothing to publish (defect 2)', () => {
   it.each([
     ['only image:', 'services:\n  web:\n    image: nginx\n'],
