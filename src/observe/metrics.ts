@@ -12,8 +12,8 @@ const LABELS = ['service', 'binding', 'protocol', 'target'] as const;
 type Labels = Record<(typeof LABELS)[number], string>;
 
 /**
- * metricsHandler answers GET /metrics from a fresh snapshot per scrape (`snapshot` is called
- * once per request); anything else is 404.
+ * metricsHandler answers GET (and HEAD) /metrics from a fresh snapshot per scrape (`snapshot` is
+ * called once per request); another method is 405, another path 404.
  */
 export function metricsHandler(
   snapshot: () => Promise<Snapshot>,
@@ -115,8 +115,12 @@ export function metricsHandler(
 
   return async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' || path !== '/metrics') {
+    if (path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end('GET only\n');
       return;
     }
     // One scrape at a time: every metric of a scrape reads the same snapshot.

@@ -36,8 +36,8 @@ export function uiHandler(
   };
   return async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET') {
-      res.writeHead(405, { 'content-type': 'text/plain' }).end('GET only\n');
+    if (req.method !== 'GET' && !(req.method === 'HEAD' && path !== '/events')) {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET' }).end('GET only\n');
     } else if (path === '/') {
       res
         .writeHead(200, {

@@ -7,19 +7,49 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
-import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
+import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, loggedUrl, observeEnv } from '../fixtures/observe-env.js';
 import { parseExposition, value, type Family } from '../fixtures/observe-prom.js';
+import { officialParserMissing, parseOfficial } from '../fixtures/prom-official.js';
 
 /** Both engines count alike; the native one where it built. */
 const native = loadNative().binding !== undefined;
 
-async function scrape(url: string): Promise<Map<string, Family>> {
+async function scrapeText(url: string): Promise<string> {
   const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
-  return parseExposition(await res.text());
+  return res.text();
+}
+
+async function scrape(url: string): Promise<Map<string, Family>> {
+  return parseExposition(await scrapeText(url));
+}
+
+/** series keys a sample by name and labels, label order aside. */
+function series(name: string, labels: Record<string, string>): string {
+  return `${name}${JSON.stringify(Object.entries(labels).sort(([a], [b]) => a.localeCompare(b)))}`;
+}
+
+/**
+ * agreeWithOfficial: the Prometheus project's own parser reads the same scrape, with every
+ * portpub sample at the value the strict parser read.
+ */
+async function agreeWithOfficial(text: string): Promise<void> {
+  const ours = new Map<string, number>();
+  for (const f of parseExposition(text).values()) {
+    for (const s of f.samples) ours.set(series(s.name, s.labels), s.value);
+  }
+  const official = (await parseOfficial(text)).filter((s) => s.name.startsWith('portpub_'));
+  expect(official.length).toBeGreaterThan(10);
+  for (const s of official) {
+    expect(ours.get(series(s.name, s.labels)), s.name).toBe(s.value);
+  }
+  expect(ours.size).toBeGreaterThanOrEqual(official.length);
+  const types = new Map(official.map((s) => [s.family, s.type]));
+  expect(types.get('portpub_bytes')).toBe('counter');
+  expect(types.get('portpub_connections_active')).toBe('gauge');
 }
 
 describe('--metrics', () => {
@@ -27,6 +57,7 @@ describe('--metrics', () => {
     'exposes counters that match the traffic and portpub stats (%s engine)',
     async (engine, t) => {
       if (engine === 'native' && !native) t.skip('the native engine did not build');
+      needs(t, [officialParserMissing()]);
       const o = observeEnv();
       const tcpTarget = await echoServer();
       const udpTarget = await udpEcho('udp4', '127.0.0.1');
@@ -102,7 +133,9 @@ describe('--metrics', () => {
         (await o.run(['stats', 'metered', '--no-stream', '--format', 'json', '--interval', '50ms']))
           .stdout,
       );
-      const after = await scrape(url);
+      const afterText = await scrapeText(url);
+      const after = parseExposition(afterText);
+      await agreeWithOfficial(afterText);
       for (const [labels, port] of [
         [tcp, tcpPort],
         [udp, udpPort],
@@ -132,6 +165,65 @@ describe('--metrics', () => {
     const s = m.get('portpub_connections_total')!.samples;
     expect(s).toHaveLength(1);
     expect(s[0]!.labels.service).toBe('web');
+  });
+
+  it('answers HEAD like GET without a body, 405 to other methods, 404 elsewhere', async () => {
+    const o = observeEnv();
+    const target = await echoServer();
+    const pp = await o.start(['-p', `127.0.0.1::${target.port}`, '--metrics', '127.0.0.1:0']);
+    const url = await loggedUrl(pp, 'metrics');
+    const head = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(10_000) });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(await head.text()).toBe('');
+    const post = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(10_000) });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, HEAD');
+    const other = await fetch(new URL('/other', url), { signal: AbortSignal.timeout(10_000) });
+    expect(other.status).toBe(404);
+  });
+
+  it('sums the counters of every --tcp-workers process', async () => {
+    const o = observeEnv();
+    const target = await echoServer();
+    const pp = await o.start([
+      '-p',
+      `127.0.0.1::${target.port}`,
+      '--name',
+      'many',
+      '--tcp-workers',
+      '3',
+      '--metrics',
+      '127.0.0.1:0',
+    ]);
+    const url = await loggedUrl(pp, 'metrics');
+    const { port } = parsePortLine(pp.lines[0]!);
+    const sockets = [];
+    for (let i = 1; i <= 8; i++) {
+      const s = await connectTcp(port);
+      let got = 0;
+      s.on('data', (d: Buffer) => (got += d.length));
+      s.write(Buffer.alloc(1000 * i, 3));
+      await waitFor(() => got === 1000 * i, 'the echo', 10_000);
+      sockets.push(s);
+    }
+    // The connections spread over the three processes (two workers and the main one).
+    const tcp = { binding: `127.0.0.1:${port}`, protocol: 'tcp' };
+    let m = new Map<string, Family>();
+    await waitFor(
+      async () => {
+        m = await scrape(url);
+        return (
+          value(m, 'portpub_bytes_total', { ...tcp, direction: 'target_to_client' }) === 36_000
+        );
+      },
+      'the summed counters to reach the traffic',
+      20_000,
+    );
+    expect(value(m, 'portpub_connections_total', tcp)).toBe(8);
+    expect(value(m, 'portpub_connections_active', tcp)).toBe(8);
+    expect(value(m, 'portpub_bytes_total', { ...tcp, direction: 'client_to_target' })).toBe(36_000);
+    expect(m.get('portpub_connections_total')!.samples).toHaveLength(1);
   });
 
   it('refuses a bad ADDR (exit 2) and a busy one (exit 1), leaving nothing running', async () => {

@@ -128,31 +128,35 @@ describe('portpub stats', () => {
     },
   );
 
-  it('counts UDP flows and bytes, and keeps the control socket owner-only', async () => {
-    const o = observeEnv();
-    const echo = await udpEcho('udp4', '127.0.0.1');
-    const pp = await o.start(['-p', `127.0.0.1::${echo.port}/udp`]);
-    const { port } = parsePortLine(pp.lines[0]!);
-    const sock = await udpSocket('udp4', '127.0.0.1');
-    for (const payload of ['one', 'three']) {
-      await request(sock, payload, port, '127.0.0.1', { tries: 5 });
-    }
-    const rows = await until(o, (r) => r[0]?.bytesTargetToClient === 8, 'UDP bytes');
-    expect(rows[0]).toMatchObject({
-      service: `pid ${pp.child.pid}`,
-      protocol: 'udp',
-      active: 1,
-      total: 1,
-      bytesClientToTarget: 8,
-      bytesTargetToClient: 8,
-    });
-    const sockPath = join(o.env.XDG_RUNTIME_DIR!, 'portpub', `${pp.child.pid}.sock`);
-    const st = statSync(sockPath);
-    expect(st.isSocket()).toBe(true);
-    expect(st.mode & 0o777).toBe(0o600);
-    await pp.stop();
-    expect(() => statSync(sockPath)).toThrow(/ENOENT/);
-  });
+  it.for(ENGINES)(
+    'counts UDP flows and bytes (%s engine), and keeps the control socket owner-only',
+    async (engine, t) => {
+      if (engine === 'native' && !native) t.skip('the native engine did not build');
+      const o = observeEnv();
+      const echo = await udpEcho('udp4', '127.0.0.1');
+      const pp = await o.start(['-p', `127.0.0.1::${echo.port}/udp`, '--engine', engine]);
+      const { port } = parsePortLine(pp.lines[0]!);
+      const sock = await udpSocket('udp4', '127.0.0.1');
+      for (const payload of ['one', 'three']) {
+        await request(sock, payload, port, '127.0.0.1', { tries: 5 });
+      }
+      const rows = await until(o, (r) => r[0]?.bytesTargetToClient === 8, 'UDP bytes');
+      expect(rows[0]).toMatchObject({
+        service: `pid ${pp.child.pid}`,
+        protocol: 'udp',
+        active: 1,
+        total: 1,
+        bytesClientToTarget: 8,
+        bytesTargetToClient: 8,
+      });
+      const sockPath = join(o.env.XDG_RUNTIME_DIR!, 'portpub', `${pp.child.pid}.sock`);
+      const st = statSync(sockPath);
+      expect(st.isSocket()).toBe(true);
+      expect(st.mode & 0o777).toBe(0o600);
+      await pp.stop();
+      expect(() => statSync(sockPath)).toThrow(/ENOENT/);
+    },
+  );
 
   it('sums the counters of every --tcp-workers process', async () => {
     const o = observeEnv();
