@@ -90,6 +90,9 @@ export async function runContainer(
     await output?.done(OUTPUT_GRACE_MS);
   };
   let stopRequested = false;
+  // -i on a terminal: the command reads it, so it stays in the terminal's process group (see
+  // SandboxOptions.ownSession) and hears the terminal's Ctrl-C itself.
+  const tty = !mode.detached && record.interactive && process.stdin.isTTY === true;
   try {
     const resolved = resolveLinks(record, dir);
     const hosts = containerPath(record.id, 'hosts', dir);
@@ -111,6 +114,7 @@ export async function runContainer(
       hostname: shortId,
       mounts,
       stdio: [record.interactive ? 'inherit' : 'ignore', out, out],
+      ownSession: !tty,
     });
     const sandbox = box;
     if (!mode.detached) {
@@ -190,9 +194,9 @@ export async function runContainer(
   );
   log.info({ ports: bindings.length }, 'service started');
 
-  // The first stop signal goes to the command (a terminal's Ctrl-C has reached it already); a
-  // second one ends everything at once.
-  const tty = !mode.detached && record.interactive && process.stdin.isTTY === true;
+  // The first stop signal goes to the command, once: a terminal's Ctrl-C reaches only portpub
+  // unless the command reads the terminal (then it has had it already). A second one ends
+  // everything at once.
   const offStop = ctx.host.onStop((signal) => {
     if (stopRequested) {
       log.warn({ signal }, 'second signal: killing the service');

@@ -38,6 +38,13 @@ export interface SandboxOptions {
   env?: NodeJS.ProcessEnv;
   /** How long the namespaces may take to come up; default 10 s. */
   setupTimeoutMs?: number;
+  /**
+   * Start the agent in a session (so a process group) of its own; default true. A terminal's
+   * Ctrl-C then reaches portpub alone, which passes one SIGINT on, as docker run does. False when
+   * the command reads the terminal (-i on a TTY): only its foreground process group may, and the
+   * terminal's SIGINT then reaches the command itself.
+   */
+  ownSession?: boolean;
 }
 
 /** StdioSlot is one of the agent's standard streams. */
@@ -147,6 +154,7 @@ export class Sandbox {
     const child = spawn('unshare', [...flags, '--', process.execPath, agent], {
       stdio: [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), 'ipc'] as StdioOptions,
       env,
+      detached: opts.ownSession ?? true,
     });
     const box = new Sandbox(child);
     const timeoutMs = opts.setupTimeoutMs ?? 10_000;
