@@ -63,12 +63,39 @@ export function buildProgram(ctx: CliContext): Command {
     .showHelpAfterError('(run portpub --help for usage)')
     .showSuggestionAfterError()
     .configureHelp(HELP)
-    .helpCommand('help [command]', 'show help for a command');
+    .helpCommand(false);
   registerServe(program, ctx);
   program.enablePositionalOptions();
   for (const register of COMMANDS) register(program, ctx);
+  addHelpCommand(program);
   refuseUnknownCommands(program);
   return program;
+}
+
+/**
+ * addHelpCommand is `portpub help [command]`. Commander's own help command answers an unknown
+ * name (`help upp`) with the whole root help on stderr and no word of what was wrong; this one
+ * says `unknown command 'upp'` with the suggestion `portpub upp` gets (exit 2).
+ */
+function addHelpCommand(program: Command): void {
+  program
+    .command('help')
+    .argument('[command]')
+    .description('show help for a command')
+    .helpOption(false)
+    .action((name: string | undefined) => {
+      if (name === undefined) program.help();
+      const cmd = program.commands.find((c) => c.name() === name || c.aliases().includes(name));
+      if (cmd) cmd.help();
+      unknownCommand(program, name);
+    });
+}
+
+/** unknownCommand is commander's error for an unknown command `name`, with its suggestion. */
+function unknownCommand(program: Command, name: string): never {
+  // commander words the error (and finds the suggestion) from the first operand of the root.
+  program.args = [name];
+  return (program as unknown as { unknownCommand(): never }).unknownCommand();
 }
 
 /**
@@ -81,7 +108,7 @@ function refuseUnknownCommands(program: Command): void {
   program.allowExcessArguments(true);
   program.hook('preAction', (_root, actionCommand) => {
     if (actionCommand === program && program.args.length > 0) {
-      (program as unknown as { unknownCommand(): never }).unknownCommand();
+      unknownCommand(program, program.args[0]!);
     }
   });
 }

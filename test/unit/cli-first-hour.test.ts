@@ -34,6 +34,23 @@ describe('commands (defect 3)', () => {
     expect(r.stderr).not.toContain('too many arguments');
   });
 
+  it('help with an unknown command says so, as portpub upp does (exit 2)', async () => {
+    for (const [name, suggestion] of [
+      ['upp', '(Did you mean up?)'],
+      ['nosuch', undefined],
+    ] as const) {
+      const r = await runMain(['help', name]);
+      expect(r.code, name).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(`error: unknown command '${name}'`);
+      if (suggestion) expect(r.stderr).toContain(suggestion);
+      else expect(r.stderr).not.toContain('Did you mean');
+      // The one-line pointer, not the whole root help.
+      expect(r.stderr).toContain('(run portpub --help for usage)');
+      expect(r.stderr).not.toContain('Usage:');
+    }
+  });
+
   it('help and help COMMAND print help (exit 0)', async () => {
     const all = await runMain(['help']);
     expect(all.code).toBe(0);
