@@ -115,13 +115,17 @@ function refuseUnknownCommands(program: Command): void {
 
 /**
  * HELP is the help layout of every command (subcommands inherit it): options in the order they
- * are declared, and no `(default: false)`, `(default: [])` or `(default: {})`, which say nothing.
+ * are declared, and no `(default: false)`, `(default: [])` or `(default: {})`, which say nothing,
+ * nor `(default: null)` (commander's JSON text of Infinity or NaN): such an option names its
+ * default in words (Option.default(value, description)) or shows none.
  */
 const HELP: Partial<Help> = {
   sortOptions: false,
   optionDescription(this: Help, option: Option): string {
     const plain = Help.prototype.optionDescription.bind(this);
-    if (!isNoiseDefault(option.defaultValue)) return plain(option);
+    if (option.defaultValueDescription || !isNoiseDefault(option.defaultValue)) {
+      return plain(option);
+    }
     const copy = Object.assign(Object.create(Object.getPrototypeOf(option) as object), option, {
       defaultValue: undefined,
     }) as Option;
@@ -130,7 +134,8 @@ const HELP: Partial<Help> = {
 };
 
 function isNoiseDefault(value: unknown): boolean {
-  if (value === false) return true;
+  if (value === false || value === null) return true;
+  if (typeof value === 'number' && !Number.isFinite(value)) return true;
   if (Array.isArray(value)) return value.length === 0;
   return (
     typeof value === 'object' &&

@@ -8,7 +8,7 @@ import { formatStats, formatTop, statsRows, topRows } from '../observe/table.js'
 import { ERR_NOT_RUNNING } from '../registry/queries.js';
 import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
-import { durationArg } from './options.js';
+import { durationOption } from './options.js';
 
 /** WatchOptions are the options stats and top share. */
 export interface WatchOptions {
@@ -33,11 +33,13 @@ export function addWatchOptions(cmd: Command): Command {
         .choices(['table', 'json'])
         .default('table'),
     )
-    .option(
-      '--interval <duration>',
-      'time between two refreshes (and the window of the rates)',
-      durationArg('--interval', 1),
-      1_000,
+    .addOption(
+      durationOption(
+        '--interval <duration>',
+        'time between two refreshes (and the window of the rates)',
+        1_000,
+        1,
+      ),
     );
 }
 

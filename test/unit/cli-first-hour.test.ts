@@ -85,6 +85,38 @@ describe('help text (defect 4)', () => {
     }
   });
 
+  it('every --help: a duration default reads as a duration, no default is JSON noise', async () => {
+    const io = { stdout: process.stdout, stderr: process.stderr };
+    const program = buildProgram({ io, host: fakeHost(), setExit: () => undefined });
+    let durations = 0;
+    for (const cmd of [program, ...program.commands]) {
+      const name = cmd === program ? '' : cmd.name();
+      const r = await runMain(name === '' ? ['--help'] : ['help', name]);
+      expect(r.code, name).toBe(0);
+      const text = r.stdout.replace(/\s+/g, ' ');
+      const shown = [...text.matchAll(/\(default: ([^)]*)\)/g)].map((m) => m[1]!);
+      for (const value of shown) {
+        expect(
+          ['null', '[]', '{}', 'false', 'true', 'undefined'],
+          `portpub ${name} --help`,
+        ).not.toContain(value);
+      }
+      for (const option of cmd.options) {
+        if (!option.flags.endsWith('<duration>') || option.defaultValue === undefined) continue;
+        durations++;
+        const at = text.indexOf(`${option.flags} `);
+        expect(at, `${name} ${option.flags}`).toBeGreaterThanOrEqual(0);
+        const m = /\(default: ([^)]*)\)/.exec(text.slice(at));
+        // A bare number of milliseconds reads as seconds by portpub's own rule; 0 is 0 in any unit.
+        expect(m?.[1], `portpub ${name} --help: ${option.flags}`).toMatch(
+          /^(0|[0-9.]+(ms|s|m|h)(\S*))$/,
+        );
+      }
+    }
+    // stats and top --interval, reload --timeout, and the serving commands' four each.
+    expect(durations).toBeGreaterThanOrEqual(4 * 3 + 3);
+  });
+
   it("shows the forwarders' own defaults (issue 12 item 5)", async () => {
     const help = (await runMain(['--help'])).stdout.replace(/\s+/g, ' ');
     const shown = (flag: string, ms: number) =>
