@@ -54,7 +54,8 @@ export interface RunMode {
 interface ResolvedLink {
   alias: string;
   name: string;
-  hostname: string;
+  /** The short id for the hosts line, when the service has a record. */
+  hostname?: string;
   ip: string;
   ports: LinkPort[];
   env: Record<string, string>;
@@ -100,7 +101,12 @@ export async function runContainer(
       hosts,
       hostsFile(
         { ip: record.ip, hostname: shortId },
-        resolved.map((l) => ({ alias: l.alias, hostname: l.hostname, name: l.name, ip: l.ip })),
+        resolved.map(({ alias, hostname, name, ip }) => ({
+          alias,
+          name,
+          ip,
+          ...(hostname !== undefined ? { hostname } : {}),
+        })),
       ),
     );
     const hostname = containerPath(record.id, 'hostname', dir);
@@ -264,10 +270,14 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
   return record.links.map((value) => {
     const { name, alias } = parseLink(value);
     let container: ContainerRecord | undefined;
+    // A detached `portpub -d` is linked through its state file, below; its record gives the id.
+    let plain: ContainerRecord | undefined;
     try {
       container = findContainer(name, dir);
-      // A detached `portpub -d` / `up -d` is linked through its state file, below.
-      if (!isRunService(container)) container = undefined;
+      if (!isRunService(container)) {
+        if (container.kind === 'serve' && container.name === name) plain = container;
+        container = undefined;
+      }
     } catch {
       container = undefined;
     }
@@ -316,10 +326,13 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
     while (used.has(`127.0.0.${n}`)) n++;
     const ip = `127.0.0.${n}`;
     used.add(ip);
+    // Docker's line is `<ip>\t<alias> <id> <name>`: a `portpub -d` has a record and so an id;
+    // a foreground portpub and a service of `up` (one record for the whole project) have none,
+    // and the line names them once.
     return {
       alias,
       name,
-      hostname: name,
+      ...(plain && liveness(plain) === 'running' ? { hostname: plain.id.slice(0, 12) } : {}),
       ip,
       ports: bindings.map((b) => ({ port: b.targetPort, protocol: b.protocol })),
       env: {},

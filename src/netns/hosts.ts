@@ -1,12 +1,15 @@
 // The /etc/hosts of a service's private mount namespace, in the format of Docker's libnetwork
-// (etchosts): the default entries, one line per link (`<ip>\t<alias> <hostname> [<name>]`, the
-// name only when it differs from the alias), then the service's own address and hostname.
+// (etchosts): the default entries, one line per link (`<ip>\t<alias> <id> [<name>]`, the name
+// only when it differs from the alias), then the service's own address and hostname.
 
 /** HostsLink is one linked service as its recipient's /etc/hosts names it. */
 export interface HostsLink {
   alias: string;
-  /** The linked service's hostname (its short id) and name. */
-  hostname: string;
+  /**
+   * The linked service's hostname (its short id), and its name. A service with no id (one a
+   * foreground `portpub` or `up` serves: no record) has its name alone on the line.
+   */
+  hostname?: string;
   name: string;
   ip: string;
 }
@@ -22,8 +25,9 @@ const DEFAULTS: readonly [string, string][] = [
 
 /** hostsLine is the line Docker writes for a link (daemon/container_operations.go). */
 export function hostsLine(link: HostsLink): string {
-  const names =
-    link.alias === link.name ? [link.alias, link.hostname] : [link.alias, link.hostname, link.name];
+  const names = [link.alias];
+  if (link.hostname !== undefined) names.push(link.hostname);
+  if (link.name !== link.alias) names.push(link.name);
   return `${link.ip}\t${names.join(' ')}\n`;
 }
 

@@ -2,7 +2,10 @@
 // publishes nothing, reached only through --link by a second service (Docker's variables byte for
 // byte, `getent hosts db`, traffic through the conduit, nothing for the host); ps, logs, stop and
 // rm; and nothing left running when a service's portpub is SIGKILLed.
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
 import { echoServer, waitFor, withDeadline } from '../helpers/net.js';
 import {
@@ -172,6 +175,72 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect(taken.code).toBe(1);
     expect(taken.stderr).toContain('The container name "/hostdb" is already in use by portpub pid');
     await plain.stop('SIGTERM');
+  });
+
+  it('links to a service of up -d and to a plain -d: variables, hosts lines, traffic', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const api = await echoServer();
+    const plainEcho = await echoServer();
+    const cwd = mkdtempSync(join(tmpdir(), 'portpub-link-up-'));
+    onTestFinished(() => rmSync(cwd, { recursive: true, force: true }));
+    writeFileSync(
+      join(cwd, 'portpub.yaml'),
+      `name: demo\nservices:\n  api:\n    ports: ["127.0.0.1::${api.port}"]\n`,
+    );
+    const up = await runCli(['up', '-d'], 20_000, { env: e.env, cwd });
+    expect(up.code).toBe(0);
+    const plain = await cli(e, '-d', '--name', 'plainsvc', '-p', `127.0.0.1::${plainEcho.port}`);
+    expect(plain.code).toBe(0);
+    const plainId = plain.stdout.trim().slice(0, 12);
+
+    const script = [
+      'for (const [k, v] of Object.entries(process.env)) if (/^(API|PS1)_/.test(k)) console.log(k + "=" + v);',
+      'const { execFileSync } = require("node:child_process");',
+      'process.stdout.write(execFileSync("getent", ["hosts", "api"]));',
+      'process.stdout.write(execFileSync("grep", ["-w", "-e", "api", "-e", "ps1", "/etc/hosts"]));',
+      'const talk = (host, port) => new Promise((r) => { const s = require("node:net").connect(port, host);',
+      '  let got = ""; s.on("data", (d) => (got += d)); s.on("end", () => r(got)); s.end("to " + host); });',
+      `talk("api", ${api.port}).then(async (a) => console.log(a, await talk("ps1", ${plainEcho.port})));`,
+    ].join('\n');
+    const r = await cli(
+      e,
+      'run',
+      '--name',
+      'client',
+      '--link',
+      'api',
+      '--link',
+      'plainsvc:ps1',
+      '--',
+      process.execPath,
+      '-e',
+      script,
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        `API_PORT=tcp://127.0.0.2:${api.port}`,
+        `API_PORT_${api.port}_TCP=tcp://127.0.0.2:${api.port}`,
+        'API_PORT_' + api.port + '_TCP_ADDR=127.0.0.2',
+        `API_PORT_${api.port}_TCP_PORT=${api.port}`,
+        `API_PORT_${api.port}_TCP_PROTO=tcp`,
+        'API_NAME=/client/api',
+        `PS1_PORT=tcp://127.0.0.3:${plainEcho.port}`,
+        `PS1_PORT_${plainEcho.port}_TCP=tcp://127.0.0.3:${plainEcho.port}`,
+        'PS1_PORT_' + plainEcho.port + '_TCP_ADDR=127.0.0.3',
+        `PS1_PORT_${plainEcho.port}_TCP_PORT=${plainEcho.port}`,
+        `PS1_PORT_${plainEcho.port}_TCP_PROTO=tcp`,
+        'PS1_NAME=/client/ps1',
+        // getent pads the address to 15 columns. A service of up has no id of its own (one
+        // record serves the project): its name, once. A plain -d has its record's id.
+        '127.0.0.2       api',
+        '127.0.0.2\tapi',
+        `127.0.0.3\tps1 ${plainId} plainsvc`,
+        'to api to ps1',
+        '',
+      ].join('\n'),
+    );
   });
 
   it('ps, logs, stop and rm, as docker has them', async (ctx) => {

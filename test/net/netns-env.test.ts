@@ -84,6 +84,11 @@ describe('/etc/hosts (libnetwork etchosts, daemon links)', () => {
     expect(hostsLine({ ...base, alias: 'db' })).toBe('127.9.9.9\tdb 0123456789ab\n');
     expect(hostsLine({ ...base, alias: 'pg' })).toBe('127.9.9.9\tpg 0123456789ab db\n');
   });
+  it('names a service without an id once: no hostname stands in for the id', () => {
+    const plain = { name: 'api', ip: '127.0.0.2' };
+    expect(hostsLine({ ...plain, alias: 'api' })).toBe('127.0.0.2\tapi\n');
+    expect(hostsLine({ ...plain, alias: 'ps1' })).toBe('127.0.0.2\tps1 api\n');
+  });
   it('defaults, links, then the service itself', () => {
     expect(hostsFile({ ip: '127.1.1.1', hostname: 'aaaaaaaaaaaa' }, [])).toBe(
       '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n' +
