@@ -96,6 +96,49 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
     expect(await refused(port)).toBe(true);
   });
 
+  it('publishes an --expose range and a UDP port with -P, each on a port of its own', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const run = await startService(
+      [
+        '--name',
+        'many',
+        '--expose',
+        '7000-7002',
+        '--expose',
+        '7100/udp',
+        '-P',
+        '--',
+        ...service('tcp=7001', 'udp=7100'),
+      ],
+      e,
+    );
+    const out = (await runCli(['port', 'many'], 15_000, { env: e.env })).stdout;
+    const lines = out.split('\n').filter(Boolean);
+    // Each exposed port once on 0.0.0.0, and once on [::] where the host has IPv6.
+    const v4 = lines.filter((l) => l.includes('-> 0.0.0.0:'));
+    expect(v4.map((l) => l.split(' ')[0])).toEqual([
+      '7000/tcp',
+      '7001/tcp',
+      '7002/tcp',
+      '7100/udp',
+    ]);
+    expect(lines.length === 4 || lines.length === 8).toBe(true);
+    const ports = v4.map((l) => Number(/:(\d+)$/.exec(l)![1]));
+    // TCP and UDP are allocated apart, as Docker's allocator does: only the TCP ones differ.
+    expect(new Set(ports.slice(0, 3)).size).toBe(3);
+    expect(await exchange(ports[1]!, 'range')).toBe('ns:range');
+    const client = dgram.createSocket('udp4');
+    onTestFinished(() => {
+      client.close();
+    });
+    await new Promise<void>((r) => client.bind(0, '127.0.0.1', r));
+    const reply = nextMessage(client, 5_000);
+    client.send('dgram', ports[3], '127.0.0.1');
+    expect(String((await reply).msg)).toBe('ns:dgram');
+    await run.stop('SIGTERM');
+  });
+
   it('resets the clients of a port the service never opens, as a dead target does', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
