@@ -32,6 +32,27 @@ int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* wall_ms turns a mono_ms() time into wall-clock ms since the epoch with one offset taken once,
+ * so a connection's opened-at time reads the same in every listing (Date.now() minus an age
+ * would move by a millisecond from one listing to the next). */
+static pthread_once_t wall_once = PTHREAD_ONCE_INIT;
+static double wall_offset;
+static void take_wall_offset(void) {
+  struct timespec m, r;
+  clock_gettime(CLOCK_MONOTONIC, &m);
+  clock_gettime(CLOCK_REALTIME, &r);
+  int64_t m_ns = (int64_t)m.tv_sec * 1000000000 + m.tv_nsec;
+  int64_t r_ns = (int64_t)r.tv_sec * 1000000000 + r.tv_nsec;
+  wall_offset = (double)(r_ns - m_ns) / 1e6;
+}
+/* A mono_ms() time is whole milliseconds: the result is the nearest wall-clock millisecond,
+ * within one of Date.now() at the same moment. */
+double wall_ms(int64_t mono) {
+  pthread_once(&wall_once, take_wall_offset);
+  /* The middle of that millisecond, rounded (positive, so the cast floors). */
+  return (double)(int64_t)((double)mono + 0.5 + wall_offset + 0.5);
+}
+
 void list_init(struct link *h) { h->prev = h->next = h; }
 int list_empty(const struct link *h) { return h->next == h; }
 void list_remove(struct link *n) {

@@ -227,6 +227,7 @@ void engine_stop(struct engine *e);
 void engine_post(struct engine *e, struct cmd c);
 void engine_emit(struct engine *e, const struct event *ev);
 int64_t mono_ms(void);
+double wall_ms(int64_t mono);
 void list_init(struct link *h);
 void list_remove(struct link *n);
 void list_push_tail(struct link *h, struct link *n);

@@ -154,7 +154,7 @@ static void dst_name(const struct flow *f, int port, char *out, size_t cap) {
 }
 
 /* udpFlows(id, port) lists live flows, least recently active first, as [client, host,
- * targetLocal, ageMs, idleMs, bytesUp, bytesDown] rows. */
+ * targetLocal, openedAt, activeAt, bytesUp, bytesDown] rows (wall-clock ms, see wall_ms). */
 napi_value UdpFlows(napi_env env, napi_callback_info info) {
   napi_value argv[2], rows;
   if (!get_args(env, info, 2, argv)) return NULL;
@@ -163,7 +163,6 @@ napi_value UdpFlows(napi_env env, napi_callback_info info) {
   if (e == NULL) return rows;
   int64_t id = int_arg(env, argv[0]), port = int_arg(env, argv[1]);
   pthread_mutex_lock(&e->lock);
-  int64_t now = mono_ms();
   struct ulistener *u = ufind(e, (uint32_t)id);
   uint32_t n = 0;
   for (struct link *p = u ? u->lru.next : NULL; u && p != &u->lru; p = p->next) {
@@ -173,8 +172,7 @@ napi_value UdpFlows(napi_env env, napi_callback_info info) {
     dst_name(f, (int)port, host, sizeof host);
     format_addr(&f->local, tlocal, sizeof tlocal);
     int64_t last = f->reply_ms > f->active_ms ? f->reply_ms : f->active_ms;
-    double nums[4] = {(double)(now - f->opened_ms), (double)(now - last), (double)f->up,
-                      (double)f->down};
+    double nums[4] = {wall_ms(f->opened_ms), wall_ms(last), (double)f->up, (double)f->down};
     napi_value row, v;
     if (napi_create_array_with_length(env, 7, &row) != napi_ok) break;
     const char *texts[3] = {client, host, tlocal};

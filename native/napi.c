@@ -17,7 +17,7 @@
 #include "napi-util.h"
 
 /* ABI is bumped whenever the JavaScript side must change with this file. */
-#define ABI 4
+#define ABI 5
 #define FIELDS 9 /* numbers per event record handed to JavaScript */
 
 
@@ -301,8 +301,9 @@ static void local_name(int fd, char *out, size_t cap) {
   format_addr(&ss, out, cap);
 }
 
-/* connections(id) lists live connections as [client, host, targetLocal, ageMs, idleMs, up,
- * down, state] rows; state 0 connecting, 1 open, 2 half-closed, 3 draining. */
+/* connections(id) lists live connections as [client, host, targetLocal, openedAt, activeAt, up,
+ * down, state] rows (times in wall-clock ms, see wall_ms); state 0 connecting, 1 open,
+ * 2 half-closed, 3 draining. */
 static napi_value Connections(napi_env env, napi_callback_info info) {
   napi_value argv[1], rows;
   if (!get_args(env, info, 1, argv)) return NULL;
@@ -311,7 +312,6 @@ static napi_value Connections(napi_env env, napi_callback_info info) {
   if (e == NULL) return rows;
   int64_t id = int_arg(env, argv[0]);
   pthread_mutex_lock(&e->lock);
-  int64_t now = mono_ms();
   struct listener *l = find(e, (uint32_t)id);
   uint32_t n = 0;
   for (struct link *p = l ? l->all.next : NULL; l && p != &l->all; p = p->next) {
@@ -321,8 +321,8 @@ static napi_value Connections(napi_env env, napi_callback_info info) {
     local_name(c->fd[0], host, sizeof host);
     local_name(c->state == C_CONNECTING ? -1 : c->fd[1], tlocal, sizeof tlocal);
     int state = c->state == C_CONNECTING ? 0 : l->closing ? 3 : c->state == C_HALF ? 2 : 1;
-    double nums[5] = {(double)(now - c->opened_ms), (double)(now - c->active_ms),
-                      (double)c->up, (double)c->down, state};
+    double nums[5] = {wall_ms(c->opened_ms), wall_ms(c->active_ms), (double)c->up,
+                      (double)c->down, state};
     napi_value row, v;
     if (napi_create_array_with_length(env, 8, &row) != napi_ok) break;
     const char *texts[3] = {client, host, tlocal};

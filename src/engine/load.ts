@@ -6,7 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** ABI is the native/napi.c interface version this side speaks. */
-const ABI = 4;
+const ABI = 5;
 
 /** NativeBinding is what native/napi.c exports. */
 export interface NativeBinding {
@@ -28,6 +28,7 @@ export interface NativeBinding {
   close(id: number): void;
   adopt(id: number, fd: number): void;
   destroy(id: number): void;
+  /** [client, host, targetLocal, openedAt, activeAt (wall-clock ms), up, down, state] */
   connections(id: number): [string, string, string, number, number, number, number, number][];
   udpListen(
     fd: number,
@@ -40,6 +41,7 @@ export interface NativeBinding {
     stats: ArrayBuffer,
   ): void;
   udpDestroy(id: number): void;
+  /** [client, host, targetLocal, openedAt, activeAt (wall-clock ms), up, down] */
   udpFlows(id: number, port: number): [string, string, string, number, number, number, number][];
   ref(): void;
   unref(): void;

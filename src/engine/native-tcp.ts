@@ -159,17 +159,16 @@ export class NativeTcpForwarder implements Forwarder<TcpStats> {
 
   connections(): ConnectionInfo[] {
     if (this.drained) return [];
-    const now = Date.now();
     return this.binding
       .connections(this.id)
-      .map(([client, host, targetLocal, age, idle, up, down, state]) => ({
+      .map(([client, host, targetLocal, openedAt, lastActivityAt, up, down, state]) => ({
         protocol: 'tcp',
         client,
         host,
         targetLocal,
         target: this.targetText,
-        openedAt: now - age,
-        lastActivityAt: now - idle,
+        openedAt,
+        lastActivityAt,
         bytesClientToTarget: up,
         bytesTargetToClient: down,
         state: STATES[state] ?? 'open',

@@ -140,17 +140,16 @@ export class NativeUdpForwarder implements Forwarder<UdpStats> {
   /** connections lists the live flows, least recently active first. */
   connections(): ConnectionInfo[] {
     if (this.done) return [];
-    const now = Date.now();
     return this.binding
       .udpFlows(this.id, this.address.port)
-      .map(([client, host, targetLocal, age, idle, up, down]) => ({
+      .map(([client, host, targetLocal, openedAt, lastActivityAt, up, down]) => ({
         protocol: 'udp',
         client,
         host,
         targetLocal,
         target: this.targetText,
-        openedAt: now - age,
-        lastActivityAt: now - idle,
+        openedAt,
+        lastActivityAt,
         bytesClientToTarget: up,
         bytesTargetToClient: down,
         state: 'open',

@@ -165,9 +165,32 @@ describe('--ui page', () => {
         await page.screenshot({ path: join(DOCS, 'ui.png'), fullPage: true });
       }
 
+      // Every state a node is given from here on, recorded in the page (a node marked closed or
+      // expired stays a moment, then goes: the record cannot miss it however slow the test is).
+      // (A string: the test's TypeScript has no DOM types.)
+      await page.evaluate(`
+        window.seen = [];
+        new MutationObserver((records) => {
+          for (const r of records) {
+            window.seen.push(r.target.getAttribute('data-client') + ' ' + r.target.getAttribute('data-state'));
+          }
+        }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
+      `);
+      const seen = () => page.evaluate<string[]>('window.seen');
+      const marked = async (client: string, state: string) => {
+        await waitFor(
+          async () => (await seen()).includes(`${client} ${state}`),
+          `${client} marked ${state}`,
+          20_000,
+        ).catch(async (err: Error) => {
+          throw new Error(`${err.message}; states seen: ${JSON.stringify(await seen())}`);
+        });
+      };
+
       // A connection closed leaves (marked closed, then gone); the others stay.
       const gone = clients[0]!;
       gone.end();
+      await marked(`127.0.0.1:${gone.localPort}`, 'closed');
       await field(tcpCard, 'active', 2);
       await waitFor(
         async () => (await page.$(node(gone))) === null,
@@ -177,6 +200,7 @@ describe('--ui page', () => {
       expect(await page.$(node(clients[1]!))).not.toBeNull();
       // The UDP flow expires after --udp-timeout without traffic.
       await field(udpCard, 'active', 0);
+      await marked(`127.0.0.1:${udp.address().port}`, 'expired');
       await waitFor(async () => (await page.$(flow)) === null, 'the expired flow to go', 20_000);
       await page.screenshot({ path: join(RESULTS, `ui-page-${engine}-after.png`), fullPage: true });
       expect(external).toEqual([]);

@@ -100,10 +100,15 @@ describe.each(engines)('connections() (%s engine)', (engine) => {
     });
     expect(c!.targetLocal).toMatch(/^127\.0\.0\.1:\d+$/);
     // openedAt is when portpub accepted the client: inside the test's own window. The native
-    // engine gives it as an age in whole milliseconds of its monotonic clock, so allow 2 ms.
+    // engine's clock counts whole milliseconds, so allow 2 ms.
     expect(c!.openedAt).toBeGreaterThanOrEqual(start - 2);
     expect(c!.openedAt).toBeLessThanOrEqual(after + 2);
     expect(c!.lastActivityAt).toBeGreaterThanOrEqual(c!.openedAt);
+    // The same connection opened at the same time in every listing (the page keys nodes by it).
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 3));
+      expect(fw.connections()[0]!.openedAt).toBe(c!.openedAt);
+    }
     const closing = fw.close();
     expect(fw.connections()[0]!.state).toBe('draining');
     client.end();
