@@ -11,6 +11,7 @@ import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { backgroundContext, startDetached } from './detach.js';
 import { formatPlan } from './format.js';
+import { claimName } from './name-lock.js';
 import {
   addServeOptions,
   makeLogger,
@@ -143,16 +144,43 @@ async function runPublish(
     const bg = backgroundContext(record, ctx);
     let code = 1;
     try {
-      checkNameFree(record.name, runNameHolders());
-      code = await serve(publish, opts, bg.ctx, logger, { name: record.name });
+      code = await serveNamed(record.name, bg.ctx, () =>
+        serve(publish, opts, bg.ctx, logger, { name: record.name }),
+      );
     } finally {
       bg.finish(code);
     }
     return code;
   }
-  if (opts.name !== undefined) checkNameFree(opts.name, runNameHolders());
-  if (opts.detach) return detachPublish(mappings, opts, ctx, cmd);
-  return serve(publish, opts, ctx, logger, opts.name !== undefined ? { name: opts.name } : {});
+  if (opts.detach) {
+    if (opts.name !== undefined) checkNameFree(opts.name, runNameHolders());
+    return detachPublish(mappings, opts, ctx, cmd);
+  }
+  if (opts.name === undefined) return serve(publish, opts, ctx, logger, {});
+  const name = opts.name;
+  return serveNamed(name, ctx, () => serve(publish, opts, ctx, logger, { name }));
+}
+
+/**
+ * serveNamed runs `serving` holding `name`: claimed (name-lock.ts) before anything is bound, so
+ * of two portpubs started together with one --name exactly one serves, and the other gets
+ * Docker's conflict error; released when serving ends or the process exits.
+ */
+async function serveNamed(
+  name: string,
+  ctx: CliContext,
+  serving: () => Promise<number>,
+): Promise<number> {
+  const claim = claimName(stateDir(), name);
+  const offExit = ctx.host.onExit(() => claim.release());
+  try {
+    // A holder that claims no name: a `portpub run` service, or a portpub of an older version.
+    checkNameFree(name, runNameHolders());
+    return await serving();
+  } finally {
+    offExit();
+    claim.release();
+  }
 }
 
 /**

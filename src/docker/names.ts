@@ -16,17 +16,19 @@ export const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 /**
  * checkName returns `name` if Docker would take it, else throws ERR_BAD_NAME with the daemon's
  * text: `Invalid container name (a b), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed` ("container"
- * kept, so the message can be searched for).
+ * kept, so the message can be searched for). As the daemon (moby daemon/names.go, reserveName),
+ * one leading `/` is trimmed first: `/web` is the name `web`, which Docker stores as `/web`.
  */
 export function checkName(name: string): string {
-  if (!NAME_PATTERN.test(name)) {
+  const bare = name.startsWith('/') ? name.slice(1) : name;
+  if (!NAME_PATTERN.test(bare)) {
     throw new PortpubError(
       ERR_BAD_NAME,
       `Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`,
       EXIT_USAGE,
     );
   }
-  return name;
+  return bare;
 }
 
 /** NameHolder is something running that holds a name; `by` says what, for the message. */
@@ -37,20 +39,26 @@ export interface NameHolder {
 }
 
 /**
- * checkNameFree throws Docker's conflict error (ERR_NAME_IN_USE, exit 1) when a holder already
- * has `name`: `Conflict. The container name "/web" is already in use by portpub pid 4242. You
- * have to remove (or rename) that container to be able to reuse that name.`
+ * checkNameFree throws Docker's conflict error (nameConflict) when a holder already has `name`.
  */
 export function checkNameFree(name: string, holders: Iterable<NameHolder>): void {
   for (const h of holders) {
-    if (h.name !== name) continue;
-    throw new PortpubError(
-      ERR_NAME_IN_USE,
-      `Conflict. The container name "/${name}" is already in use by ${h.by}. ` +
-        'You have to remove (or rename) that container to be able to reuse that name.',
-      EXIT_RUNTIME,
-    );
+    if (h.name === name) throw nameConflict(name, h.by);
   }
+}
+
+/**
+ * nameConflict is Docker's conflict error (ERR_NAME_IN_USE, exit 1): `Conflict. The container
+ * name "/web" is already in use by portpub pid 4242. You have to remove (or rename) that
+ * container to be able to reuse that name.`
+ */
+export function nameConflict(name: string, by: string): PortpubError {
+  return new PortpubError(
+    ERR_NAME_IN_USE,
+    `Conflict. The container name "/${name}" is already in use by ${by}. ` +
+      'You have to remove (or rename) that container to be able to reuse that name.',
+    EXIT_RUNTIME,
+  );
 }
 
 const HOST_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
