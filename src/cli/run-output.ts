@@ -1,7 +1,8 @@
-// A foreground `portpub run` keeps the command's output for `portpub logs`, as Docker keeps every
-// container's: the command writes to pipes (as under `docker run` without -t), and each chunk goes
-// on to portpub's own stdout or stderr and to the end of the service's log file. A detached
-// service needs none of this: its whole output already goes to that file.
+// A `portpub run` service's output on its way out: the command writes to pipes (as under `docker
+// run` without -t), and each chunk goes on to portpub's own stdout or stderr and, in the
+// foreground, to the end of the service's log file, so `portpub logs` has it as Docker keeps every
+// container's. (A detached portpub's stdout and stderr are that file already.) Known noise of the
+// tools around the command (see UNSHARE_NOISE) is dropped on the way.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { CliIo } from './context.js';
@@ -15,13 +16,18 @@ export interface KeptOutput {
   done(graceMs: number): Promise<void>;
 }
 
-/** keepOutput relays stdout and stderr to io and appends both to the file at logPath. */
+/**
+ * keepOutput relays stdout and stderr to io, appends both to the file at logPath when given, and
+ * drops each of `noise` (whole lines) from stderr.
+ */
 export function keepOutput(
   streams: { stdout: Readable | null; stderr: Readable | null },
   io: CliIo,
-  logPath: string,
+  logPath: string | undefined,
+  noise: readonly string[] = [],
 ): KeptOutput {
-  let fd: number | undefined = openSync(logPath, 'a', 0o600);
+  let fd: number | undefined = logPath === undefined ? undefined : openSync(logPath, 'a', 0o600);
+  const drop = noise.map((line) => Buffer.from(line));
   const sources: Readable[] = [];
   const ended: Promise<void>[] = [];
   const pairs: [Readable | null, NodeJS.WritableStream][] = [
@@ -38,7 +44,10 @@ export function keepOutput(
         source.once('error', () => resolve());
       }),
     );
-    source.on('data', (chunk: Buffer) => {
+    const quiet = sink === io.stderr ? drop : [];
+    source.on('data', (data: Buffer) => {
+      const chunk = quiet.reduce(without, data);
+      if (chunk.length === 0) return;
       if (fd !== undefined) {
         try {
           writeSync(fd, chunk);
@@ -70,4 +79,14 @@ export function keepOutput(
       return finished;
     },
   };
+}
+
+/**
+ * without removes one line from a chunk. A tool writes such a line with one write(2), so it
+ * arrives whole in one chunk; only a line that starts the chunk or follows a newline counts.
+ */
+function without(chunk: Buffer, line: Buffer): Buffer {
+  const at = chunk.indexOf(line);
+  if (at < 0 || (at > 0 && chunk[at - 1] !== 0x0a)) return chunk;
+  return Buffer.concat([chunk.subarray(0, at), chunk.subarray(at + line.length)]);
 }

@@ -11,7 +11,7 @@ import { serviceEnv } from '../netns/env.js';
 import { hostsFile } from '../netns/hosts.js';
 import { dialLink, dialLinkUdp, relay, serveLinks, type LinkServer } from '../netns/relay.js';
 import { hostPeer, udpConduit, type OpenPeer } from '../netns/udp-link.js';
-import { exitStatus, Sandbox } from '../netns/sandbox.js';
+import { exitStatus, Sandbox, UNSHARE_NOISE } from '../netns/sandbox.js';
 import { startPublisher, type Publisher, type PublishRequest } from '../publish/publisher.js';
 import {
   containerPath,
@@ -113,23 +113,21 @@ export async function runContainer(
     writeFileSync(hostname, `${shortId}\n`);
     const mounts = [{ source: hosts, target: '/etc/hosts' }];
     if (existsSync('/etc/hostname')) mounts.push({ source: hostname, target: '/etc/hostname' });
-    // In the foreground the output is relayed and kept for `portpub logs`; in the background
-    // portpub's own stdout and stderr are the log file already.
-    const out = mode.detached ? 'inherit' : 'pipe';
+    // The output is relayed (unshare's noise dropped) and, in the foreground, kept for
+    // `portpub logs`; in the background portpub's own stdout and stderr are the log file already.
     box = await Sandbox.start({
       hostname: shortId,
       mounts,
-      stdio: [record.interactive ? 'inherit' : 'ignore', out, out],
+      stdio: [record.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
       ownSession: !tty,
     });
     const sandbox = box;
-    if (!mode.detached) {
-      output = keepOutput(
-        { stdout: box.child.stdout, stderr: box.child.stderr },
-        ctx.io,
-        containerPath(record.id, 'log', dir),
-      );
-    }
+    output = keepOutput(
+      { stdout: box.child.stdout, stderr: box.child.stderr },
+      ctx.io,
+      mode.detached ? undefined : containerPath(record.id, 'log', dir),
+      [UNSHARE_NOISE],
+    );
     const publish: PublishRequest[] = record.publish.map((mapping) => ({
       mapping,
       targetHost: record.ip,

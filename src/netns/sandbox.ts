@@ -47,6 +47,13 @@ export interface SandboxOptions {
   ownSession?: boolean;
 }
 
+/**
+ * UNSHARE_NOISE is what util-linux's unshare writes to the service's stderr when its child (the
+ * agent) dies of SIGKILL: it tries to die of the same signal, fails to unblock it, and says so.
+ * It tells the user nothing (portpub logs the agent's death itself), so the relay drops it.
+ */
+export const UNSHARE_NOISE = 'unshare: sigprocmask unblock failed: Invalid argument\n';
+
 /** StdioSlot is one of the agent's standard streams. */
 export type StdioSlot = 'inherit' | 'ignore' | 'pipe' | number;
 

@@ -1,12 +1,22 @@
-// How a `portpub run` service hears signals, through the built CLI: one Ctrl-C on a terminal is one
-// SIGINT for the command (as under docker run), with or without -i.
+// How a `portpub run` service hears signals and faults, through the built CLI: one Ctrl-C on a
+// terminal is one SIGINT for the command (as under docker run), with or without -i; the agent's
+// death takes the service down with a clear line and lets its ports go.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { BIN } from '../helpers/cli.js';
+import { BIN, runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import { needs } from '../helpers/udp.js';
-import { records, requireNetns, runEnv } from '../fixtures/netns-run.js';
+import {
+  exchange,
+  record,
+  records,
+  refused,
+  requireNetns,
+  runEnv,
+  service,
+  type RunEnv,
+} from '../fixtures/netns-run.js';
 
 const SCRIPT = '/usr/bin/script';
 
@@ -25,9 +35,9 @@ setInterval(() => {}, 1000);
 `;
 
 describe('portpub run: signals', { timeout: 90_000 }, () => {
-  it.for([[], ['-i']])(
-    'one Ctrl-C on a terminal is one SIGINT for the command (%j)',
-    async (extra, ctx) => {
+  it.for([{ extra: [] as string[] }, { extra: ['-i'] }])(
+    'one Ctrl-C on a terminal is one SIGINT for the command ($extra)',
+    async ({ extra }, ctx) => {
       requireNetns(ctx);
       needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
       const e = runEnv();
@@ -61,4 +71,82 @@ describe('portpub run: signals', { timeout: 90_000 }, () => {
       expect(await withDeadline(exited, 20_000, 'portpub to exit')).toBe(0);
     },
   );
+});
+
+/** childrenOf lists the pids whose parent is pid (from /proc/<pid>/stat). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(p));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** agentOf finds the namespace agent of the portpub at pid: its unshare's one child. */
+function agentOf(pid: number): number {
+  const unshare = childrenOf(pid).filter((c) =>
+    readFileSync(`/proc/${c}/cmdline`, 'utf8').startsWith('unshare\0'),
+  );
+  expect(unshare).toHaveLength(1);
+  const agent = childrenOf(unshare[0]!);
+  expect(agent).toHaveLength(1);
+  return agent[0]!;
+}
+
+async function hostPort(e: RunEnv, name: string): Promise<number> {
+  const out = (await runCli(['port', name, '7000'], 15_000, { env: e.env })).stdout;
+  return Number(/:(\d+)\n$/.exec(out)![1]);
+}
+
+describe('portpub run: the agent dies', { timeout: 90_000 }, () => {
+  it('takes the service down with a clear line, exit 1, the port let go', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const run = await startCli(
+      ['run', '--name', 'fragile', '-p', '127.0.0.1::7000', '--', ...service('tcp=7000')],
+      1,
+      20_000,
+      { env: e.env },
+    );
+    const port = await hostPort(e, 'fragile');
+    expect(await exchange(port, 'x')).toBe('ns:x');
+    process.kill(agentOf(run.child.pid!), 'SIGKILL');
+    const r = await withDeadline(run.exited, 20_000, 'portpub to exit');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the namespace agent died: the service is down');
+    // unshare's own complaint when its child dies of SIGKILL says nothing to the user.
+    expect(r.stderr).not.toContain('unshare:');
+    expect(await refused(port)).toBe(true);
+    expect(record(e.dir, 'fragile').state).toMatchObject({ status: 'exited', exitCode: 1 });
+  });
+
+  it('detached: the same line in its log, Exited (1), the port let go', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const d = await runCli(
+      ['run', '-d', '--name', 'bgfragile', '-p', '127.0.0.1::7000', '--', ...service('tcp=7000')],
+      20_000,
+      { env: e.env },
+    );
+    expect(d.code).toBe(0);
+    const port = await hostPort(e, 'bgfragile');
+    process.kill(agentOf(record(e.dir, 'bgfragile').state.pid!), 'SIGKILL');
+    await waitFor(
+      () => record(e.dir, 'bgfragile').state.status === 'exited',
+      'the record to say exited',
+      20_000,
+    );
+    expect(record(e.dir, 'bgfragile').state.exitCode).toBe(1);
+    const logs = (await runCli(['logs', 'bgfragile'], 15_000, { env: e.env })).stdout;
+    expect(logs).toContain('the namespace agent died: the service is down');
+    expect(logs).not.toContain('unshare:');
+    expect(await refused(port)).toBe(true);
+  });
 });
