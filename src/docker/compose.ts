@@ -284,8 +284,9 @@ function readProfiles(ctx: Context, at: string, value: unknown): string[] {
  *   4. `opts.defaultTarget`;
  *   5. DEFAULT_TARGET (127.0.0.1).
  * Services whose `profiles:` has no active profile are left out (compose does not start them);
- * a service with `network_mode: host` publishes nothing, as Docker discards its ports, with a
- * warning.
+ * a service with `network_mode: host` or `none` publishes nothing, as Docker discards its
+ * ports, with a warning; one with `service:NAME` or `container:NAME` and ports is refused, as the
+ * engine refuses it.
  */
 export function mergeCompose(
   fragments: readonly ComposeFragment[],
@@ -339,12 +340,31 @@ export function mergeCompose(
     const profiles = s.profiles ?? [];
     if (profiles.length > 0 && !active.has('*') && !profiles.some((p) => active.has(p))) continue;
     let mappings = s.mappings;
-    if (s.networkMode === 'host' && mappings.length > 0) {
-      warnings.push(
-        `${s.fileName}: services.${s.name}: network_mode: host: published ports are discarded ` +
-          `when using host network mode (as Docker does); its ports are not published`,
-      );
-      mappings = [];
+    const mode = s.networkMode;
+    if (mode !== undefined && mappings.length > 0) {
+      const where = `${s.fileName}: services.${s.name}: network_mode: ${mode}`;
+      if (mode === 'host') {
+        warnings.push(
+          `${where}: published ports are discarded when using host network mode ` +
+            `(as Docker does); its ports are not published`,
+        );
+        mappings = [];
+      } else if (mode === 'none') {
+        // Docker's `none` network has no interface to publish on: the ports come to nothing.
+        warnings.push(
+          `${where}: the service has no network, so Docker publishes none of its ports; ` +
+            `neither does portpub`,
+        );
+        mappings = [];
+      } else if (/^(service|container):/.test(mode)) {
+        // compose runs `service:b` as the engine's `container:<b's id>`, which the engine
+        // refuses with ports (moby runconfig ErrConflictNetworkPublishPorts): so does portpub.
+        fail(
+          `services.${s.name}: network_mode: ${mode}: conflicting options: port publishing and ` +
+            `the container type network mode (publish the ports on the service whose network ` +
+            `this one shares)`,
+        );
+      }
     }
     const forced = opts.targetFor?.[s.name];
     const target =

@@ -216,6 +216,45 @@ describe('loadComposeProject: profiles, network_mode, container_name', () => {
     );
   });
 
+  it('network_mode: none publishes nothing, with a warning', () => {
+    const dir = tempDir();
+    write(dir, {
+      'compose.yaml': 'services:\n  off:\n    network_mode: none\n    ports: ["82:82"]\n',
+    });
+    const p = loadComposeProject({ cwd: dir, env: {} });
+    expect(p.services[0]!.mappings).toEqual([]);
+    expect(p.warnings).toEqual([
+      expect.stringMatching(
+        /compose\.yaml: services\.off: network_mode: none: the service has no network/,
+      ),
+    ]);
+  });
+
+  it.each(['service:vpn', 'container:vpn'])(
+    'network_mode: %s with ports is refused, as the engine refuses it',
+    (mode) => {
+      const dir = tempDir();
+      write(dir, {
+        'compose.yaml':
+          'services:\n  vpn:\n    ports: ["8080:80"]\n' +
+          `  app:\n    network_mode: "${mode}"\n    ports: ["8081:81"]\n`,
+      });
+      expectUsage(
+        () => loadComposeProject({ cwd: dir, env: {} }),
+        new RegExp(
+          `compose\\.yaml: services\\.app: network_mode: ${mode}: conflicting options: ` +
+            'port publishing and the container type network mode \\(publish the ports on ',
+        ),
+      );
+      // Without ports: it shares vpn's network, and vpn's ports are published.
+      write(dir, {
+        'compose.yaml':
+          'services:\n  vpn:\n    ports: ["8080:80"]\n' + `  app:\n    network_mode: "${mode}"\n`,
+      });
+      expect(ports(loadComposeProject({ cwd: dir, env: {} }))).toEqual(['vpn :8080->80/tcp']);
+    },
+  );
+
   it('keeps container_name, and refuses one Docker would refuse', () => {
     const dir = tempDir();
     write(dir, { 'compose.yaml': file });
