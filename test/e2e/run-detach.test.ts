@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
-import { echoServer, waitFor, withDeadline } from '../helpers/net.js';
+import net from 'node:net';
+import { echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
 import {
   alive,
   processesWith,
@@ -21,12 +22,17 @@ import {
 
 const cli = (e: RunEnv, ...args: string[]) => runCli(args, 20_000, { env: e.env });
 
-/** startDb starts a detached `db` exposing 5432, and waits for its `up` in its log. */
-async function startDb(e: RunEnv, ...extra: string[]): Promise<string> {
+/**
+ * startDb starts a detached `db` exposing 5432 (with more run options and service arguments if
+ * given), and waits for its `up` in its log.
+ */
+async function startDb(e: RunEnv, more: { run?: string[]; service?: string[] } = {}) {
+  const extra = more.service ?? [];
   const r = await cli(
     e,
     'run',
     '-d',
+    ...(more.run ?? []),
     '--name',
     'db',
     '--expose',
@@ -303,15 +309,24 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
   });
 
-  it('leaves nothing running when the service’s portpub is SIGKILLed', async (ctx) => {
+  it('leaves nothing running or bound when the service’s portpub is SIGKILLed', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
     const marker = `marker-${process.pid}-${Date.now()}`;
-    await startDb(e, marker);
+    await startDb(e, { run: ['-p', '127.0.0.1::5432'], service: [marker] });
     expect(processesWith(marker).length).toBeGreaterThan(0);
+    const out = (await cli(e, 'port', 'db', '5432')).stdout;
+    const port = Number(/^127\.0\.0\.1:(\d+)\n$/.exec(out)?.[1]);
+    expect(port).toBeGreaterThan(0);
     const { pid } = record(e.dir, 'db').state;
     process.kill(pid!, 'SIGKILL');
     await waitFor(() => processesWith(marker).length === 0, 'the service to end', 15_000);
+    // The host port is free: this test can bind it itself.
+    const probe = track(net.createServer());
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(port, '127.0.0.1', resolve);
+    });
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Dead +db\n$/);
     // stop settles the record of a portpub that died without a word.
     await cli(e, 'stop', 'db');
