@@ -286,6 +286,28 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect((await cli(e, 'logs', 'db')).stderr).toContain('No such container: db');
   });
 
+  it('stop -t kills a service that ignores SIGTERM once the timeout has passed: 137', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const deaf = [
+      'process.on("SIGTERM", () => console.log("ignoring SIGTERM"));',
+      'console.log("up"); setInterval(() => {}, 1000);',
+    ].join('\n');
+    const d = await cli(e, 'run', '-d', '--name', 'deaf', '--', process.execPath, '-e', deaf);
+    expect(d.code).toBe(0);
+    await waitFor(async () => (await cli(e, 'logs', 'deaf')).stdout.includes('up\n'), 'up', 15_000);
+    const { pid } = record(e.dir, 'deaf').state;
+    const started = Date.now();
+    expect((await cli(e, 'stop', '-t', '1', 'deaf')).stdout).toBe('deaf\n');
+    const took = Date.now() - started;
+    // At least the timeout; a loose upper bound (15x) for a loaded machine: it must not hang.
+    expect(took).toBeGreaterThanOrEqual(1_000);
+    expect(took).toBeLessThan(15_000);
+    expect(alive(pid!)).toBe(false);
+    expect((await cli(e, 'logs', 'deaf')).stdout).toContain('ignoring SIGTERM\n');
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deaf\n$/);
+  });
+
   it('logs -f follows the output until the service ends', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
