@@ -5,7 +5,7 @@ import { formatDuration, MAX_TIMER_MS, parseCount, parseDurationMs } from '../du
 import { PortpubError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type Logger } from '../logger.js';
 import { checkName, parseTargetHost, type NameHolder } from '../docker/names.js';
-import { isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
+import { canonicalIp, isIpLiteral, parsePublish, type PortMapping } from '../docker/spec.js';
 import { readStates, stateDir } from '../registry/state.js';
 import { parseListenAddress } from '../observe/http.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../engine/index.js';
@@ -225,11 +225,15 @@ export function runNameHolders(): NameHolder[] {
   return readStates(stateDir()).map((s) => ({ name: s.name, by: `portpub pid ${s.pid}` }));
 }
 
+/**
+ * ipArg checks an IP literal and returns it as Go's netip writes it (canonicalIp): dockerd keeps
+ * --ip as an address, not as text, so `0:0:0:0:0:0:0:1` is shown and stored as `::1`.
+ */
 export function ipArg(flag: string) {
   return (value: string): string => {
     if (!isIpLiteral(value))
       throw new InvalidArgumentError(`${flag}: invalid IP address: ${value}`);
-    return value;
+    return canonicalIp(value);
   };
 }
 

@@ -214,6 +214,30 @@ describe('host_ip= in long syntax (defect 14)', () => {
   });
 });
 
+describe('--default-host-ip as Go writes an address (item 9)', () => {
+  it.each([
+    [['--default-host-ip', '0:0:0:0:0:0:0:1', '-p', '42104:80'], '80/tcp -> [::1]:42104'],
+    [['--default-host-ip', 'FE80:0:0:0::1', '-p', '42104:80'], '80/tcp -> [fe80::1]:42104'],
+    [
+      ['--default-host-ip', '::FFFF:127.0.0.1', '-p', '42104:80'],
+      '80/tcp -> [::ffff:127.0.0.1]:42104',
+    ],
+  ])('portpub --dry-run %j prints %s', async (args, line) => {
+    const r = await runMain(['--dry-run', ...args, '-t', '192.0.2.1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${line} => 192.0.2.1:80\n`);
+  });
+
+  it('up --dry-run too', async () => {
+    const file = join(tempDir(), 'compose.yaml');
+    writeFileSync(file, 'services:\n  web:\n    target: 192.0.2.1\n    ports: ["42104:80"]\n');
+    const r = await runMain(['up', '-f', file, '--dry-run', '--default-host-ip', '0:0::0:1']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('[::1]:42104');
+    expect(r.stdout).not.toContain('0:0::0:1');
+  });
+});
+
 describe('a self-loop in a plain --dry-run (defect 1)', () => {
   it('is warned about as in up --dry-run: the plan, then why serving it is refused', async () => {
     const r = await runMain(['--dry-run', '-p', '42012:42012']);
