@@ -1,18 +1,31 @@
 // Option values as people type them: durations (`10s`, `500ms`, `2m`, `1h`, compose's `1m30s`)
 // and counts, and durations written back the same way for help text.
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** UNITS in milliseconds: Go's time.ParseDuration's (compose-go parses durations with it). */
+const UNITS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  '\u00b5s': 1e-3, // µs, MICRO SIGN
+  '\u03bcs': 1e-3, // μs, GREEK SMALL LETTER MU: Go accepts both
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
 
 /** MAX_TIMER_MS is the longest delay a Node timer takes (2^31-1 ms, about 24.8 days). */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const PART = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/y;
+// A number as Go writes one in a duration (`1`, `1.5`, `.5`, `1.`), then its unit.
+const PART = /([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/y;
 
 /**
  * parseDurationMs reads a duration and returns milliseconds, or undefined when the text is not a
  * non-negative duration: a bare number is seconds (`90`), else one or more `<number><unit>`
- * parts with unit ms, s, m or h, as Go's time.ParseDuration (and so compose) writes them
- * (`1m30s`, `1h0m0s`, `1.5h`). No upper bound: see parseDuration.
+ * parts with Go's time.ParseDuration units (and so compose's: compose-go parses with it): ns,
+ * us (or µs, μs), ms, s, m, h (`1m30s`, `1h0m0s`, `1.5h`, `.5s`, `250us`). Milliseconds are the
+ * finest a timer waits, so a positive duration is rounded to them, and to at least 1 ms. No upper
+ * bound: see parseDuration.
  */
 export function parseDurationMs(text: string): number | undefined {
   const t = text.trim();
@@ -25,7 +38,8 @@ export function parseDurationMs(text: string): number | undefined {
     if (!m) return undefined;
     ms += Number(m[1]) * UNITS[m[2]!]!;
   }
-  return Number.isFinite(ms) ? Math.round(ms) : undefined;
+  if (!Number.isFinite(ms)) return undefined;
+  return ms > 0 ? Math.max(1, Math.round(ms)) : 0;
 }
 
 /**

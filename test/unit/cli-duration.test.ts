@@ -31,6 +31,19 @@ describe('parseDuration', () => {
     ['1m 30s', undefined],
     ['10s10', undefined],
     ['soon', undefined],
+    // Go's time.ParseDuration units and number forms, as compose-go parses durations.
+    ['1500us', 2],
+    ['2500\u00b5s', 3],
+    ['2500\u03bcs', 3],
+    ['1s500000us', 1500],
+    ['3000000ns', 3],
+    ['1ns', 1],
+    ['0us', 0],
+    ['.5s', 500],
+    ['1.s', 1000],
+    ['1.5.s', undefined],
+    ['.s', undefined],
+    ['1u', undefined],
   ];
   it.each(rows)('%j -> %j', (text, ms) => {
     expect(parseDuration(text)).toBe(ms);
