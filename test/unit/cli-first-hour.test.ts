@@ -389,4 +389,25 @@ describe('portpub reload --pid (defect 14)', () => {
     expect(r.stderr).toContain(`portpub: pid ${process.ppid} is not a portpub (it runs, but left`);
     expect(host.kills.filter(([, s]) => s !== 0)).toEqual([]);
   });
+
+  it('a portpub that reports no outcome within --timeout is ERR_RELOAD_TIMEOUT (exit 1)', async () => {
+    const dir = useStateDir();
+    // This process stands for a portpub up: its state file is real, the SIGHUP goes to the fake
+    // host, so no outcome ever comes.
+    writeState(dir, {
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      configFile: '/srv/compose.yaml',
+      bindings: [],
+    });
+    const host = fakeHost();
+    const r = await runMain(['reload', '--pid', String(process.pid), '--timeout', '200ms'], host);
+    expect(r.code).toBe(1);
+    expect(host.kills).toContainEqual([process.pid, 'SIGHUP']);
+    expect(r.stdout).toBe(`sent SIGHUP to portpub pid ${process.pid} (/srv/compose.yaml)\n`);
+    expect(r.stderr).toBe(
+      `portpub: portpub pid ${process.pid} got SIGHUP but reported no outcome within 200ms ` +
+        '(see its log; --timeout waits longer)\n',
+    );
+  });
 });
