@@ -13,7 +13,10 @@ export const EXIT_RUNTIME = 1;
 export const ERRORS = {
   ERR_USAGE: [EXIT_USAGE, 'a bad flag, option value or config file; library misuse (OptionError)'],
   ERR_SPEC: [EXIT_USAGE, "a -p value Docker rejects (the message is Docker's)"],
-  ERR_SELF_LOOP: [EXIT_USAGE, "a mapping's target is one of this process's own listening sockets"],
+  ERR_SELF_LOOP: [
+    EXIT_USAGE,
+    "a target is portpub's own listening socket, here or via other portpubs",
+  ],
   ERR_BAD_NAME: [EXIT_USAGE, "a --name outside Docker's rule [a-zA-Z0-9][a-zA-Z0-9_.-]+"],
   ERR_BIND: [EXIT_RUNTIME, "a host address and port could not be bound (Docker's words)"],
   ERR_UNSUPPORTED: [EXIT_RUNTIME, 'something Docker accepts that portpub cannot serve (sctp)'],

@@ -8,12 +8,15 @@ import type { Logger } from '../logger.js';
 import { startPublisher, type Publisher, type PublishRequest } from '../publish/publisher.js';
 import { assertEngine, engineLine } from '../engine/index.js';
 import {
+  readStates,
   removeState,
   stateDir,
   writeState,
   type ReloadReport,
   type ServiceState,
 } from '../registry/state.js';
+import type { Binding } from '../docker/report.js';
+import { findPeerLoop, peerLoopError } from '../publish/peer-loop.js';
 import { TcpWorkers } from '../workers/pool.js';
 import { startObserve, type Observe } from '../observe/start.js';
 import type { CliContext, CliHost } from './context.js';
@@ -66,12 +69,24 @@ export async function serve(
     }
     throw err;
   }
+  // The state file first, then the loop check: of two portpubs started together that would
+  // forward to each other, the later to look sees the other's file.
+  const state = publishState(forwarding, identity, logger);
+  const loop = await peerLoop(forwarding.bindings);
+  if (loop) {
+    state.drop();
+    forwarding.destroy();
+    await workers?.destroy();
+    await observe.close();
+    io.stderr.write(`portpub: ${loop.message}\n`);
+    return loop.exitCode;
+  }
   // Signal handlers go in before anything is printed: a caller may signal as soon as it reads.
   const stopped = waitForStop(host, forwarding, workers, opts.drainTimeout, logger);
-  const state = publishState(forwarding, identity, logger);
   const offExit = host.onExit(state.drop);
+  const applied = { requests: publish };
   const offReload = host.onReload(() =>
-    onReload(forwarding, logger, reload, (report) => {
+    onReload(forwarding, logger, reload, applied, (report) => {
       identity.lastReload = report;
       state.write();
     }),
@@ -159,6 +174,7 @@ function onReload(
   forwarding: Publisher,
   logger: Logger,
   reload: (() => Promise<PublishRequest[]>) | undefined,
+  applied: { requests: PublishRequest[] },
   report: (r: ReloadReport) => void,
 ): void {
   if (!reload) {
@@ -174,11 +190,37 @@ function onReload(
   };
   // The file is read off the event loop (compose-load.ts), so traffic flows meanwhile.
   reload()
-    .then((next) => forwarding.update(next))
+    .then(async (next) => {
+      const r = await forwarding.update(next);
+      // A reload that makes a loop through another portpub goes back to what ran before.
+      const loop = await peerLoop(forwarding.bindings);
+      if (loop) {
+        await forwarding.update(applied.requests);
+        throw loop;
+      }
+      applied.requests = next;
+      return r;
+    })
     .then((r) => {
       logger.info(r, 'reloaded');
       report({ seq, ok: true, added: r.added, removed: r.removed, kept: r.kept });
     }, failed);
+}
+
+/**
+ * peerLoop is the refusal for a loop these bindings make through other running portpubs
+ * (peer-loop.ts), or undefined. A state directory that cannot be read has been reported when
+ * this process's own state file could not be written; it hides no loop worth failing over.
+ */
+async function peerLoop(bindings: readonly Binding[]): Promise<PortpubError | undefined> {
+  let peers;
+  try {
+    peers = readStates(stateDir());
+  } catch {
+    return undefined;
+  }
+  const path = await findPeerLoop(process.pid, bindings, peers);
+  return path && peerLoopError(path);
 }
 
 /** waitForStop serves until SIGINT/SIGTERM, then drains; a second signal cuts at once. */

@@ -53,18 +53,27 @@ export function findSelfLoop(
     if (!sockets) continue;
     for (const raw of candidate.addresses) {
       const address = dialed(raw);
-      const family = isIPv4(address) ? 'ipv4' : 'ipv6';
       for (const socket of sockets) {
-        const ip = unmapped(socket.hostIp);
-        const hit =
-          ip === '0.0.0.0' || ip === '::'
-            ? (ip === '0.0.0.0') === (family === 'ipv4') && local.check(address, family)
-            : sameAddress(ip, address);
-        if (hit) return { candidate, address, socket };
+        if (reaches(address, socket.hostIp, local)) return { candidate, address, socket };
       }
     }
   }
   return undefined;
+}
+
+/**
+ * reaches says whether a connect() or send to `target` lands on a socket bound to `hostIp` (the
+ * port already matched): the same address, or that family's wildcard when the target is an
+ * address of this host (`local`). The unspecified target is loopback, where the kernel sends it;
+ * an IPv4-mapped address counts as its IPv4 address.
+ */
+export function reaches(target: string, hostIp: string, local: BlockList): boolean {
+  const address = dialed(target);
+  const family = isIPv4(address) ? 'ipv4' : 'ipv6';
+  const ip = unmapped(hostIp);
+  return ip === '0.0.0.0' || ip === '::'
+    ? (ip === '0.0.0.0') === (family === 'ipv4') && local.check(address, family)
+    : sameAddress(ip, address);
 }
 
 /** selfLoopError words the refusal: why it would loop, and what to do instead. */

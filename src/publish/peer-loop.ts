@@ -1,0 +1,123 @@
+// A loop through other portpubs: this process's target is another portpub's listening socket
+// whose target (perhaps through more portpubs) is one of this process's own. Each would forward
+// every connection to the next until descriptors ran out, as a self-loop does (self-loop.ts),
+// only spread over processes. Found from the running portpubs' state files, which list each
+// binding with its target: checked once this process's own state file is written (so of two
+// that start together, at least the later to look sees the other), and on each reload.
+import type { Binding } from '../docker/report.js';
+import { joinHostPort } from '../docker/report.js';
+import { formatSpec, type PortMapping } from '../docker/spec.js';
+import { ERR_SELF_LOOP, EXIT_USAGE, PortpubError } from '../errors.js';
+import { localAddresses, reaches, targetAddresses } from './self-loop.js';
+
+/** Peer is one running portpub as its state file describes it. */
+export interface Peer {
+  pid: number;
+  bindings: readonly Binding[];
+}
+
+/** Hop is one binding on a loop, and the process serving it. */
+export interface Hop {
+  pid: number;
+  binding: Binding;
+}
+
+/**
+ * findPeerLoop follows each of `mine`'s targets through the peers' bindings and returns the first
+ * path that comes back to one of `mine` through at least one other process (a direct hit is a
+ * self-loop, refused before binding). `resolve` gives a target host's addresses (a peer's target
+ * may be a name).
+ */
+export async function findPeerLoop(
+  self: number,
+  mine: readonly Binding[],
+  peers: readonly Peer[],
+  resolve: (host: string) => Promise<string[]> = targetAddresses,
+): Promise<Hop[] | undefined> {
+  const local = localAddresses();
+  const all: Hop[] = [
+    ...mine.map((binding) => ({ pid: self, binding })),
+    ...peers
+      .filter((p) => p.pid !== self)
+      .flatMap((p) => p.bindings.map((b) => ({ pid: p.pid, binding: b }))),
+  ];
+  const byPort = new Map<string, Hop[]>();
+  for (const h of all) {
+    const key = `${h.binding.protocol}/${h.binding.hostPort}`;
+    let list = byPort.get(key);
+    if (!list) byPort.set(key, (list = []));
+    list.push(h);
+  }
+  const addresses = new Map<string, Promise<string[]>>();
+  const lookup = (host: string) => {
+    let a = addresses.get(host);
+    if (!a) addresses.set(host, (a = resolve(host)));
+    return a;
+  };
+  /** next is the socket a hop's target lands on, if some portpub listens there. */
+  const next = async (h: Hop): Promise<Hop | undefined> => {
+    const sockets = byPort.get(`${h.binding.protocol}/${h.binding.targetPort}`);
+    if (!sockets) return undefined;
+    for (const address of await lookup(h.binding.targetHost)) {
+      const hit = sockets.find((s) => reaches(address, s.binding.hostIp, local));
+      if (hit) return hit;
+    }
+    return undefined;
+  };
+  const key = (h: Hop) =>
+    `${h.pid} ${joinHostPort(h.binding.hostIp, h.binding.hostPort)}/${h.binding.protocol}`;
+  const known = new Map<string, Hop | undefined>();
+  const step = async (h: Hop) => {
+    const k = key(h);
+    if (!known.has(k)) known.set(k, await next(h));
+    return known.get(k);
+  };
+  for (const start of all.slice(0, mine.length)) {
+    // Targets lead one way, so the walk either ends or comes round to a hop already on it.
+    const path: Hop[] = [];
+    const at = new Map<string, number>();
+    for (let h: Hop | undefined = start; h; h = await step(h)) {
+      const i = at.get(key(h));
+      if (i !== undefined) {
+        const round = path.slice(i);
+        const home = round.findIndex((p) => p.pid === self);
+        if (home >= 0 && round.some((p) => p.pid !== self)) {
+          // Told from this process's hop on the loop, back to it.
+          const from = [...round.slice(home), ...round.slice(0, home)];
+          return [...from, from[0]!];
+        }
+        break;
+      }
+      at.set(key(h), path.length);
+      path.push(h);
+    }
+  }
+  return undefined;
+}
+
+/** peerLoopError words the refusal: the path round, and what to do instead. */
+export function peerLoopError(path: readonly Hop[], mapping?: PortMapping): PortpubError {
+  const where = (h: Hop) =>
+    `${joinHostPort(h.binding.hostIp, h.binding.hostPort)}/${h.binding.protocol}`;
+  const to = (h: Hop) => `${joinHostPort(h.binding.targetHost, h.binding.targetPort)}`;
+  const first = path[0]!;
+  const what =
+    first.binding.name !== undefined
+      ? `service ${first.binding.name}: ${where(first)}`
+      : mapping
+        ? `-p ${formatSpec(mapping)}`
+        : where(first);
+  const hops = path
+    .slice(1, -1)
+    .map((h) => `portpub pid ${h.pid}'s listening socket ${where(h)}, which forwards to ${to(h)}`)
+    .join(', then ');
+  return new PortpubError(
+    ERR_SELF_LOOP,
+    `${what}: the target ${to(first)}/${first.binding.protocol} is ${hops}: this portpub's own ` +
+      `listening socket ${where(path[path.length - 1]!)}, so every connection would go round ` +
+      `between the portpubs until descriptors run out. Point one of them at the service itself ` +
+      `(another host port, or the service on another loopback address such as 127.0.0.2), or ` +
+      `start the service with \`portpub run\`, which gives it its own network namespace`,
+    EXIT_USAGE,
+  );
+}
