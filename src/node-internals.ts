@@ -143,6 +143,22 @@ export function dgramFd(socket: DgramSocket): number | undefined {
 }
 
 /**
+ * dgramStopReading stops libuv reading a bound dgram socket, so its datagrams wait in the kernel
+ * buffer instead of being read and discarded (a socket with no 'message' listener drops what it
+ * reads). The native UDP engine uses it while a hostname target resolves. It relies on the same
+ * state symbol as dgramFd and the handle's recvStop(); false when they are not there.
+ */
+export function dgramStopReading(socket: DgramSocket): boolean {
+  const state = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'state symbol');
+  if (state === undefined) return false;
+  const handle = (
+    socket as unknown as Record<symbol, { handle?: { recvStop?: () => number } | null } | undefined>
+  )[state]?.handle;
+  if (typeof handle?.recvStop !== 'function') return false;
+  return handle.recvStop() === 0;
+}
+
+/**
  * localAddressNow reads a socket's local address from its handle even while it is connecting:
  * the kernel picks the local port at connect(), which Node issues on the tick after net.connect()
  * for an IP literal, but socket.address() answers nothing until the connect completes. Undefined

@@ -1,7 +1,7 @@
 // The seam between the publishing path and the engines: for each bound socket, publish/ asks
 // here for a forwarder, and gets the native engine's (native/, if it loaded) or the TypeScript
 // one (src/tcp, src/udp), both Forwarder<Stats>. The choice is per binding: a binding the native
-// engine cannot serve (a hostname target, a custom dialer) is served in TypeScript.
+// engine cannot serve (a custom dialer; for TCP a hostname target) is served in TypeScript.
 import { isIP, type Server } from 'node:net';
 import { UnsupportedError, UsageError } from '../errors.js';
 import type { Forwarder, TcpDialer } from '../forwarder.js';
@@ -112,20 +112,26 @@ function nativeTcpObstacle(
 }
 
 /**
- * udpBindOptions is how publish/ binds a UDP address for this engine choice: one socket
- * (`single`) when the native engine will serve it (it answers each client from the address it
- * sent to with IP_PKTINFO), else the TypeScript forwarder's socket per local address.
+ * udpBindOptions is how publish/ binds a UDP address: ONE socket (`single`) whatever the engine.
+ * The native engine answers each client from the address it sent to (IP_PKTINFO). The
+ * TypeScript one cannot (Node reads no IP_PKTINFO), and a socket per local address would leave
+ * the addresses no interface lists (127.0.0.2, one added since the last scan) free for any other
+ * user to bind and take the clients' traffic: Node 20's dgram cannot set SO_REUSEPORT, the one
+ * way to share a port with a wildcard socket that Linux keeps to one user. So it serves the
+ * wildcard socket too, and its replies leave from the address routing picks (README, "UDP
+ * behaviour"). The arguments stay for callers; the answer no longer depends on them.
  */
 export function udpBindOptions(
-  options: Pick<UdpForwarderOptions, 'targetHost' | 'dial' | 'now'>,
-  choice: EngineChoice = 'auto',
+  _options?: Pick<UdpForwarderOptions, 'targetHost' | 'dial' | 'now'>,
+  _choice: EngineChoice = 'auto',
 ): BindUdpOptions {
-  return nativeUdpObstacle(options, choice) === undefined ? { single: true } : {};
+  return { single: true };
 }
 
 /**
- * createUdpForwarder serves one UDP listener with the chosen engine. The native engine needs an
- * IP-literal target, no dialer or test clock, and a listener of one socket (udpBindOptions).
+ * createUdpForwarder serves one UDP listener with the chosen engine. The native engine needs no
+ * dialer or test clock and a listener of one socket (udpBindOptions); a hostname target it looks
+ * up itself (NativeUdpForwarder).
  */
 export function createUdpForwarder(
   listener: UdpListener,
@@ -157,8 +163,5 @@ function nativeUdpObstacle(
   }
   if (options.dial !== undefined) return 'the target is reached through a dialer';
   if (options.now !== undefined) return 'a custom clock was given';
-  if (typeof options.targetHost === 'string' && isIP(options.targetHost) === 0) {
-    return 'the target is a hostname (the native engine sends to IP addresses)';
-  }
   return undefined;
 }

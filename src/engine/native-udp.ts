@@ -3,12 +3,13 @@
 // binding is ONE socket (bindUdp's `single`, a wildcard served whole): the engine reads it with
 // recvmmsg and IP_PKTINFO and answers each client from the address it sent to. Node bound it;
 // the engine serves a duplicate of its descriptor and Node's socket is closed.
+import { lookup } from 'node:dns/promises';
 import { constants } from 'node:os';
 import { isIP } from 'node:net';
 import { UsageError } from '../errors.js';
 import type { BoundAddress, ConnectionInfo, Forwarder } from '../forwarder.js';
 import type { Logger } from '../logger.js';
-import { dgramFd } from '../node-internals.js';
+import { dgramFd, dgramStopReading } from '../node-internals.js';
 import { joinHostPort } from '../address.js';
 import type { UdpListener } from '../udp/bind.js';
 import {
@@ -17,6 +18,7 @@ import {
   type UdpDropReason,
   type UdpForwarderOptions,
   type UdpStats,
+  type ValidUdpOptions,
 } from '../udp/options.js';
 import type { NativeBinding } from './load.js';
 import {
@@ -48,6 +50,8 @@ const FE_BROKEN = 3;
 const FE_SETUP = 5;
 /** WARN_INTERVAL_MS: at most one warning per kind per interval, as the TypeScript forwarder. */
 const WARN_INTERVAL_MS = 5_000;
+/** RESOLVE_RETRY_MS: a target hostname whose lookup failed is looked up again this much later. */
+const RESOLVE_RETRY_MS = 5_000;
 
 const ERRNO_NAMES = new Map<number, string>(
   Object.entries(constants.errno).map(([name, n]) => [n, name]),
@@ -59,9 +63,9 @@ function errnoError(err: number, syscall: string): Error {
 }
 
 /**
- * NativeUdpForwarder relays one single-socket UdpListener in the native engine. The target must
- * be an IP literal and no dialer or clock given (src/engine chooses the TypeScript forwarder
- * otherwise).
+ * NativeUdpForwarder relays one single-socket UdpListener in the native engine. No dialer or
+ * clock may be given (src/engine chooses the TypeScript forwarder otherwise); a hostname target
+ * is looked up here, once, and the engine relays to the address it gave.
  */
 export class NativeUdpForwarder implements Forwarder<UdpStats> {
   readonly protocol = 'udp' as const;
@@ -79,15 +83,18 @@ export class NativeUdpForwarder implements Forwarder<UdpStats> {
   private readonly closing: Promise<void>;
   private resolveClosing!: () => void;
   private done = false;
+  private readonly listener: UdpListener;
+  private readonly fd: number;
+  private readonly options: ValidUdpOptions;
+  /** listening: the engine serves the socket (a hostname target is looked up first). */
+  private listening = false;
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(listener: UdpListener, options: UdpForwarderOptions, binding: NativeBinding) {
     const o = validateUdpOptions(options);
-    if (isIP(o.targetHost) === 0) {
-      throw new UsageError('NativeUdpForwarder: targetHost must be an IP literal');
-    }
     const socket = listener.sockets.length === 1 ? listener.sockets[0] : undefined;
     const fd = socket ? dgramFd(socket) : undefined;
-    if (fd === undefined) {
+    if (socket === undefined || fd === undefined) {
       throw new UsageError('NativeUdpForwarder needs a listener bound with one socket (single)');
     }
     this.address = {
@@ -96,29 +103,77 @@ export class NativeUdpForwarder implements Forwarder<UdpStats> {
       port: listener.port,
     };
     this.binding = binding;
+    this.listener = listener;
+    this.fd = fd;
+    this.options = o;
     this.log = o.logger;
     this.maxFlows = o.maxFlows;
     this.targetText = joinHostPort(o.targetHost, o.targetPort);
     this.closing = new Promise((resolve) => (this.resolveClosing = resolve));
     this.engine = nativeEngine(binding);
     this.id = this.engine.add({ onEvent: (ev) => this.onEvent(ev), onLost: () => this.onLost() });
-    try {
-      binding.udpListen(
-        fd,
-        this.id,
-        o.targetHost,
-        o.targetPort,
-        Math.max(1, Math.ceil(o.flowTimeoutMs)),
-        o.maxFlows,
-        this.log.isLevelEnabled('debug'),
-        this.counters.buffer,
-      );
-    } catch (err) {
-      this.engine.remove(this.id);
-      throw err;
+    if (isIP(o.targetHost) !== 0) {
+      try {
+        this.listen(o.targetHost);
+      } catch (err) {
+        this.engine.remove(this.id);
+        throw err;
+      }
+      return;
     }
+    // A hostname: the engine sends to an address, so look it up first (once, as the TypeScript
+    // engine does). Meanwhile libuv must not read the socket, or it would read and discard the
+    // clients' datagrams: they wait in the kernel buffer for the engine.
+    dgramStopReading(socket);
+    this.resolve();
+  }
+
+  /** listen hands the socket to the engine, relaying to address; Node's socket goes. */
+  private listen(address: string): void {
+    const o = this.options;
+    this.binding.udpListen(
+      this.fd,
+      this.id,
+      address,
+      o.targetPort,
+      Math.max(1, Math.ceil(o.flowTimeoutMs)),
+      o.maxFlows,
+      this.log.isLevelEnabled('debug'),
+      this.counters.buffer,
+    );
+    this.listening = true;
     // The engine holds its own descriptor now; Node's socket goes, so libuv stops reading it.
-    listener.close();
+    this.listener.close();
+  }
+
+  /**
+   * resolve looks the target hostname up and starts the engine on the answer; a failed lookup
+   * is warned about (at most once per 5 s) and retried every RESOLVE_RETRY_MS until close.
+   */
+  private resolve(): void {
+    const { targetHost } = this.options;
+    lookup(targetHost).then(
+      ({ address }) => {
+        if (this.done) return;
+        this.log.debug({ targetHost, address }, 'udp target resolved');
+        try {
+          this.listen(address);
+        } catch (err) {
+          this.log.error({ err }, 'udp binding could not be served by the native engine');
+          this.destroy();
+        }
+      },
+      (err: Error) => {
+        if (this.done) return;
+        this.warn(
+          'flow-setup',
+          { err, targetHost },
+          'udp target lookup failed: datagrams wait (or drop) until it resolves',
+        );
+        this.retry = setTimeout(() => this.resolve(), RESOLVE_RETRY_MS);
+        this.retry.unref();
+      },
+    );
   }
 
   stats(): UdpStats {
@@ -139,7 +194,7 @@ export class NativeUdpForwarder implements Forwarder<UdpStats> {
 
   /** connections lists the live flows, least recently active first. */
   connections(): ConnectionInfo[] {
-    if (this.done) return [];
+    if (this.done || !this.listening) return [];
     return this.binding
       .udpFlows(this.id, this.address.port)
       .map(([client, host, targetLocal, openedAt, lastActivityAt, up, down]) => ({
@@ -164,7 +219,14 @@ export class NativeUdpForwarder implements Forwarder<UdpStats> {
 
   /** destroy closes everything now. Idempotent. */
   destroy(): void {
-    if (!this.done) this.binding.udpDestroy(this.id);
+    if (this.done) return;
+    if (this.listening) return void this.binding.udpDestroy(this.id);
+    // Still looking the target up: nothing is in the engine yet.
+    this.done = true;
+    clearTimeout(this.retry);
+    this.listener.close();
+    this.engine.remove(this.id);
+    this.resolveClosing();
   }
 
   private onEvent(ev: EngineEvent): void {

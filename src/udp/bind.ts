@@ -77,8 +77,10 @@ export interface BindUdpOptions {
  * A datagram to a listed address reaches that address's socket and its reply leaves from that
  * address. There is no catch-all (it would need SO_REUSEADDR): a datagram to a local address that
  * is not listed (127.0.0.5 on a plain lo with 127.0.0.1/8, or an address added since the last
- * refresh) is not served, and portpub holds no socket there for it. '::' sockets are IPV6_V6ONLY
- * so 0.0.0.0:P and [::]:P coexist.
+ * refresh) is not served, and no socket is held there, so ANY OTHER USER MAY BIND IT and take
+ * those datagrams (issue 11). publish/ therefore binds every wildcard with `single`
+ * (engine/index.ts udpBindOptions); the per-address form stays for library callers who trust
+ * every local user. '::' sockets are IPV6_V6ONLY so 0.0.0.0:P and [::]:P coexist.
  *
  * The race note: between the probe's close and the per-address binds another program may bind
  * the port. Every bind here is exclusive, so that is detected, never shared: with port 0 a new

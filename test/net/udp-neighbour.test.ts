@@ -3,11 +3,12 @@
 // it binds with SO_REUSEADDR, which Linux lets any user share with another SO_REUSEADDR socket.
 // Against both engines, each binding as publish/ binds for it.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { fixtureProgram } from '../fixtures/udp-programs.js';
-import { engines, requireNative, udpForward } from '../helpers/engines.js';
+import { engines, requireNative, statsMatch, udpForward } from '../helpers/engines.js';
 import { echoServer, needs, request, udpSocket, type UdpType } from '../helpers/udp.js';
 
 const SETPRIV = '/usr/bin/setpriv';
@@ -99,6 +100,53 @@ describe.each(engines)('a UDP binding against another local user (%s engine)', (
       expect(fw.stats()).toMatchObject({ flowsTotal: 1, datagramsClientToTarget: 1 });
     },
   );
+
+  // The per-address sockets the TypeScript engine used to bind covered only the addresses
+  // os.networkInterfaces() lists: 127.0.0.2 (in lo's 127.0.0.0/8, listed as 127.0.0.1 only) was
+  // free for anyone, and a client asking there got the intruder's answer.
+  it('a wildcard binding holds the local addresses no interface lists (127.0.0.2) too', async (ctx) => {
+    needs(ctx, [!canDrop && `root and ${SETPRIV} (to run a child as nobody)`]);
+    const echo = await echoServer('udp4', '127.0.0.1');
+    const { fw, port } = await udpForward(engine, '0.0.0.0', {
+      targetHost: '127.0.0.1',
+      targetPort: echo.port,
+    });
+    const other = intruder(port, ['127.0.0.2', '127.0.0.3']);
+    expect(await other.next()).toEqual({
+      binds: { '127.0.0.2': 'EADDRINUSE', '127.0.0.3': 'EADDRINUSE' },
+    });
+    const client = await udpSocket('udp4', '127.0.0.1');
+    const { msg } = await request(client, 'query', port, '127.0.0.2', { tries: 3 });
+    expect(msg.toString()).toBe('query');
+    other.child.stdin.write('report\n');
+    expect(await other.next()).toEqual({ received: [] });
+    await statsMatch(engine, fw, { flowsTotal: 1, datagramsClientToTarget: 1 });
+  });
+
+  // A hostname target used to send even `--engine auto` to the TypeScript engine's per-address
+  // sockets; the native engine now serves it (udpForward fails a native case served in
+  // TypeScript), and either way nobody binds into the port.
+  it('a wildcard binding with a hostname target lets no other user bind its port', async (ctx) => {
+    needs(ctx, [!canDrop && `root and ${SETPRIV} (to run a child as nobody)`]);
+    const { address, family } = await lookup('localhost');
+    const type: UdpType = family === 6 ? 'udp6' : 'udp4';
+    const echo = await echoServer(type, address);
+    const { fw, port } = await udpForward(engine, '0.0.0.0', {
+      targetHost: 'localhost',
+      targetPort: echo.port,
+    });
+    const other = intruder(port, ['127.0.0.1', '127.0.0.2', '0.0.0.0']);
+    expect(await other.next()).toEqual({
+      binds: { '127.0.0.1': 'EADDRINUSE', '127.0.0.2': 'EADDRINUSE', '0.0.0.0': 'EADDRINUSE' },
+    });
+    const client = await udpSocket('udp4', '127.0.0.1');
+    const { msg, rinfo } = await request(client, 'query', port, '127.0.0.1', { tries: 3 });
+    expect(msg.toString()).toBe('query');
+    expect(rinfo).toMatchObject({ address: '127.0.0.1', port });
+    other.child.stdin.write('report\n');
+    expect(await other.next()).toEqual({ received: [] });
+    await statsMatch(engine, fw, { flowsTotal: 1, datagramsClientToTarget: 1 });
+  });
 
   it('a specific-address binding lets no other user bind it either', async (ctx) => {
     needs(ctx, [!canDrop && `root and ${SETPRIV} (to run a child as nobody)`]);
