@@ -272,11 +272,20 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
     let plain: ContainerRecord | undefined;
     try {
       container = findContainer(name, dir);
+      if (container.network === 'host' && container.kind !== 'serve' && container.kind !== 'up') {
+        throw new PortpubError(
+          ERR_LINK,
+          `cannot link to /${container.name}: it runs on the host's network (--network host), ` +
+            'with no address or ports of its own to link',
+          EXIT_RUNTIME,
+        );
+      }
       if (!isRunService(container)) {
         if (container.kind === 'serve' && container.name === name) plain = container;
         container = undefined;
       }
-    } catch {
+    } catch (err) {
+      if ((err as PortpubError).code === ERR_LINK) throw err;
       container = undefined;
     }
     if (container) {

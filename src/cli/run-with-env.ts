@@ -13,6 +13,8 @@ export interface RunIo {
    * `process.stdin.isTTY`.
    */
   interactive?: boolean;
+  /** Called once the child runs (not for a command that cannot start). */
+  onSpawn?: () => void;
 }
 
 /** FORWARDED are the signals runWithEnv relays to the child while it runs. */
@@ -61,6 +63,7 @@ export function runWithEnv(
     };
     child.once('spawn', () => {
       spawned = true;
+      io.onSpawn?.();
     });
     child.on('error', (err: NodeJS.ErrnoException) => {
       // Once running, an error is a failed kill(); 'close' still reports how the child ended.

@@ -24,6 +24,7 @@ import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
 import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
+import { runHostRecord, type HostRunOptions } from './run-host.js';
 import { runContainer } from './run-service.js';
 
 const EXAMPLES = `
@@ -114,6 +115,7 @@ async function runCommand(
     // The background half of -d: the record says everything.
     const record = readRecord(opts.fromRecord, dir);
     if (!record) throw new UsageError(`no such service record: ${opts.fromRecord}`);
+    if (record.network === 'host') return runHostRecord(record, ctx);
     const serve = record.serve as unknown as ServeOptions;
     return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: true });
   }
@@ -132,12 +134,11 @@ async function runCommand(
     );
   }
   if (host) {
-    if (opts.detach)
-      throw new UsageError('--network host runs in the foreground: -d needs a network of its own');
     // Docker's own warning: on the host's network a port needs no publishing.
     if (opts.publish.length > 0 || opts.publishAll) {
       ctx.io.stderr.write('WARNING: Published ports are discarded when using host network mode\n');
     }
+    if (opts.detach) return detachOnHost(command, args, opts, user, ctx);
     return runOnHost(command, args, opts, user, ctx);
   }
 
@@ -178,12 +179,7 @@ async function runCommand(
     interactive: opts.interactive && !opts.detach,
     serve: serve as unknown as Record<string, unknown>,
   };
-  // A plain `portpub --name` or a service of `portpub up` holds its name too (issue 13, #7);
-  // records first, so a container holding it is the one named.
-  checkNameFree(config.name, [
-    ...listContainers(dir).map((c) => ({ name: c.name, by: `container "${c.id}"` })),
-    ...readStates(dir).map((st) => ({ name: st.name, by: `portpub pid ${st.pid}` })),
-  ]);
+  checkNameFree(config.name, nameHolders(dir));
   const record = createContainer(config, dir);
   if (!opts.detach) {
     return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: false });
@@ -207,6 +203,58 @@ async function runOnHost(
   });
   for (const [k, v] of userVariables(user)) env[k] = v;
   return runWithEnv(command, args, env, { stderr: ctx.io.stderr });
+}
+
+/**
+ * detachOnHost is `run -d --network host`: a record of the command (no namespace, no address, no
+ * ports) run in the background by runHostRecord, as `docker run -d --network host` runs one.
+ */
+async function detachOnHost(
+  command: string,
+  args: string[],
+  opts: RunOptions,
+  user: string[],
+  ctx: CliContext,
+): Promise<number> {
+  const dir = stateDir();
+  // The links resolve now, so a bad one fails here, as in the foreground.
+  linkedEnv(readStates(dir), opts.link, { parent: opts.parent, published: opts.published, dir });
+  if (opts.name !== undefined) checkName(opts.name);
+  const name = opts.name ?? generateName(new Set(listContainers(dir).map((c) => c.name)));
+  checkNameFree(name, nameHolders(dir));
+  const hostOptions: HostRunOptions = { parent: opts.parent, published: opts.published };
+  const record = createContainer(
+    {
+      id: newId(),
+      name,
+      command,
+      args,
+      created: new Date().toISOString(),
+      network: 'host',
+      env: userVariables(user),
+      userEnv: user,
+      publish: [],
+      exposed: [],
+      links: opts.link,
+      ip: '',
+      detach: true,
+      autoRemove: opts.rm,
+      interactive: false,
+      serve: hostOptions as unknown as Record<string, unknown>,
+    },
+    dir,
+  );
+  return detach(record.id, ctx, dir);
+}
+
+/** nameHolders are every holder of a name: records, and each running portpub's --name. */
+function nameHolders(dir: string): { name: string | undefined; by: string }[] {
+  // A plain `portpub --name` or a service of `portpub up` holds its name too (issue 13, #7);
+  // records first, so a container holding it is the one named.
+  return [
+    ...listContainers(dir).map((c) => ({ name: c.name, by: `container "${c.id}"` })),
+    ...readStates(dir).map((st) => ({ name: st.name, by: `portpub pid ${st.pid}` })),
+  ];
 }
 
 /**

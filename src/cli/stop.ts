@@ -1,8 +1,9 @@
 // `portpub stop [-t SECONDS] NAME...`: as docker stop, for every detached service (`run -d`,
 // `portpub -d`, `up -d`). stop sends the service's portpub SIGTERM (a run service passes it to
 // the command; every one drains its ports), then SIGKILL after the timeout: a run service's agent
-// sees the IPC channel close and ends the namespace. Only a pid proven to be that portpub (its
-// state file's start time and command line, provePortpub) is ever signalled.
+// sees the IPC channel close and ends the namespace; a `run -d --network host` one's process group
+// is killed. Only a pid proven to be that portpub (its state file's start time and command line,
+// provePortpub) is ever signalled.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import {
@@ -67,10 +68,27 @@ export async function stopContainer(
   };
   ctx.host.kill(pid, timeoutMs > 0 ? 'SIGTERM' : 'SIGKILL');
   if (!(await waitGone(timeoutMs))) {
-    ctx.host.kill(pid, 'SIGKILL');
+    killHard(record, pid, ctx);
     await waitGone(10_000);
   }
   markKilled(record);
+}
+
+/**
+ * killHard SIGKILLs the portpub. A `run -d --network host` command has no namespace to end with
+ * it, so its whole process group goes: the background portpub leads one of its own (detached) and
+ * the command is in it, as a container's processes all end with docker kill.
+ */
+function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
+  if (record.network === 'host' && (record.kind === undefined || record.kind === 'run')) {
+    try {
+      ctx.host.kill(-pid, 'SIGKILL');
+      return;
+    } catch {
+      // Not a group leader after all: the portpub alone, below.
+    }
+  }
+  ctx.host.kill(pid, 'SIGKILL');
 }
 
 /** markKilled records a service whose portpub is gone without recording its end: 137, SIGKILL. */

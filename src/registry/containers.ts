@@ -300,9 +300,12 @@ export function findContainer(ref: string, dir: string = stateDir()): ContainerR
   return found;
 }
 
-/** isRunService: the record is a `portpub run` service (a namespace, a link socket, an ip). */
+/**
+ * isRunService: the record is a `portpub run` service in a network of its own (a namespace, a
+ * link socket, an ip); not a `run -d --network host` one.
+ */
 export function isRunService(record: ContainerRecord): boolean {
-  return record.kind === undefined || record.kind === 'run';
+  return (record.kind === undefined || record.kind === 'run') && record.network !== 'host';
 }
 
 /**

@@ -3,7 +3,7 @@
 // byte, `getent hosts db`, traffic through the conduit, nothing for the host); ps, logs, stop and
 // rm; and nothing left running when a service's portpub is SIGKILLed.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
@@ -306,6 +306,82 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect(alive(pid!)).toBe(false);
     expect((await cli(e, 'logs', 'deaf')).stdout).toContain('ignoring SIGTERM\n');
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deaf\n$/);
+  });
+
+  it('-d --network host: the command in the background on the host, ps, logs, stop', async () => {
+    const e = runEnv();
+    const marker = `host-marker-${process.pid}-${Date.now()}`;
+    const script = [
+      `// ${marker}`,
+      'process.on("SIGTERM", () => { console.log("got SIGTERM"); process.exit(0); });',
+      'console.log("up " + process.env.GREETING + " " + require("node:os").hostname());',
+      'setInterval(() => {}, 1000);',
+    ].join('\n');
+    const d = await cli(
+      e,
+      'run',
+      '-d',
+      '--network',
+      'host',
+      '--name',
+      'onhost',
+      '-e',
+      'GREETING=hi',
+      '--',
+      process.execPath,
+      '-e',
+      script,
+    );
+    expect(d.stderr).toBe('');
+    expect(d.code).toBe(0);
+    expect(d.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    await waitFor(
+      async () => (await cli(e, 'logs', 'onhost')).stdout.includes('up hi'),
+      'onhost up',
+      15_000,
+    );
+    expect((await cli(e, 'logs', 'onhost')).stdout).toContain(`up hi ${hostname()}\n`);
+    expect((await cli(e, 'ps')).stdout).toMatch(/ Up .+ onhost\n$/);
+    expect((await cli(e, 'ps', '--format', 'json')).stdout).toContain('"Networks":"host"');
+    // No address or ports to link: a link to it says so.
+    const link = await cli(e, 'run', '--link', 'onhost', '--', 'true');
+    expect(link.code).toBe(1);
+    expect(link.stderr).toContain("cannot link to /onhost: it runs on the host's network");
+    expect((await cli(e, 'stop', 'onhost')).stdout).toBe('onhost\n');
+    expect(processesWith(marker)).toEqual([]);
+    expect((await cli(e, 'logs', 'onhost')).stdout).toContain('got SIGTERM\n');
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(0\) .+ ago +onhost\n$/);
+    const missing = await cli(e, 'run', '-d', '--network', 'host', '--', 'no-such-command-pp');
+    expect(missing).toMatchObject({ code: 127, stdout: '' });
+    expect(missing.stderr).toBe('portpub: no-such-command-pp: command not found\n');
+  });
+
+  it('-d --network host: stop -t kills the command with its portpub', async () => {
+    const e = runEnv();
+    const marker = `host-deaf-${process.pid}-${Date.now()}`;
+    const deaf = `// ${marker}\nprocess.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000);`;
+    const r = await cli(
+      e,
+      'run',
+      '-d',
+      '--network',
+      'host',
+      '--name',
+      'deafh',
+      '--',
+      process.execPath,
+      '-e',
+      deaf,
+    );
+    expect(r.code).toBe(0);
+    await waitFor(
+      async () => (await cli(e, 'logs', 'deafh')).stdout.includes('up\n'),
+      'up',
+      15_000,
+    );
+    expect((await cli(e, 'stop', '-t', '1', 'deafh')).code).toBe(0);
+    await waitFor(() => processesWith(marker).length === 0, 'the command to be gone', 15_000);
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deafh\n$/);
   });
 
   it('logs -f follows the output until the service ends', async (ctx) => {

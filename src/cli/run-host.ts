@@ -1,0 +1,87 @@
+// The background half of `portpub run -d --network host`: the command on the host's network with
+// its link variables, as the foreground runs it, but recorded as a service (`ps`, `logs`, `stop`,
+// `rm`, `--rm`). Its output is this portpub's, so the service's log file.
+import type { ContainerRecord } from '../registry/containers.js';
+import { removeContainer, updateState } from '../registry/containers.js';
+import { linkedEnv } from '../registry/queries.js';
+import {
+  processStartTime,
+  readStates,
+  removeState,
+  stateDir,
+  writeState,
+} from '../registry/state.js';
+import { userVariables } from '../netns/env.js';
+import type { CliContext } from './context.js';
+import { runWithEnv } from './run-with-env.js';
+
+/** HostRunOptions are the --network host options the record keeps (in `serve`). */
+export interface HostRunOptions {
+  parent: string;
+  published: boolean;
+}
+
+/**
+ * runHostRecord runs the record's command on the host until it ends; resolves its exit code. The
+ * starter hears 'running' once the command runs, or 'failed' when it cannot start (127, 126).
+ */
+export async function runHostRecord(record: ContainerRecord, ctx: CliContext): Promise<number> {
+  const dir = stateDir();
+  const opts = record.serve as unknown as HostRunOptions;
+  let offExit: (() => void) | undefined;
+  const code = await (async () => {
+    try {
+      const env = linkedEnv(readStates(dir), record.links, {
+        parent: opts.parent,
+        published: opts.published,
+        dir,
+      });
+      for (const [k, v] of userVariables(record.userEnv)) env[k] = v;
+      // Output inherited: the command writes straight to the log file, as portpub does.
+      return await runWithEnv(record.command, record.args, env, {
+        interactive: false,
+        onSpawn: () => {
+          // A state file, so that `stop` can prove this pid is this portpub before signalling.
+          const startedAt = new Date().toISOString();
+          writeState(dir, { pid: process.pid, startedAt, name: record.name, bindings: [] });
+          offExit = ctx.host.onExit(() => removeState(dir, process.pid));
+          const procStart = processStartTime(process.pid);
+          updateState(
+            record.id,
+            {
+              status: 'running',
+              pid: process.pid,
+              ...(procStart !== undefined ? { procStart } : {}),
+              startedAt,
+              bindings: [],
+            },
+            dir,
+          );
+          tell({ t: 'running' });
+        },
+      });
+    } catch (err) {
+      tell({ t: 'failed', code: 1, message: (err as Error).message });
+      throw err;
+    }
+  })();
+  // Never started (127, 126): the starter prints the `portpub:` line runWithEnv logged.
+  if (offExit === undefined) tell({ t: 'failed', code });
+  offExit?.();
+  removeState(dir, process.pid);
+  const done = updateState(
+    record.id,
+    { status: 'exited', exitCode: code, finishedAt: new Date().toISOString(), bindings: [] },
+    dir,
+  );
+  if (record.autoRemove && done) removeContainer(done, dir);
+  return code;
+}
+
+/** tell sends the starter (`run -d`) how the start went, over IPC when there is one. */
+function tell(message: { t: 'running' } | { t: 'failed'; code: number; message?: string }): void {
+  if (!process.send || !process.connected) return;
+  process.send(message, undefined, {}, () => {
+    if (message.t === 'running' && process.connected) process.disconnect();
+  });
+}
