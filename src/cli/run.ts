@@ -124,7 +124,7 @@ async function runCommand(
   }
   const hostEnv = process.env;
   const user = [
-    ...opts.envFile.flatMap((f) => parseEnvFile(readText(f), f, hostEnv)),
+    ...opts.envFile.flatMap((f) => parseEnvFile(readBytes(f), f, hostEnv)),
     ...opts.env.map((e) => validateEnv(e, hostEnv)),
   ];
   const host = opts.network === 'host' || opts.published;
@@ -313,9 +313,9 @@ function pickServeOptions(opts: RunOptions): ServeOptions {
   return out as unknown as ServeOptions;
 }
 
-function readText(file: string): string {
+function readBytes(file: string): Buffer {
   try {
-    return readFileSync(file, 'utf8');
+    return readFileSync(file);
   } catch (err) {
     throw new PortpubError(
       'ERR_USAGE',

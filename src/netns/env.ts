@@ -27,20 +27,48 @@ export function validateEnv(value: string, hostEnv: NodeJS.ProcessEnv): string {
 const BOM = '\uFEFF';
 
 /**
- * parseEnvFile reads an --env-file as docker/cli does: one variable per line; leading whitespace
- * trimmed; blank lines and lines starting with `#` skipped; `KEY=VALUE` passed through with the
- * value verbatim (no quotes removed, no trailing space trimmed); a bare `KEY` takes the host's value
- * or is dropped; a key with a space or tab, or an empty key, is an error. A UTF-8 BOM is dropped.
+ * GO_SPACE is leading whitespace as Go's unicode.IsSpace sees it: JavaScript's \s without U+FEFF
+ * (a BOM past the first line stays, as in docker/cli) and with U+0085.
  */
-export function parseEnvFile(text: string, file: string, hostEnv: NodeJS.ProcessEnv): string[] {
+const GO_SPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+
+// ignoreBOM: the BOM is kept, and dropped from the first line only, as docker/cli drops it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * parseEnvFile reads an --env-file as docker/cli does: one variable per line; a line that is not
+ * valid UTF-8 is an error (naming the line and its bytes); leading whitespace trimmed; blank lines
+ * and lines starting with `#` skipped; `KEY=VALUE` passed through with the value verbatim (no
+ * quotes removed, no trailing space trimmed); a bare `KEY` takes the host's value or is dropped; a
+ * key with a space or tab, or an empty key, is an error. A UTF-8 BOM is dropped.
+ */
+export function parseEnvFile(
+  data: Uint8Array | string,
+  file: string,
+  hostEnv: NodeJS.ProcessEnv,
+): string[] {
   const out: string[] = [];
+  const bytes = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
   // bufio.ScanLines: split on \n, drop one \r before it.
-  const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  for (const [i, raw] of lines.entries()) {
-    let line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+  const lines: Buffer[] = [];
+  for (let start = 0; start < bytes.length;) {
+    const nl = bytes.indexOf(0x0a, start);
+    const end = nl < 0 ? bytes.length : nl;
+    lines.push(bytes.subarray(start, end > start && bytes[end - 1] === 0x0d ? end - 1 : end));
+    start = end + 1;
+  }
+  for (const [i, scanned] of lines.entries()) {
+    let line: string;
+    try {
+      line = utf8.decode(scanned);
+    } catch {
+      // Go's %v of a []byte: its bytes in decimal, in brackets.
+      throw new UsageError(
+        `env file ${file} contains invalid utf8 bytes at line ${i + 1}: [${[...scanned].join(' ')}]`,
+      );
+    }
     if (i === 0 && line.startsWith(BOM)) line = line.slice(BOM.length);
-    line = line.replace(/^\s+/u, '');
+    line = line.replace(GO_SPACE, '');
     if (line === '' || line.startsWith('#')) continue;
     const eq = line.indexOf('=');
     const variable = (eq < 0 ? line : line.slice(0, eq)).replace(/^[ \t]+/, '');

@@ -47,6 +47,27 @@ describe('parseEnvFile (docker/cli opts/file.go)', () => {
   ])('refuses %j', (text, message) => {
     expect(() => parseEnvFile(text, 'f', host)).toThrow(message);
   });
+  it('refuses a line that is not UTF-8, naming it and its bytes as docker/cli does', () => {
+    const bytes = Buffer.concat([
+      Buffer.from('A=1\r\n# ok\nB='),
+      Buffer.from([0xff, 0x41]),
+      Buffer.from('\r\n'),
+    ]);
+    expect(() => parseEnvFile(bytes, 'f.env', host)).toThrow(
+      'env file f.env contains invalid utf8 bytes at line 3: [66 61 255 65]',
+    );
+    // UTF-16 (with its BOM) is not UTF-8 either.
+    const utf16 = Buffer.from('\uFEFFA=1\n', 'utf16le');
+    expect(() => parseEnvFile(utf16, 'u.env', host)).toThrow(
+      'env file u.env contains invalid utf8 bytes at line 1: [255 254 65 0 61 0 49 0]',
+    );
+  });
+  it('drops a BOM from the first line only', () => {
+    expect(parseEnvFile(Buffer.from('\uFEFFA=1\n\uFEFFB=2\n'), 'f', host)).toEqual([
+      'A=1',
+      '\uFEFFB=2',
+    ]);
+  });
 });
 
 describe('serviceEnv (the daemon merge, then HOME)', () => {
