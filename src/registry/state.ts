@@ -73,6 +73,8 @@ export interface ServiceState {
 
 const STATE_FILE = /^([1-9][0-9]*)\.json$/;
 const TEMP_FILE = /^\.([1-9][0-9]*)\.[0-9a-f]+\.tmp$/;
+/** SOCK_FILE is a control socket, observe/control.ts controlPath: `<pid>.sock`. */
+const SOCK_FILE = /^([1-9][0-9]*)\.sock$/;
 
 /** STATE_DIR_ENV names the state directory outright (absolute path), before XDG_RUNTIME_DIR. */
 export const STATE_DIR_ENV = 'PORTPUB_STATE_DIR';
@@ -126,7 +128,11 @@ function ownRuntimeDir(uid: number): string | undefined {
  * /tmp anyone could have created the directory first; another owner is refused with ERR_STATE_DIR.
  */
 export function ensureStateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw refusal(dir, err);
+  }
   checkStateDir(dir);
 }
 
@@ -170,32 +176,49 @@ export function writeFileAtomic(path: string, text: string, owner: number = proc
   }
 }
 
-/** removeState deletes `<dir>/<pid>.json`; a file already gone is not an error. */
+/**
+ * removeState deletes `<dir>/<pid>.json` at exit; a file already gone is not an error, and
+ * neither is one this user may not remove (EACCES, EPERM): that happens when the directory was
+ * refused at start, so the file was never written, and an exit must not fail over it.
+ */
 export function removeState(dir: string, pid: number): void {
-  removeQuietly(stateFile(dir, pid));
+  try {
+    removeQuietly(stateFile(dir, pid));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM') throw err;
+  }
 }
 
 /**
  * readStates returns the state of every live portpub, oldest first. Files whose process is gone
  * (`kill(pid, 0)` says ESRCH, or the pid now belongs to a process started at another time) and
- * files that are not valid state are deleted, as are temp files left by dead writers. A missing
- * directory means nothing is running.
+ * files that are not valid state are deleted, as are temp files left by dead writers and the
+ * control sockets (`<pid>.sock`) of dead pids. A missing directory means nothing is running; one
+ * this user may not use (another owner, no permission to read it) is ERR_STATE_DIR, saying what
+ * to do.
  */
 export function readStates(dir: string): State[] {
+  if (!checkStateDir(dir, { missingOk: true })) return [];
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
+    throw refusal(dir, err);
   }
-  checkStateDir(dir);
 
   const live: State[] = [];
   for (const name of names) {
     const temp = TEMP_FILE.exec(name);
     if (temp) {
       if (!isAlive(Number(temp[1]))) removeQuietly(join(dir, name));
+      continue;
+    }
+    const sock = SOCK_FILE.exec(name);
+    if (sock) {
+      // Only a dead pid's: a live one's socket may belong to a portpub not yet in a state file.
+      if (!isAlive(Number(sock[1]))) removeQuietly(join(dir, name));
       continue;
     }
     const match = STATE_FILE.exec(name);
@@ -226,8 +249,20 @@ function stateFile(dir: string, pid: number): string {
   return join(dir, `${pid}.json`);
 }
 
-function checkStateDir(dir: string): void {
-  const st = lstatSync(dir);
+/**
+ * checkStateDir refuses, with ERR_STATE_DIR and what to do, a state directory that is not a real
+ * directory of this user's or that this user may not look into; it tightens a looser mode to
+ * 0700. With `missingOk`, a directory that does not exist is false (nothing is running), not an
+ * error.
+ */
+export function checkStateDir(dir: string, { missingOk = false } = {}): boolean {
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    if (missingOk && (err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw refusal(dir, err);
+  }
   const refuse = (why: string): never => {
     throw new PortpubError(
       ERR_STATE_DIR,
@@ -239,6 +274,21 @@ function checkStateDir(dir: string): void {
   const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
   if (uid !== undefined && st.uid !== uid) refuse(`owned by uid ${st.uid}, not ${uid}`);
   if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+  return true;
+}
+
+/**
+ * refusal turns a permission error on the state directory (EACCES, EPERM) into ERR_STATE_DIR
+ * with what to do; any other error is returned as it is.
+ */
+function refusal(dir: string, err: unknown): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code !== 'EACCES' && e.code !== 'EPERM') return err;
+  return new PortpubError(
+    ERR_STATE_DIR,
+    `refusing state directory ${dir}: this user may not read it (${e.code}). ${chooseAnother(dir)}`,
+    EXIT_RUNTIME,
+  );
 }
 
 /**

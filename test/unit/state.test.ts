@@ -233,6 +233,18 @@ describe('writeState / readStates / removeState', () => {
     expect(readdirSync(dir).sort()).toEqual([`.${process.pid}.abcdef.tmp`, 'README']);
   });
 
+  it("removes a dead pid's control socket with its state, keeps a live pid's (issue 11)", async () => {
+    const { dir } = scratch();
+    const dead = await deadPid();
+    const orphan = await deadPid();
+    writeState(dir, stateOf(dead));
+    writeFileSync(join(dir, `${dead}.sock`), '');
+    writeFileSync(join(dir, `${orphan}.sock`), '');
+    writeFileSync(join(dir, `${process.pid}.sock`), '');
+    expect(readStates(dir)).toEqual([]);
+    expect(readdirSync(dir)).toEqual([`${process.pid}.sock`]);
+  });
+
   it('lists live processes oldest first', () => {
     const { dir } = scratch();
     writeState(dir, stateOf(process.pid, { startedAt: '2026-01-02T00:00:00.000Z' }));
