@@ -59,13 +59,37 @@ function row(c: ContainerRecord, now: number, live: ReadonlyMap<number, Binding[
     ID: c.id.slice(0, 12),
     Names: c.name,
     Command: goQuote(ellipsis([c.command, ...c.args].join(' '), 20)),
-    CreatedAt: c.created,
+    CreatedAt: goTimeString(new Date(c.created)),
     RunningFor: `${humanDuration(now - Date.parse(c.created))} ago`,
     State: state,
     Status: status(c, state, now),
     Ports: state === 'running' ? displayablePorts(bindings ?? [], c.exposed) : '',
-    Networks: c.network === 'host' ? 'host' : 'private',
+    // A network of its own, published with -p and linked: what `docker run` gives without
+    // --network, the default `bridge` (run takes `--network bridge` for it too).
+    Networks: c.network === 'host' ? 'host' : 'bridge',
   };
+}
+
+/**
+ * goTimeString is Go's time.Time.String() to the second in local time, as docker ps prints
+ * CreatedAt: `2006-01-02 15:04:05 -0700 MST`. The zone's abbreviation is Intl's (en-US), where
+ * it has one; else the offset (`+01`, `+0530`), as Go prints a zone tzdata names no letters for.
+ * Intl knows fewer than tzdata: Europe/Berlin is `GMT+1` to it (so `+01` here), `CET` to Go.
+ */
+export function goTimeString(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, '0');
+  const day = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`;
+  const time = `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+  const east = -d.getTimezoneOffset();
+  const sign = east < 0 ? '-' : '+';
+  const hh = two(Math.floor(Math.abs(east) / 60));
+  const mm = two(Math.abs(east) % 60);
+  const named =
+    new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' })
+      .formatToParts(d)
+      .find((p) => p.type === 'timeZoneName')?.value ?? '';
+  const abbr = /^[A-Z]{2,5}$/.test(named) ? named : `${sign}${hh}${mm === '00' ? '' : mm}`;
+  return `${day} ${time} ${sign}${hh}${mm} ${abbr}`;
 }
 
 function status(c: ContainerRecord, state: string, now: number): string {

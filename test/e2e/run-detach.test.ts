@@ -262,7 +262,15 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
       string,
       string
     >;
-    expect(json).toMatchObject({ ID: short, Names: 'db', State: 'running', Ports: '5432/tcp' });
+    expect(json).toMatchObject({
+      ID: short,
+      Names: 'db',
+      State: 'running',
+      Ports: '5432/tcp',
+      Networks: 'bridge',
+    });
+    // Go's time.Time.String(), as docker ps prints CreatedAt.
+    expect(json.CreatedAt).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} \S+$/);
 
     expect((await cli(e, 'logs', '--tail', '1', 'db')).stdout).toBe('up\n');
 
