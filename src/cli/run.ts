@@ -127,6 +127,8 @@ async function runCommand(
     ...opts.envFile.flatMap((f) => parseEnvFile(readBytes(f), f, hostEnv)),
     ...opts.env.map((e) => validateEnv(e, hostEnv)),
   ];
+  // Docker's name rule, one leading `/` trimmed (moby's reserveName); on the host network too.
+  const name = opts.name === undefined ? undefined : checkName(opts.name);
   const host = opts.network === 'host' || opts.published;
   if (!host && opts.network !== undefined && !['bridge', 'default'].includes(opts.network)) {
     throw new UsageError(
@@ -138,11 +140,12 @@ async function runCommand(
     if (opts.publish.length > 0 || opts.publishAll) {
       ctx.io.stderr.write('WARNING: Published ports are discarded when using host network mode\n');
     }
-    if (opts.detach) return detachOnHost(command, args, opts, user, ctx);
+    if (opts.detach) return detachOnHost(command, args, { ...opts, name }, user, ctx);
+    // In the foreground no record holds the name, but one in use is refused, as Docker would.
+    if (name !== undefined) checkNameFree(name, nameHolders(dir));
     return runOnHost(command, args, opts, user, ctx);
   }
 
-  if (opts.name !== undefined) checkName(opts.name);
   const exposed = [...opts.expose.flat()];
   const publish = opts.publish.flat();
   for (const m of publish) {
@@ -163,7 +166,7 @@ async function runCommand(
   const serve: ServeOptions = pickServeOptions(opts);
   const config: ContainerConfig = {
     id,
-    name: opts.name ?? generateName(taken),
+    name: name ?? generateName(taken),
     command,
     args,
     created: new Date().toISOString(),
@@ -219,7 +222,6 @@ async function detachOnHost(
   const dir = stateDir();
   // The links resolve now, so a bad one fails here, as in the foreground.
   linkedEnv(readStates(dir), opts.link, { parent: opts.parent, published: opts.published, dir });
-  if (opts.name !== undefined) checkName(opts.name);
   const name = opts.name ?? generateName(new Set(listContainers(dir).map((c) => c.name)));
   checkNameFree(name, nameHolders(dir));
   const hostOptions: HostRunOptions = { parent: opts.parent, published: opts.published };

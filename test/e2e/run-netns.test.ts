@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startCli, type Running } from '../helpers/cli.js';
-import { waitFor } from '../helpers/net.js';
+import { echoServer, waitFor } from '../helpers/net.js';
 import { nextMessage } from '../helpers/udp.js';
 import {
   exchange,
@@ -261,6 +261,35 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
       },
     );
     expect(r.stdout).toBe(`1 ${hostname()}\n`);
+  });
+
+  it('--network host checks --name as Docker does: its rule, and a name in use', async () => {
+    const e = runEnv();
+    const host = (...args: string[]) =>
+      runCli(['run', '--network', 'host', ...args, '--', 'true'], 15_000, { env: e.env });
+    for (const bad of ['a b', '']) {
+      const r = await host('--name', bad);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`Invalid container name (${bad}), only [a-zA-Z0-9][a-zA-Z0-9_.-]`);
+    }
+    const echo = await echoServer();
+    const plain = await runCli(['-d', '--name', 'taken', '-p', `127.0.0.1::${echo.port}`], 20_000, {
+      env: e.env,
+    });
+    expect(plain.code).toBe(0);
+    const r = await host('--name', 'taken');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('The container name "/taken" is already in use by container');
+    expect((await host('--name', 'free')).code).toBe(0);
+  });
+
+  it('--name /web is the name web, as moby trims one leading /', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    expect(
+      (await runCli(['run', '--name', '/web', '--', 'true'], 20_000, { env: e.env })).code,
+    ).toBe(0);
+    expect((await runCli(['ps', '-a'], 15_000, { env: e.env })).stdout).toMatch(/ web\n$/);
   });
 
   it.each([
