@@ -127,13 +127,14 @@ describe.each(engines)('relay (%s engine)', (engine) => {
     const connections = (): Promise<number> =>
       new Promise((resolve) => server.getConnections((_e, n) => resolve(n)));
     await waitFor(async () => (await connections()) === 1, 'the server to accept the client');
-    tcpForwarder(engine, server, { targetHost: V4, targetPort: target.port });
+    const fw = tcpForwarder(engine, server, { targetHost: V4, targetPort: target.port });
     const got = await withDeadline(
       new Promise<string>((resolve) => client.once('data', (d: Buffer) => resolve(String(d)))),
       5_000,
       'the early bytes echoed',
     );
     expect(got).toBe('early');
+    expect(fw.stats()).toMatchObject({ connectionsTotal: 1, connectionsActive: 1 });
   });
 
   it('connects to the target at once, so a server that speaks first is heard', async () => {
@@ -329,6 +330,8 @@ describe.each(engines)('failures (%s engine)', (engine) => {
     expect(lines.find((l) => l.msg === 'cannot connect to target')).toMatchObject({
       code: 'ETIMEDOUT',
     });
+    await waitFor(() => closeLines(lines).length === 1, 'the close log line');
+    expect(closeLines(lines)[0]).toMatchObject({ how: 'connect-failed' });
     expect(fw.stats().connectFailures).toBe(1);
   });
 
@@ -360,7 +363,7 @@ describe.each(engines)('failures (%s engine)', (engine) => {
     client.resetAndDestroy();
     expect(await seen).toMatchObject({ ended: false, error: 'ECONNRESET' });
     await waitFor(() => closeLines(lines).length === 1, 'the close log line');
-    expect(closeLines(lines)[0]).toMatchObject({ how: 'reset-by-client' });
+    expect(closeLines(lines)[0]).toMatchObject({ how: 'reset-by-client', code: 'ECONNRESET' });
   });
 
   it(

@@ -1,5 +1,6 @@
-// The TCP forwarder's read buffers and resources: shared reads under slow readers, memory and
-// descriptors of a forwarder in a child process.
+// The TCP forwarder's read buffers and resources: slow readers on every pair (both engines; the
+// TypeScript one on each of its read paths), the shared read buffer, memory and descriptors of a
+// forwarder in a child process.
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
@@ -23,20 +24,33 @@ import {
   withDeadline,
 } from '../helpers/net.js';
 import { buildForChild } from '../helpers/udp.js';
+import { engines, jsTested, requireNative, type Engine } from '../helpers/engines.js';
 import { FIXTURES, MiB, V4, forward, slowHash } from '../fixtures/tcp-helpers.js';
 
-// JS-only: shared reads and their counters are the TypeScript relay's internals.
-describe.each([
-  { reads: 'shared', shared: true },
-  { reads: "'data' events (fallback)", shared: false },
-])('client reads: $reads', ({ shared }) => {
+requireNative();
+
+/**
+ * relays are the ways a pair's bytes are read: the TypeScript relay's two client read paths
+ * ('targets' is what 'shared' falls back to where Node's internals are not as expected), and the
+ * native engine's own (recv/send and splice, no read path option).
+ */
+const relays = engines.flatMap(
+  (engine): { engine: Engine; reads: string; readPath?: TcpForwarderOptions['readPath'] }[] =>
+    engine === 'js'
+      ? [
+          { engine, reads: 'shared', readPath: 'shared' },
+          { engine, reads: "'data' events (fallback)", readPath: 'targets' },
+        ]
+      : [{ engine, reads: 'the engine' }],
+);
+
+describe.each(relays)('client reads: $reads ($engine engine)', ({ engine, readPath }) => {
   it('16 pairs, 8 MiB each way, slow readers everywhere: every byte where it belongs', async () => {
-    // 'targets' is what 'shared' falls back to where Node's internals are not as expected.
     const pairs = 16;
     const size = 8 * MiB;
     const before = { ...readBufferCounts };
     const target = await tcpServer(() => undefined);
-    const { fw, port } = await forward(target, { readPath: shared ? 'shared' : 'targets' });
+    const { fw, port } = await forward(target, readPath ? { readPath } : {}, V4, engine);
     const flows = Array.from({ length: pairs }, async (_, i) => {
       const client = await connectTcp(port);
       const far = await target.next();
@@ -57,6 +71,9 @@ describe.each([
       bytesClientToTarget: pairs * size,
       bytesTargetToClient: pairs * size,
     });
+    // The rest is the TypeScript relay's shared reads and their counters.
+    if (engine === 'native') return;
+    const shared = readPath === 'shared';
     // Target sockets always read into the shared buffer; clients only on the shared path. Both
     // the capture and the put-back must have happened, or this test proved nothing about them.
     expect(readBufferCounts.acceptedShared - before.acceptedShared).toBe(shared ? pairs : 0);
@@ -71,7 +88,7 @@ describe.each([
 });
 
 // JS-only: the shared read buffer is the TypeScript relay's internals.
-describe('shared read buffer', () => {
+describe.runIf(jsTested)('shared read buffer', () => {
   it('a captured buffer is reused once its write completes, not replaced by a new one', async () => {
     const size = 64 * MiB;
     const before = { ...readBufferCounts };
@@ -148,7 +165,7 @@ async function childForwarder(
 
 // JS-only for now: the child (test/fixtures/tcp-child-forwarder.mjs) runs src/tcp's TcpForwarder;
 // the native engine's descriptors and stress are covered in engine-tcp/engine-stress.test.ts.
-describe('resources (forwarder in a child process)', () => {
+describe.runIf(jsTested)('resources (forwarder in a child process)', () => {
   it(
     'a stalled, then fast, reader: forwarder RSS stays bounded while 512 MiB is offered',
     {

@@ -22,7 +22,8 @@ import {
   waitFor,
   withDeadline,
 } from '../helpers/net.js';
-import { engines, requireNative, tcpForwarder, type Engine } from '../helpers/engines.js';
+import { closeLines } from '../fixtures/tcp-helpers.js';
+import { engines, jsTested, requireNative, tcpForwarder, type Engine } from '../helpers/engines.js';
 
 const V4 = '127.0.0.1';
 const MiB = 1 << 20;
@@ -54,7 +55,7 @@ function dialTo(port: number): Promise<net.Socket> {
 }
 
 // JS-only: the read path (shared reads, their counters) is the TypeScript relay's internals.
-describe('read path', () => {
+describe.runIf(jsTested)('read path', () => {
   // First in this file: the line is logged once per process, by the first forwarder.
   it('the first forwarder logs which read path TCP uses', async () => {
     const target = await echoServer();
@@ -118,7 +119,7 @@ describe.each(engines)('connections() (%s engine)', (engine) => {
 });
 
 // JS-only: the native engine takes no dialer (src/engine serves such a binding in TypeScript).
-describe('dial', () => {
+describe.runIf(jsTested)('dial', () => {
   it('takes the target socket from the dialer; the client is read only once it is there', async () => {
     const target = await echoServer();
     let open!: () => void;
@@ -213,5 +214,22 @@ describe.each(engines)('forwarding into itself (run-time guard, %s engine)', (en
     // The TypeScript relay's own record of its target sockets (src/tcp/own-sockets.ts).
     if (engine === 'js') await waitFor(() => ownCount() === 0, 'no target socket left on record');
     await waitFor(() => fdCount() <= baseline, `descriptors back to ${baseline}`);
+  });
+
+  it("a forwarder whose target is its own listener drops its own target's connection", async () => {
+    const { logger, lines } = captureLogger();
+    const listener = await listenTcp(V4, 0);
+    track(listener, (l) => l.close());
+    const port = (listener.address() as net.AddressInfo).port;
+    const fw = tcpForwarder(engine, listener, { targetHost: V4, targetPort: port, logger });
+    expect(await connectOutcome(port)).toMatchObject({ ended: false, error: 'ECONNRESET' });
+    // The client's pair ends (its target was cut); the looped connection never was a pair.
+    await waitFor(() => closeLines(lines).length === 1, 'the close log line');
+    expect(fw.stats()).toMatchObject({ connectionsLooped: 1, connectionsTotal: 1 });
+    await waitFor(
+      () => lines.some((l) => /comes from portpub itself/.test(l.msg)),
+      'the loop line',
+    );
+    expect(lines.filter((l) => /comes from portpub itself/.test(l.msg))).toHaveLength(1);
   });
 });
