@@ -1,5 +1,5 @@
-// `portpub logs [-f] [--tail N] NAME`: a service's output from its log file (a detached one's whole
-// output, the command's and portpub's own lines; a foreground one's command output, kept by
+// `portpub logs [-f] [--tail N] NAME`: a service's output from its log file (the command's and
+// portpub's own lines: a detached one's whole output, a foreground one's kept by
 // src/cli/run-output.ts); -f follows it until the service ends, as docker logs -f does.
 import { closeSync, openSync, readSync, statSync, watch } from 'node:fs';
 import type { Command } from 'commander';

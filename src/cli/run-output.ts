@@ -1,10 +1,11 @@
 // A `portpub run` service's output on its way out: the command writes to pipes (as under `docker
 // run` without -t), and each chunk goes on to portpub's own stdout or stderr and, in the
 // foreground, to the end of the service's log file, so `portpub logs` has it as Docker keeps every
-// container's. (A detached portpub's stdout and stderr are that file already.) Known noise of the
-// tools around the command (see UNSHARE_NOISE) is dropped on the way.
+// container's, with portpub's own lines (logToFile). (A detached portpub's stdout and stderr are
+// that file already.) Known noise of the tools around the command (see UNSHARE_NOISE) is dropped
+// on the way.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import type { CliIo } from './context.js';
 
 /** KeptOutput is the command's output on its way to the terminal and the log. */
@@ -89,4 +90,42 @@ function without(chunk: Buffer, line: Buffer): Buffer {
   const at = chunk.indexOf(line);
   if (at < 0 || (at > 0 && chunk[at - 1] !== 0x0a)) return chunk;
   return Buffer.concat([chunk.subarray(0, at), chunk.subarray(at + line.length)]);
+}
+
+/** LoggedIo is io whose stderr also goes to a log file, until close(). */
+export interface LoggedIo {
+  io: CliIo;
+  close(): void;
+}
+
+/**
+ * logToFile gives portpub's own lines (its logger writes to io.stderr) to the service's log file
+ * too, as a detached service's are, so `portpub logs` of a foreground one has them beside the
+ * command's output. The terminal sees the same lines as before (a TTY still gets them pretty).
+ */
+export function logToFile(io: CliIo, logPath: string): LoggedIo {
+  let fd: number | undefined = openSync(logPath, 'a', 0o600);
+  const stderr = Object.assign(
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        if (fd !== undefined) {
+          try {
+            writeSync(fd, chunk);
+          } catch {
+            // As for the command's output: the log is kept as well as it can be.
+          }
+        }
+        io.stderr.write(chunk);
+        done();
+      },
+    }),
+    { isTTY: io.stderr.isTTY },
+  );
+  return {
+    io: { stdout: io.stdout, stderr },
+    close() {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+    },
+  };
 }

@@ -9,6 +9,7 @@ import type { PortMapping } from '../docker/spec.js';
 import { EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
 import {
+  containerPath,
   createContainer,
   generateName,
   listContainers,
@@ -25,6 +26,7 @@ import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
 import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
 import { runHostRecord, type HostRunOptions } from './run-host.js';
+import { logToFile } from './run-output.js';
 import { runContainer } from './run-service.js';
 
 const EXAMPLES = `
@@ -185,7 +187,14 @@ async function runCommand(
   checkNameFree(config.name, nameHolders(dir));
   const record = createContainer(config, dir);
   if (!opts.detach) {
-    return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: false });
+    const logged = logToFile(ctx.io, containerPath(record.id, 'log', dir));
+    try {
+      return await runContainer(record, serve, ctx, makeLogger(serve, logged.io), {
+        detached: false,
+      });
+    } finally {
+      logged.close();
+    }
   }
   return detach(record.id, ctx, dir);
 }
