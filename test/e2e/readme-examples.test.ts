@@ -2,15 +2,19 @@
 // of README.md at test time, run through the built CLI (bin/portpub.js -> dist/), and compared
 // with what the README prints. Only variable parts (ephemeral ports, ids, addresses derived from
 // ids, ages, rates) are normalised, each by a narrow regex named where it is used.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { runCli, startCli, withTimeout } from '../helpers/cli.js';
+import { BIN, runCli, startCli, withTimeout } from '../helpers/cli.js';
 import { nativeLoaded, nativeRequired } from '../helpers/engines.js';
 import { echoServer, freePort, roundTrip, waitFor } from '../helpers/net.js';
+import { needs } from '../helpers/udp.js';
+import { userNamespaceProblem, wantUserNamespace } from '../../src/netns/userns.js';
 
 const README = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -132,8 +136,52 @@ describe('README: Compose files and Where did it land', () => {
       }
     }
     expect(ephemeral).toBeDefined();
+
+    // portpub reload, after the edit the README describes.
+    const [reloadEx] = examples(fenced(section('Compose files: `portpub up`'), 'console')[0]!);
+    expect(reloadEx!.command).toBe('portpub reload');
+    const added = "- '127.0.0.1::4000'";
+    expect(section('Compose files: `portpub up`')).toContain(`adding \`${added}\` to`);
+    const file = join(dir, 'portpub.yaml');
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, text.replace(/^( +)(- '127\.0\.0\.1::3000'.*)$/m, `$1$2\n$1${added}`));
+    expect(readFileSync(file, 'utf8')).toContain(added);
+    const reload = await runCli(portpubArgs(reloadEx!.command), 30_000, { env, cwd: dir });
+    expect(reload.code, reload.stderr).toBe(0);
+    // Variable: the pid and the file's directory.
+    const norm = (l: string) =>
+      l.replace(/pid \d+ \(.*\/portpub\.yaml\)$/, 'pid PID (DIR/portpub.yaml)');
+    expect(
+      reload.stdout
+        .split('\n')
+        .filter((l) => l !== '')
+        .map(norm),
+    ).toEqual(reloadEx!.output.map(norm));
     await run.stop();
   }, 60_000);
+
+  it('portpub up -f docker-compose.yml --target-for db=127.0.0.1 serves an existing compose file', async () => {
+    const { env } = useState();
+    const dir = tempDir();
+    const line = fenced(section('Compose files: `portpub up`'), 'sh')[0]!
+      .split('\n')
+      .find((l) => l.includes('--target-for'))!;
+    const args = portpubArgs(line.replace(/\s+#.*$/, ''));
+    expect(args).toEqual(['up', '-f', 'docker-compose.yml', '--target-for', 'db=127.0.0.1']);
+    // A docker-compose.yml as found in the wild: images, volumes, networks; db's port is free.
+    const db = await freePort();
+    writeFileSync(
+      join(dir, 'docker-compose.yml'),
+      'services:\n  db:\n    image: postgres:16\n    volumes: ["data:/var/lib/postgresql/data"]\n' +
+        `    ports: ["127.0.0.1:${db}:5432"]\n    networks: [back]\n` +
+        'volumes:\n  data: {}\nnetworks:\n  back: {}\n',
+    );
+    const run = await startCli(args, 1, 15_000, { env, cwd: dir });
+    expect(run.lines).toEqual([`db: 5432/tcp -> 127.0.0.1:${db}`]);
+    // Keys portpub does not serve (image, volumes, networks) are ignored, as the README says,
+    // without failing the start.
+    await run.stop();
+  }, 30_000);
 });
 
 describe('README: Links', () => {
@@ -157,12 +205,116 @@ describe('README: Links', () => {
   }, 30_000);
 });
 
+/** onPath says whether a program is on PATH, as the shell that runs the README would find it. */
+function onPath(program: string): boolean {
+  return (process.env.PATH ?? '')
+    .split(delimiter)
+    .some((dir) => dir !== '' && existsSync(join(dir, program)));
+}
+
+/**
+ * netnsMissing names what `portpub run` needs and this host lacks: unshare(1), and user
+ * namespaces where portpub wants one (every user but root). Under CI=true needs() fails instead.
+ */
+function netnsMissing(): (string | false)[] {
+  const problem = wantUserNamespace() ? userNamespaceProblem() : undefined;
+  return [
+    !onPath('unshare') && 'unshare (util-linux)',
+    problem !== undefined && `unprivileged user namespaces (${problem.message})`,
+  ];
+}
+
+/** run_ runs a program (a shell, here) to its end within 15 s; a non-zero exit rejects. */
+const run_ = (file: string, args: string[], env: NodeJS.ProcessEnv) =>
+  promisify(execFile)(file, args, { env, timeout: 15_000 });
+
+describe('README: the quick start', () => {
+  it('node bin/portpub.js -p 127.0.0.1:8080:3000 publishes the service, Ctrl-C stops it', async () => {
+    const block = fenced(README.slice(0, README.indexOf('\n## ')), 'sh')[0]!;
+    const [serveLine, testLine] = block.split('\n');
+    // `npm ci` (the install) and `npm test` (this very suite) are what CI runs around this test.
+    expect(testLine).toBe('npm ci && npm test');
+    const command = serveLine!.split(' && ')[1]!;
+    const w = words(command);
+    expect(w.slice(0, 2)).toEqual(['node', 'bin/portpub.js']);
+    expect(w.slice(2)).toEqual(['-p', '127.0.0.1:8080:3000']);
+    // The README's 8080 and 3000 become a free port and an echo server standing for the service.
+    const { env } = useState();
+    const echo = await echoServer();
+    const host = await freePort();
+    const run = await startCli(['-p', `127.0.0.1:${host}:${echo.port}`], 1, 15_000, { env });
+    expect(run.lines).toEqual([`${echo.port}/tcp -> 127.0.0.1:${host}`]);
+    const client = await open(host);
+    expect(await roundTrip(client, 'hello')).toBe('hello');
+    client.destroy(); // nothing left to drain: Ctrl-C stops at once
+    const stopped = await run.stop('SIGINT');
+    expect(stopped.code).toBe(0);
+  }, 30_000);
+});
+
+describe('README: Links, eval and run --link', () => {
+  const block = () => fenced(section('Links: `portpub env` and `portpub run --link`'), 'sh')[0]!;
+
+  /** bin is a PATH directory where `portpub` is the built CLI (and `extra` more scripts). */
+  function bin(extra: Record<string, string> = {}): string {
+    const dir = tempDir();
+    const scripts = { portpub: `#!/bin/sh\nexec "${process.execPath}" "${BIN}" "$@"\n`, ...extra };
+    for (const [name, text] of Object.entries(scripts)) {
+      writeFileSync(join(dir, name), text, { mode: 0o755 });
+    }
+    return dir;
+  }
+
+  it('eval "$(portpub env db)" sets the link variables in the shell', async () => {
+    const { env } = useState();
+    const line = examples(block()).find((e) => e.command.startsWith('eval '))!;
+    expect(line.command).toBe('eval "$(portpub env db)"');
+    const db = await startCli(['--name', 'db', '-p', '127.0.0.1::5432'], 1, 15_000, { env });
+    const r = await run_(
+      '/bin/sh',
+      ['-c', `${line.command}; echo "$DB_PORT|$DB_PORT_5432_TCP_ADDR|$DB_NAME"`],
+      { ...process.env, ...env, PATH: `${bin()}${delimiter}${process.env.PATH ?? ''}` },
+    );
+    expect(r.stdout).toBe('tcp://127.0.0.1:5432|127.0.0.1|/portpub/db\n');
+    await db.stop();
+  }, 30_000);
+
+  it("portpub run --link db:pg -- sh -c 'psql -h ... -p ...' reaches db under the alias", async (t) => {
+    needs(t, netnsMissing());
+    const { env } = useState();
+    const line = examples(block()).find((e) => e.command.startsWith('portpub run --link'))!;
+    expect(line.command).toContain('--link db:pg');
+    // db: an echo server on 127.0.0.1, published by a named portpub; the README's 5432 is its
+    // port. psql: a stand-in that connects to -h HOST -p PORT and says what came back.
+    const echo = await echoServer();
+    const run = await startCli(['--name', 'db', '-p', `127.0.0.1::${echo.port}`], 1, 15_000, {
+      env,
+    });
+    const psql =
+      '#!/bin/sh\n' +
+      `exec "${process.execPath}" -e "const s=require('net').connect(+process.argv[4],process.argv[2]);` +
+      `s.on('connect',()=>s.write('ping'));s.on('data',d=>{console.log(process.argv[2]+' '+d);s.end()})" -- "$@"\n`;
+    // `portpub run` gives the command Docker's default PATH, so the stand-in goes by its path.
+    const psqlPath = join(bin({ psql }), 'psql');
+    const args = portpubArgs(
+      line.command.replaceAll('5432', String(echo.port)).replace("'psql ", `'${psqlPath} `),
+    );
+    expect(args.at(-1)).toContain(psqlPath);
+    const r = await runCli(args, 30_000, { env });
+    expect(r.code, r.stderr).toBe(0);
+    // Inside its namespace the link address is db's own 127.x address; the bytes came back.
+    expect(r.stdout).toMatch(/^127\.\d+\.\d+\.\d+ ping\n$/);
+    await run.stop();
+  }, 60_000);
+});
+
 describe('README: A network of its own', () => {
   const text = section('A network of its own: `portpub run`');
   const [first, second] = fenced(text, 'sh');
   const ID = /^[0-9a-f]{64}$/;
 
-  it('run -d python3 http.server, curl, ps', async () => {
+  it('run -d python3 http.server, curl, ps', async (t) => {
+    needs(t, [...netnsMissing(), !onPath('python3') && 'python3']);
     const { env } = useState();
     const cwd = tempDir();
     const [runEx, curlEx, psEx] = examples(first!);
@@ -214,7 +366,13 @@ describe('README: A network of its own', () => {
     );
   }, 90_000);
 
-  it('run -d redis, run --link db: env, getent and PING; stop and rm', async () => {
+  it('run -d redis, run --link db: env, getent and PING; stop and rm', async (t) => {
+    needs(t, [
+      ...netnsMissing(),
+      !onPath('redis-server') && 'redis-server',
+      !onPath('redis-cli') && 'redis-cli',
+      !onPath('getent') && 'getent',
+    ]);
     const { env } = useState();
     const cwd = tempDir();
     const [dbEx, webEx, stopEx] = examples(second!);
