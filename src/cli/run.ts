@@ -100,10 +100,35 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .addOption(new Option('--from-record <id>').hideHelp())
     .addHelpText('after', EXAMPLES)
     .passThroughOptions()
-    .action(async (command: string | undefined, args: string[], opts: RunOptions) => {
+    .action(async (command: string | undefined, args: string[], opts: RunOptions, cmd: Command) => {
+      refuseServeOnly(cmd);
       ctx.setExit(await runCommand(command, args, opts, ctx));
     });
   addServeOptions(run);
+  for (const o of run.options) if (SERVE_ONLY[o.long ?? ''] !== undefined) o.hideHelp();
+}
+
+/**
+ * SERVE_ONLY are the serving options run cannot honour, and why: every port of a run service is
+ * dialed through its namespace agent, which only the TypeScript relay in this one process does.
+ */
+const SERVE_ONLY: Record<string, string> = {
+  '--tcp-workers':
+    "a run service's connections are dialed through its namespace agent, in one process",
+  '--engine':
+    "a run service's ports are relayed in TypeScript (each connection is dialed through its namespace agent)",
+};
+
+/** refuseServeOnly makes a given SERVE_ONLY option a usage error (exit 2), not a silent no-op. */
+function refuseServeOnly(cmd: Command): void {
+  for (const o of cmd.options) {
+    const why = SERVE_ONLY[o.long ?? ''];
+    if (why === undefined) continue;
+    const source = cmd.getOptionValueSource(o.attributeName());
+    if (source === 'cli' || source === 'env') {
+      throw new UsageError(`${o.long} is not an option of portpub run: ${why}`);
+    }
+  }
 }
 
 async function runCommand(
@@ -315,7 +340,6 @@ function pickServeOptions(opts: RunOptions): ServeOptions {
     'maxConnections',
     'udpTimeout',
     'maxUdpFlows',
-    'tcpWorkers',
     'metrics',
     'ui',
   ];
