@@ -3,7 +3,7 @@
 // src/cli/run-output.ts); -f follows it until the service ends, as docker logs -f does.
 import { closeSync, openSync, readSync, statSync, watch } from 'node:fs';
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { containerPath, findContainer, liveness, readRecord } from '../registry/containers.js';
 import type { CliContext } from './context.js';
 
@@ -14,7 +14,13 @@ export function registerLogs(program: Command, ctx: CliContext): void {
     .description('print the output of a service')
     .argument('<name>', 'service name or id')
     .option('-f, --follow', 'follow the output until the service ends', false)
-    .option('-n, --tail <n>', "lines from the end to show ('all' or a number)", tail, Infinity)
+    // Docker's default is 'all' (docker logs --help: `--tail string ... (default "all")`); the
+    // value itself stays Infinity, commander shows the text given here.
+    .addOption(
+      new Option('-n, --tail <n>', "lines from the end to show ('all' or a number)")
+        .argParser(tail)
+        .default(Infinity, '"all"'),
+    )
     .action(async (name: string, opts: { follow: boolean; tail: number }) => {
       const record = findContainer(name);
       const path = containerPath(record.id, 'log');

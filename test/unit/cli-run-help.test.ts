@@ -1,5 +1,5 @@
-// `portpub run` options as its help shows them: run refuses the serving options it cannot honour
-// (exit 2) and does not list them.
+// `portpub run` and `portpub logs` options as their help shows them: run refuses the serving
+// options it cannot honour (exit 2) and does not list them; logs shows Docker's --tail default.
 import { describe, expect, it } from 'vitest';
 import { runMain, useStateDir } from './cli-harness.js';
 
@@ -23,5 +23,16 @@ describe('portpub run: serving options it cannot honour', () => {
     expect(r.stdout).toContain('--drain-timeout');
     expect(r.stdout).not.toContain('--tcp-workers');
     expect(r.stdout).not.toContain('--engine');
+  });
+});
+
+describe('portpub logs --help', () => {
+  it("shows --tail's default as Docker does: all", async () => {
+    const r = await runMain(['logs', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.replace(/\s+/g, ' ')).toContain(
+      `-n, --tail <n> lines from the end to show ('all' or a number) (default: "all")`,
+    );
+    expect(r.stdout).not.toContain('null');
   });
 });
