@@ -2,12 +2,13 @@
 // reading (zero windows), or half-close and go silent, mixed over a few hundred connections.
 // Bounded in count and time. What must hold afterwards: the process is alive, every connection
 // is accounted for, descriptors are back near the baseline, and the binding still serves.
+// Skipped where the addon did not build or PORTPUB_TEST_ENGINES leaves it out; a run that
+// requires it fails instead (test/helpers/engines.ts).
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { loadNative } from '../../src/engine/load.js';
-import { NativeTcpForwarder } from '../../src/engine/native-tcp.js';
 import { listenTcp } from '../../src/tcp/forwarder.js';
+import { nativeTested, requireNative, tcpForwarder } from '../helpers/engines.js';
 import {
   connectTcp,
   echoServer,
@@ -19,7 +20,6 @@ import {
 } from '../helpers/net.js';
 
 const V4 = '127.0.0.1';
-const loaded = loadNative();
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
 /** Target behaviours, by accept order. */
@@ -85,7 +85,9 @@ function connected(s: net.Socket): Promise<void> {
   });
 }
 
-describe.skipIf(loaded.binding === undefined)('native TCP engine under hostile peers', () => {
+requireNative();
+
+describe.runIf(nativeTested)('native TCP engine under hostile peers', () => {
   it(
     'survives 600 connections of resets, zero windows and half-open peers',
     { timeout: 60_000 },
@@ -94,13 +96,12 @@ describe.skipIf(loaded.binding === undefined)('native TCP engine under hostile p
       const target = await tcpServer((s) => TARGETS[accepted++ % TARGETS.length]!(s));
       const server = await listenTcp(V4, 0);
       track(server, (s) => s.close());
-      const fw = track(
-        new NativeTcpForwarder(
-          server,
-          { targetHost: V4, targetPort: target.port, halfCloseLingerMs: 500, idleTimeoutMs: 2_000 },
-          loaded.binding!,
-        ),
-      );
+      const fw = tcpForwarder('native', server, {
+        targetHost: V4,
+        targetPort: target.port,
+        halfCloseLingerMs: 500,
+        idleTimeoutMs: 2_000,
+      });
       const port = fw.address.port;
       // The engine's own descriptors exist once it served one connection.
       const warm = await connectTcp(port);
@@ -130,13 +131,7 @@ describe.skipIf(loaded.binding === undefined)('native TCP engine under hostile p
       const echoTarget = await echoServer();
       const server2 = await listenTcp(V4, 0);
       track(server2, (s) => s.close());
-      const fw2 = track(
-        new NativeTcpForwarder(
-          server2,
-          { targetHost: V4, targetPort: echoTarget.port },
-          loaded.binding!,
-        ),
-      );
+      const fw2 = tcpForwarder('native', server2, { targetHost: V4, targetPort: echoTarget.port });
       const client = await connectTcp(fw2.address.port);
       expect(await roundTrip(client, 'still here')).toBe('still here');
       client.destroy();
