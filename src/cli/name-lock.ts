@@ -4,9 +4,10 @@
 // (`<statedir>/<name>.name`, holding the claimant's pid), before anything is bound, and removed
 // when that process ends. A claim whose pid is no longer running (a portpub killed with
 // SIGKILL) is taken over.
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nameConflict } from '../docker/names.js';
+import { ensureStateDir } from '../registry/state.js';
 
 /** NameClaim is a held name; release() gives it up (idempotent, only if still ours). */
 export interface NameClaim {
@@ -28,7 +29,7 @@ export function claimName(
   pid: number = process.pid,
   alive: (pid: number) => boolean = pidAlive,
 ): NameClaim {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureStateDir(dir); // the state directory's checks (owner, no symlink) come first
   const path = namePath(dir, name);
   // The claim is written whole under a name of our own, then linked into place: link() fails
   // if the path exists, and a reader never sees a claim without its pid.
