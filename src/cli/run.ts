@@ -26,6 +26,7 @@ import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
 import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
 import { runHostRecord, type HostRunOptions } from './run-host.js';
+import { mentionsHostIp, warnHostIpIgnored } from './host-ip.js';
 import { logToFile } from './run-output.js';
 import { runContainer } from './run-service.js';
 
@@ -73,7 +74,10 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option(
       '-p, --publish <spec>',
       'publish a port of the service on the host (repeatable)',
-      (value: string, prev: PortMapping[][]) => [...prev, parseSpecArg(value)],
+      (value: string, prev: PortMapping[][]) => {
+        if (mentionsHostIp(value)) hostIpIgnored.push(value);
+        return [...prev, parseSpecArg(value)];
+      },
       [] as PortMapping[][],
     )
     .option(
@@ -102,8 +106,10 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .passThroughOptions()
     .action(async (command: string | undefined, args: string[], opts: RunOptions, cmd: Command) => {
       refuseServeOnly(cmd);
-      ctx.setExit(await runCommand(command, args, opts, ctx));
+      ctx.setExit(await runCommand(command, args, opts, ctx, hostIpIgnored));
     });
+  // -p values with host_ip= (long syntax): ignored as docker run ignores the key, with a warning.
+  const hostIpIgnored: string[] = [];
   addServeOptions(run);
   for (const o of run.options) if (SERVE_ONLY[o.long ?? ''] !== undefined) o.hideHelp();
 }
@@ -136,6 +142,7 @@ async function runCommand(
   args: string[],
   opts: RunOptions,
   ctx: CliContext,
+  hostIpIgnored: readonly string[],
 ): Promise<number> {
   const dir = stateDir();
   if (opts.fromRecord !== undefined) {
@@ -214,13 +221,15 @@ async function runCommand(
   if (!opts.detach) {
     const logged = logToFile(ctx.io, containerPath(record.id, 'log', dir));
     try {
-      return await runContainer(record, serve, ctx, makeLogger(serve, logged.io), {
-        detached: false,
-      });
+      const logger = makeLogger(serve, logged.io);
+      warnHostIpIgnored(hostIpIgnored, logger);
+      return await runContainer(record, serve, ctx, logger, { detached: false });
     } finally {
       logged.close();
     }
   }
+  // Said here, where the user sees it: the background half reads the parsed record.
+  warnHostIpIgnored(hostIpIgnored, makeLogger(serve, ctx.io));
   return detach(record.id, ctx, dir);
 }
 

@@ -139,6 +139,27 @@ describe('portpub run: a network of its own', { timeout: 90_000 }, () => {
     await run.stop('SIGTERM');
   });
 
+  it('warns that host_ip= of the -p long syntax is ignored, as plain -p does', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const spec = 'host_ip=127.0.0.1,target=7000';
+    const run = await startService(['--name', 'lng', '-p', spec, '--', ...service('tcp=7000')], e);
+    const out = (await runCli(['port', 'lng'], 15_000, { env: e.env })).stdout;
+    // Every interface, as docker run publishes it.
+    expect(out).toMatch(/^7000\/tcp -> 0\.0\.0\.0:\d+\n/);
+    await run.stop('SIGTERM');
+    expect(run.stderr()).toContain('host_ip= is ignored in -p long syntax');
+    const d = await runCli(
+      ['run', '-d', '--rm', '-p', spec, '--', ...service('tcp=7000')],
+      20_000,
+      {
+        env: e.env,
+      },
+    );
+    expect(d.code).toBe(0);
+    expect(d.stderr).toContain('host_ip= is ignored in -p long syntax');
+  });
+
   it('resets the clients of a port the service never opens, as a dead target does', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
