@@ -100,8 +100,8 @@ export function tcpForwarder(
 }
 
 /**
- * udpForward binds host:port as publish/ does for the engine (one socket for the native engine,
- * one per local address for the TypeScript one) and serves it; both closed when the test ends.
+ * udpForward binds host:port as publish/ does for the engine (udpBindOptions) and serves it;
+ * both closed when the test ends.
  */
 export async function udpForward(
   engine: Engine,
