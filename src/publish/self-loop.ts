@@ -92,13 +92,23 @@ export function selfLoopError(found: {
     c.name !== undefined
       ? `target: 127.0.0.2 or --target-for ${c.name}=127.0.0.2`
       : `--target 127.0.0.2`;
+  // A wildcard socket takes 127.0.0.2 as well: the service on another loopback address needs
+  // the port published on a specific one.
+  const wildcard = unmapped(socket.hostIp) === '0.0.0.0' || unmapped(socket.hostIp) === '::';
+  const v4 = unmapped(socket.hostIp) === '0.0.0.0';
+  const specific = `${v4 ? '127.0.0.1' : '[::1]'}:${socket.hostPort}:${c.mapping.targetPort}`;
+  const publishOn = !wildcard
+    ? ''
+    : ` and publish on one address only, such as ${c.name !== undefined ? `"${specific}"` : `-p ${specific}`} ` +
+      `(${socket.hostIp} takes every local address, 127.0.0.2 too)`;
   return new PortpubError(
     ERR_SELF_LOOP,
     `${what}: the target ${target}${via} is portpub's own listening socket ${own}, so every ` +
       `connection would be forwarded back into portpub. With Docker the service has its own ` +
       `network namespace; here it shares the host's. Publish on another host port, or run the ` +
       `service on another loopback address such as 127.0.0.2 and point portpub at it ` +
-      `(${setTarget}), or start it with \`portpub run\`, which gives it its own network namespace`,
+      `(${setTarget})${publishOn}, or start it with \`portpub run\`, which gives it its own ` +
+      `network namespace`,
     EXIT_USAGE,
   );
 }

@@ -52,7 +52,22 @@ describe('start refuses a target that is its own listening socket', () => {
     expect(message).toContain('127.0.0.2');
     expect(message).toContain('--target 127.0.0.2');
     expect(message).toContain('portpub run');
+    // Published on one address, the service can take another: no word about wildcards.
+    expect(message).not.toContain('publish on one address only');
     await listen(p); // nothing was left bound
+  });
+
+  it('asks for one address to publish on when the loop is through a wildcard socket', async () => {
+    const p = await reservePorts(1);
+    const err = await startPublisher({ publish: req(`${p}:${p}`) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // 127.0.0.2 alone would loop too: 0.0.0.0 takes it.
+    expect((err as Error).message).toContain(
+      `(--target 127.0.0.2) and publish on one address only, such as -p 127.0.0.1:${p}:${p} ` +
+        '(0.0.0.0 takes every local address, 127.0.0.2 too)',
+    );
   });
 
   it('the wildcard form P:P to 127.0.0.1 (TCP) and to localhost (UDP)', async () => {
