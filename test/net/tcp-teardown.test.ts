@@ -50,9 +50,14 @@ function closed(socket: net.Socket): Promise<void> {
 }
 
 /**
- * Scenario is one order of events on every pair: the origin (client or target) sends `bytes`,
- * optionally its FIN, then a reset; the receiver (the other end) reads or not, and may send
- * `receiverSends` bytes of its own meanwhile (an answer, an upload), with or without its own FIN.
+ * Scenario is one order of events on every pair: the origin (client or target) sends `bytes`;
+ * the receiver (the other end) reads or not, and may send `receiverSends` bytes of its own
+ * meanwhile (an upload, an answer), with or without its FIN. Then, while the forwarder's thread
+ * is blocked (the test ends run in a worker, test/fixtures/tcp-teardown-peers.mjs), the origin
+ * sends its FIN (`fin`), resets, and a receiver that has not ended answers 64 KiB: the forwarder
+ * meets FIN, reset and answer in one event-loop turn, so the end() it gives the receiver's
+ * socket is still pending (libuv: a shutdown) when relaying the answer fails on the reset
+ * origin. That is the order that leaked (issue 11), and why resetSocket exists.
  */
 interface Scenario {
   origin: 'client' | 'target';
@@ -86,11 +91,12 @@ function rows(): [string, Scenario][] {
             [4 * MiB, true],
           ] as const) {
             const name =
-              `${origin} sends ${size}${fin ? ', FIN' : ''}, then RST; the other end ` +
+              `${origin} sends ${size}; the other end ` +
               `${receiverReads ? 'reads' : 'does not read'}` +
               (receiverSends > 0
                 ? `, sends ${receiverSends / KiB} KiB${receiverFin ? ' and FIN' : ''}`
-                : '');
+                : '') +
+              `; in one turn: ${fin ? 'FIN, ' : ''}RST${receiverFin ? '' : ', an answer'}`;
             out.push([name, { origin, bytes, fin, receiverReads, receiverSends, receiverFin }]);
           }
         }
@@ -100,92 +106,68 @@ function rows(): [string, Scenario][] {
   return out;
 }
 
-/** Ends is the two test-owned sockets of one pair: the client and the target's accepted one. */
-interface Ends {
-  client: net.Socket;
-  target: net.Socket;
+/** Peers is the worker holding every test end, with one request/answer at a time. */
+interface Peers {
+  ask<T = object>(msg: Record<string, unknown>): Promise<T>;
+  /** inOneTurn posts msg and blocks this thread until the worker has done it all. */
+  inOneTurn(msg: Record<string, unknown>): void;
+}
+
+async function peers(): Promise<Peers & { port: number }> {
+  const worker = new Worker(new URL('../fixtures/tcp-teardown-peers.mjs', import.meta.url));
+  onTestFinished(async () => {
+    await worker.terminate();
+  });
+  const ask = <T>(msg: Record<string, unknown>): Promise<T> => {
+    const answer = new Promise<T>((resolve, reject) =>
+      worker.once('message', (m: T & { error?: string }) =>
+        m.error ? reject(new Error(m.error)) : resolve(m),
+      ),
+    );
+    worker.postMessage(msg);
+    return withDeadline(answer, 10_000, `the worker's answer to ${String(msg.op)}`);
+  };
+  const inOneTurn = (msg: Record<string, unknown>): void => {
+    const word = new Int32Array(new SharedArrayBuffer(4));
+    worker.postMessage({ ...msg, word: word.buffer });
+    expect(Atomics.wait(word, 0, 0, 10_000), 'the worker acting in one turn').not.toBe('timed-out');
+  };
+  const { port } = await ask<{ port: number }>({ op: 'listen' });
+  return { ask, inOneTurn, port };
 }
 
 async function run(engine: Engine, s: Scenario): Promise<void> {
-  // The target reads nothing until told: pauseOnConnect keeps its bytes in the kernel, so its
-  // own close() with unread bytes is a reset.
-  const accepted: net.Socket[] = [];
-  const waiting: ((s: net.Socket) => void)[] = [];
-  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
-    socket.on('error', () => undefined);
-    const w = waiting.shift();
-    if (w) w(socket);
-    else accepted.push(socket);
-  });
-  await new Promise<void>((resolve) => server.listen(0, V4, resolve));
-  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const nextTarget = (): Promise<net.Socket> => {
-    const s = accepted.shift();
-    return s ? Promise.resolve(s) : new Promise((resolve) => waiting.push(resolve));
-  };
+  const ends = await peers();
   const listener = await listenTcp(V4, 0);
   track(listener, (l) => l.close());
-  const targetPort = (server.address() as net.AddressInfo).port;
-  const fw = tcpForwarder(engine, listener, { targetHost: V4, targetPort });
+  const fw = tcpForwarder(engine, listener, { targetHost: V4, targetPort: ends.port });
   const baseline = descriptors(engine);
   const pipesBefore = pipeCount();
 
-  const ends: Ends[] = [];
-  for (let i = 0; i < PAIRS; i++) {
-    const client = net.connect({ port: fw.address.port, host: V4, allowHalfOpen: true });
-    client.pause(); // read nothing until told, for the same reason as the target
-    client.on('error', () => undefined);
-    track(client);
-    await withDeadline(
-      new Promise((resolve) => client.once('connect', resolve)),
-      5_000,
-      'the connect',
-    );
-    const target = track(await withDeadline(nextTarget(), 5_000, 'the target connection'));
-    ends.push({ client, target });
-  }
-  const origin = (e: Ends): net.Socket => (s.origin === 'client' ? e.client : e.target);
-  const receiver = (e: Ends): net.Socket => (s.origin === 'client' ? e.target : e.client);
-
+  await ends.ask({ op: 'connect', port: fw.address.port, pairs: PAIRS, origin: s.origin });
   // A byte from each receiver, left unread by the origin: the origin's close() is then a reset.
   const toOrigin = (): number =>
     s.origin === 'client' ? fw.stats().bytesTargetToClient : fw.stats().bytesClientToTarget;
-  for (const e of ends) receiver(e).write('!');
   await waitFor(() => toOrigin() >= PAIRS, 'the greetings to reach the origins');
 
-  ends.forEach((e, i) => {
-    const r = receiver(e);
-    if (s.receiverReads) r.resume();
-    if (s.receiverSends > 0) r.write(Buffer.alloc(s.receiverSends, 2));
-    if (s.receiverFin) r.end();
-    const o = origin(e);
-    const n = s.bytes(i);
-    if (n > 0) o.write(Buffer.alloc(n, 1));
-    if (s.fin) o.end();
-  });
-  // Let whatever can move, move (FINs relayed, buffers filled), then reset every origin.
+  const { receiverReads, receiverSends, receiverFin } = s;
+  const bytes = Array.from({ length: PAIRS }, (_, i) => s.bytes(i));
+  await ends.ask({ op: 'send', bytes, receiverReads, receiverSends, receiverFin });
+  // Let whatever can move, move (FINs relayed, buffers filled), then the row's last act.
   await settled(
     () => fw.stats().bytesClientToTarget + fw.stats().bytesTargetToClient,
     'traffic',
     200,
   );
-  for (const e of ends) origin(e).destroy();
-  // The forwarder meets the resets with the receivers as they were (a pending shutdown stays
-  // pending while its peer reads nothing); then every receiver reads and ends, so that a pair
-  // left half-open by design (it saw the FIN, and nothing made it see the reset) finishes too.
+  ends.inOneTurn({ op: 'reset', fin: s.fin, answer: !receiverFin });
+  // The forwarder meets the resets with the receivers as they were; then every receiver reads
+  // and ends, so that a pair left half-open by design (it saw the FIN, and nothing made it see
+  // the reset) finishes too.
   await settled(() => fw.stats().connectionsActive, 'the resets to be relayed', 200);
-  for (const e of ends) receiver(e).resume().end();
+  await ends.ask({ op: 'finish' });
 
   await waitFor(() => fw.stats().connectionsActive === 0, 'every pair to finish', 10_000);
-  for (const e of ends) {
-    e.client.destroy();
-    e.target.destroy();
-  }
-  await withDeadline(
-    Promise.all(ends.flatMap((e) => [closed(e.client), closed(e.target)])),
-    5_000,
-    'the test sockets to close',
-  );
+  await ends.ask({ op: 'close' });
   await waitFor(
     () => descriptors(engine) <= baseline,
     `descriptors back to ${baseline}`,
