@@ -331,9 +331,12 @@ export class Publisher {
   ): Promise<Entry[]> {
     for (const [, r] of keys) {
       if (r.mapping.protocol === 'sctp') {
-        throw new UnsupportedError(
-          `cannot publish ${formatSpec(r.mapping)}: sctp is accepted by Docker's syntax, but ` +
-            `Node.js has no SCTP sockets, so portpub cannot serve it`,
+        throw inService(
+          new UnsupportedError(
+            `cannot publish ${formatSpec(r.mapping)}: sctp is accepted by Docker's syntax, but ` +
+              `Node.js has no SCTP sockets, so portpub cannot serve it`,
+          ),
+          r.name, // `up`: the message names the service, as every bind error's does
         );
       }
     }

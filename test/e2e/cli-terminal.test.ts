@@ -91,7 +91,7 @@ describe('bind errors on a terminal', () => {
     writeFileSync(file, 'services:\n  sig:\n    ports: ["127.0.0.1::2905/sctp"]\n');
     const r = await onTerminal(['up', '-f', file], { PORTPUB_STATE_DIR: join(dir, 'state') });
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(/portpub: (sig: )?cannot publish 127\.0\.0\.1::2905\/sctp: sctp is/);
+    expect(r.out).toContain('portpub: sig: cannot publish 127.0.0.1::2905/sctp: sctp is');
     expect(r.out.split('Node.js has no SCTP sockets').length - 1, r.out).toBe(1);
   });
 });
