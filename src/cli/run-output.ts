@@ -28,7 +28,6 @@ export function keepOutput(
   noise: readonly string[] = [],
 ): KeptOutput {
   let fd: number | undefined = logPath === undefined ? undefined : openSync(logPath, 'a', 0o600);
-  const drop = noise.map((line) => Buffer.from(line));
   const sources: Readable[] = [];
   const ended: Promise<void>[] = [];
   const pairs: [Readable | null, NodeJS.WritableStream][] = [
@@ -38,16 +37,8 @@ export function keepOutput(
   for (const [source, sink] of pairs) {
     if (source === null) continue;
     sources.push(source);
-    ended.push(
-      new Promise<void>((resolve) => {
-        source.once('end', resolve);
-        source.once('close', resolve);
-        source.once('error', () => resolve());
-      }),
-    );
-    const quiet = sink === io.stderr ? drop : [];
-    source.on('data', (data: Buffer) => {
-      const chunk = quiet.reduce(without, data);
+    const filter = new LineFilter(sink === io.stderr ? noise : []);
+    const pass = (chunk: Buffer) => {
       if (chunk.length === 0) return;
       if (fd !== undefined) {
         try {
@@ -61,7 +52,19 @@ export function keepOutput(
         source.pause();
         sink.once('drain', () => source.resume());
       }
-    });
+    };
+    ended.push(
+      new Promise<void>((resolve) => {
+        const end = () => {
+          pass(filter.flush());
+          resolve();
+        };
+        source.once('end', end);
+        source.once('close', end);
+        source.once('error', end);
+      }),
+    );
+    source.on('data', (data: Buffer) => pass(filter.push(data)));
   }
   let finished: Promise<void> | undefined;
   return {
@@ -83,15 +86,64 @@ export function keepOutput(
 }
 
 /**
- * without removes one line from a chunk. A tool writes such a line with one write(2), so it
- * arrives whole in one chunk; only a line that starts the chunk or follows a newline counts.
+ * LineFilter drops whole lines from a stream. A tool may write such a line in several write(2)s
+ * (util-linux's err() does: name, message, reason), so a line start that could still become one
+ * is held back until the next chunk says, or the stream ends.
  */
-function without(chunk: Buffer, line: Buffer): Buffer {
-  const at = chunk.indexOf(line);
-  if (at < 0 || (at > 0 && chunk[at - 1] !== 0x0a)) return chunk;
-  return Buffer.concat([chunk.subarray(0, at), chunk.subarray(at + line.length)]);
+class LineFilter {
+  private readonly lines: Buffer[];
+  private held = Buffer.alloc(0);
+  /** Whether what was passed on so far ends a line (or nothing was). */
+  private atLineStart = true;
+
+  constructor(lines: readonly string[]) {
+    this.lines = lines.map((l) => Buffer.from(l));
+  }
+
+  /** push takes a chunk and returns what may go on now. */
+  push(data: Buffer): Buffer {
+    if (this.lines.length === 0) return data;
+    let buf = this.held.length > 0 ? Buffer.concat([this.held, data]) : data;
+    const startsLine = this.atLineStart;
+    this.held = Buffer.alloc(0);
+    for (const line of this.lines) buf = without(buf, line, startsLine);
+    // The last line so far, if it is the start of a dropped one, waits for more.
+    const cut = buf.lastIndexOf(0x0a) + 1;
+    const tail = buf.subarray(cut);
+    if ((cut > 0 || startsLine) && tail.length > 0 && this.lines.some((l) => isPrefix(tail, l))) {
+      this.held = Buffer.from(tail);
+      buf = buf.subarray(0, cut);
+    }
+    if (buf.length > 0) this.atLineStart = buf[buf.length - 1] === 0x0a;
+    return buf;
+  }
+
+  /** flush returns what was held back (the stream ended: it never became a dropped line). */
+  flush(): Buffer {
+    const out = this.held;
+    this.held = Buffer.alloc(0);
+    return out;
+  }
 }
 
+function isPrefix(tail: Buffer, line: Buffer): boolean {
+  return tail.length < line.length && line.subarray(0, tail.length).equals(tail);
+}
+
+/** without removes every whole `line` from buf: where it starts buf (if that is a line start) or follows a newline. */
+function without(buf: Buffer, line: Buffer, startsLine: boolean): Buffer {
+  let from = 0;
+  for (;;) {
+    const at = buf.indexOf(line, from);
+    if (at < 0) return buf;
+    if ((at === 0 && startsLine) || (at > 0 && buf[at - 1] === 0x0a)) {
+      buf = Buffer.concat([buf.subarray(0, at), buf.subarray(at + line.length)]);
+      from = at;
+    } else {
+      from = at + 1;
+    }
+  }
+}
 /** LoggedIo is io whose stderr also goes to a log file, until close(). */
 export interface LoggedIo {
   io: CliIo;
