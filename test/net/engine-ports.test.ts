@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadNative } from '../../src/engine/load.js';
+import { engines } from '../helpers/engines.js';
 import { buildForChild, needs } from '../helpers/udp.js';
 
 const loaded = loadNative();
@@ -21,7 +22,7 @@ function hasUnshare(): boolean {
   }
 }
 
-describe.each(['js', 'native'] as const)('the %s engine', (engine) => {
+describe.each(engines)('the %s engine', (engine) => {
   it.skipIf(engine === 'native' && loaded.binding === undefined)(
     'serves clients whose port one of its target sockets also uses',
     { timeout: 30_000 },
