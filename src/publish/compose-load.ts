@@ -241,9 +241,9 @@ export function loadComposeProjectOffThread(
     let settled = false;
     worker.once('message', (msg: WorkerReply) => {
       settled = true;
-      if (msg.project) resolve(msg.project);
-      else reject(replyError(msg.error));
       void worker.terminate();
+      if (msg.packed) unpackProject(msg.packed).then(resolve, reject);
+      else reject(replyError(msg.error));
     });
     worker.once('error', (err: Error & { code?: string }) => {
       if (settled) return;
@@ -264,7 +264,7 @@ export function loadComposeProjectOffThread(
 }
 
 interface WorkerReply {
-  project?: ComposeProject;
+  packed?: PackedProject;
   error?: { message: string; code?: string; exitCode?: number };
 }
 
@@ -274,18 +274,152 @@ function replyError(e: WorkerReply['error']): Error {
   return new PortpubError(e.code, e.message, e.exitCode);
 }
 
-/** projectRequests flattens a project's services into publish requests, in file order. */
-export function projectRequests(project: Pick<ComposeProject, 'services'>): PublishRequest[] {
-  const out: PublishRequest[] = [];
-  for (const s of project.services) {
-    for (const m of s.mappings) {
-      const { hostIp, hostPort, targetPort, protocol } = m; // without the long syntax's name
-      out.push({
-        mapping: { hostIp, hostPort, targetPort, protocol },
-        targetHost: s.target,
-        name: s.name,
-      });
+/**
+ * PackedProject is a ComposeProject as the worker sends it: each service's mappings and expose:
+ * ports as integer columns in transferred buffers, indexing one table of the distinct strings.
+ * Reading it costs the receiving thread a few strings and buffers however many mappings there
+ * are; unpackProject then builds the objects a few thousand at a time.
+ */
+export interface PackedProject {
+  name: string;
+  files: string[];
+  warnings: string[];
+  strings: string[];
+  services: PackedService[];
+  /** The buffers to transfer (not copy) with postMessage. */
+  transfer: ArrayBuffer[];
+}
+
+interface PackedService {
+  name: string;
+  target: string;
+  containerName?: string;
+  /** MAPPING_FIELDS per mapping: hostIp, hostPort, targetPort, protocol, portName (see packProject). */
+  mappings: Int32Array;
+  /** EXPOSE_FIELDS per port: port, protocol (a string index). */
+  expose: Int32Array;
+}
+
+const MAPPING_FIELDS = 5;
+const EXPOSE_FIELDS = 2;
+/** CANONICAL_PORT: a hostPort written as this is packed as its number, not as a string. */
+const CANONICAL_PORT = /^(0|[1-9][0-9]{0,4})$/;
+
+/**
+ * packProject packs a project for the worker's answer. Strings are indexes into `strings`; a
+ * hostPort is its number when canonical (`8080`), else -1 - its string index (a range, or '' for
+ * an ephemeral port); a missing portName is -1.
+ */
+export function packProject(project: ComposeProject): PackedProject {
+  const strings: string[] = [];
+  const index = new Map<string, number>();
+  const str = (s: string): number => {
+    let i = index.get(s);
+    if (i === undefined) {
+      i = strings.push(s) - 1;
+      index.set(s, i);
     }
+    return i;
+  };
+  const transfer: ArrayBuffer[] = [];
+  const services = project.services.map((svc): PackedService => {
+    const mappings = new Int32Array(svc.mappings.length * MAPPING_FIELDS);
+    svc.mappings.forEach((m, i) => {
+      const o = i * MAPPING_FIELDS;
+      mappings[o] = str(m.hostIp);
+      mappings[o + 1] = CANONICAL_PORT.test(m.hostPort) ? Number(m.hostPort) : -1 - str(m.hostPort);
+      mappings[o + 2] = m.targetPort;
+      mappings[o + 3] = str(m.protocol);
+      mappings[o + 4] = m.portName === undefined ? -1 : str(m.portName);
+    });
+    const expose = new Int32Array(svc.expose.length * EXPOSE_FIELDS);
+    svc.expose.forEach((e, i) => {
+      expose[i * EXPOSE_FIELDS] = e.port;
+      expose[i * EXPOSE_FIELDS + 1] = str(e.protocol);
+    });
+    transfer.push(mappings.buffer, expose.buffer);
+    return {
+      name: svc.name,
+      target: svc.target,
+      ...(svc.containerName !== undefined ? { containerName: svc.containerName } : {}),
+      mappings,
+      expose,
+    };
+  });
+  const { name, files, warnings } = project;
+  return { name, files, warnings, strings, services, transfer };
+}
+
+/** UNPACK_CHUNK: objects built between two turns of the event loop (about a millisecond). */
+const UNPACK_CHUNK = 2048;
+
+/** unpackProject rebuilds a packed project, yielding to the event loop every UNPACK_CHUNK objects. */
+export async function unpackProject(p: PackedProject): Promise<ComposeProject> {
+  const { strings } = p;
+  let built = 0;
+  const pause = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
+  const services: ComposeService[] = [];
+  const requests: PublishRequest[] = [];
+  for (const svc of p.services) {
+    const mappings: ComposeService['mappings'] = [];
+    for (let o = 0; o < svc.mappings.length; o += MAPPING_FIELDS) {
+      const hp = svc.mappings[o + 1]!;
+      const portName = svc.mappings[o + 4]!;
+      mappings.push({
+        hostIp: strings[svc.mappings[o]!]!,
+        hostPort: hp >= 0 ? String(hp) : strings[-1 - hp]!,
+        targetPort: svc.mappings[o + 2]!,
+        protocol: strings[svc.mappings[o + 3]!]! as ComposeService['mappings'][number]['protocol'],
+        ...(portName >= 0 ? { portName: strings[portName]! } : {}),
+      });
+      requests.push(request(svc, mappings.at(-1)!));
+      if (++built % UNPACK_CHUNK === 0) await pause();
+    }
+    const expose: ComposeService['expose'] = [];
+    for (let o = 0; o < svc.expose.length; o += EXPOSE_FIELDS) {
+      expose.push({
+        port: svc.expose[o]!,
+        protocol: strings[svc.expose[o + 1]!]! as ComposeService['expose'][number]['protocol'],
+      });
+      if (++built % UNPACK_CHUNK === 0) await pause();
+    }
+    services.push({
+      name: svc.name,
+      target: svc.target,
+      mappings,
+      expose,
+      ...(svc.containerName !== undefined ? { containerName: svc.containerName } : {}),
+    });
   }
+  const project = { name: p.name, files: p.files, warnings: p.warnings, services };
+  prebuilt.set(project, requests);
+  return project;
+}
+
+/**
+ * projectRequests flattens a project's services into publish requests, in file order. For a
+ * project unpackProject built, they were built then, a few thousand per turn, and this returns
+ * them at once (a reload's caller runs it on the event loop).
+ */
+export function projectRequests(project: Pick<ComposeProject, 'services'>): PublishRequest[] {
+  const built = prebuilt.get(project);
+  if (built !== undefined) return built.slice();
+  const out: PublishRequest[] = [];
+  for (const s of project.services) for (const m of s.mappings) out.push(request(s, m));
   return out;
+}
+
+/** prebuilt: the requests unpackProject built for its project. */
+const prebuilt = new WeakMap<object, PublishRequest[]>();
+
+function request(
+  s: Pick<ComposeService, 'name' | 'target'>,
+  m: ComposeService['mappings'][number],
+): PublishRequest {
+  const { hostIp, hostPort, targetPort, protocol } = m; // without the long syntax's name
+  return {
+    mapping: { hostIp, hostPort, targetPort, protocol },
+    targetHost: s.target,
+    name: s.name,
+  };
 }

@@ -201,7 +201,9 @@ export class Publisher {
 
   private async applyUpdate(publish: readonly PublishRequest[]): Promise<UpdateResult> {
     if (this.closed) throw new UsageError('publisher is closed');
-    const wanted = keyed(publish);
+    // A reload of tens of thousands of mappings: the keys are made in steps (see keyedInSteps).
+    const wanted = await keyedInSteps(publish);
+    if (this.closed) throw new UsageError('publisher is closed');
     const current = new Map(this.entries.map((e) => [e.key, e]));
     const wantedKeys = new Set(wanted.map(([key]) => key));
     const kept = this.entries.filter((e) => wantedKeys.has(e.key));
@@ -481,14 +483,35 @@ export function startPublisher(options: PublisherOptions): Promise<Publisher> {
 }
 
 /** keyed gives each request a stable identity for reloads; repeats get an occurrence number. */
-function keyed(publish: readonly PublishRequest[]): [string, PublishRequest][] {
-  const seen = new Map<string, number>();
+function keyed(
+  publish: readonly PublishRequest[],
+  seen = new Map<string, number>(),
+): [string, PublishRequest][] {
   return publish.map((r) => {
     const base = `${r.name ?? ''}|${r.targetHost}|${formatSpec(r.mapping)}`;
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     return [`${base}#${n}`, r];
   });
+}
+
+/** KEY_CHUNK: requests keyed between two turns of the event loop during a reload. */
+const KEY_CHUNK = 2048;
+
+/**
+ * keyedInSteps is keyed() for a reload, yielding to the event loop every KEY_CHUNK requests, so
+ * that a file of 65,535 mappings never holds up the connections being relayed (issue 11).
+ */
+async function keyedInSteps(
+  publish: readonly PublishRequest[],
+): Promise<[string, PublishRequest][]> {
+  const out: [string, PublishRequest][] = [];
+  const seen = new Map<string, number>(); // shared: a repeat's number counts the earlier chunks
+  for (let i = 0; i < publish.length; i += KEY_CHUNK) {
+    if (i > 0) await new Promise((resolve) => setImmediate(resolve));
+    out.push(...keyed(publish.slice(i, i + KEY_CHUNK), seen));
+  }
+  return out;
 }
 
 /** Forwarding is the Publisher's former name, kept for the library API (src/index.ts). */
