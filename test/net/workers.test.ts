@@ -6,6 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { endedBy } from '../fixtures/tcp-helpers.js';
 import { parsePortLine, runCli, startCli, type Running } from '../helpers/cli.js';
 import {
   connectTcp,
@@ -149,19 +150,15 @@ describe('--tcp-workers', () => {
   it('a second signal cuts connections in every process at once', async () => {
     const { run, port, procs } = await startWorkers(3, ['--drain-timeout', '1h']);
     const open = await openEchoing(port, 20);
-    // the client sockets are half-open aware: a cut shows as their end (FIN) or a reset
-    const cut = open.map(
-      (socket) =>
-        new Promise((resolve) => {
-          socket.once('end', resolve);
-          socket.once('error', resolve);
-        }),
-    );
+    // A cut is a reset (issue 11, defect 6): never a FIN that would look like a clean end.
+    const cut = open.map((socket) => endedBy(socket, 15_000));
     run.child.kill('SIGTERM');
     await waitFor(() => run.stderr().includes('stopping: draining'), 'the drain to start');
     run.child.kill('SIGTERM');
     expect((await withDeadline(run.exited, 10_000, 'portpub to exit')).code).toBe(0);
-    await withDeadline(Promise.all(cut), 5_000, 'every held connection to be cut');
+    expect(await withDeadline(Promise.all(cut), 5_000, 'every held connection to be cut')).toEqual(
+      open.map(() => 'reset'),
+    );
     await waitFor(() => procs().length === 0, 'every worker to exit', 5_000);
   });
 
