@@ -95,7 +95,13 @@ function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
 function markKilled(record: ContainerRecord): void {
   const now = readRecord(record.id);
   if (!now || now.state.status !== 'running') return;
-  if (now.state.pid !== undefined) removeState(stateDir(), now.state.pid);
+  const pid = now.state.pid;
+  if (pid !== undefined) {
+    // By now the pid may be another portpub's (reused): its state file is that one's, kept.
+    const holder = readStates(stateDir()).find((s) => s.pid === pid);
+    const same = holder?.procStart === undefined || holder.procStart === now.state.procStart;
+    if (same) removeState(stateDir(), pid);
+  }
   const done = updateState(record.id, {
     status: 'exited',
     exitCode: 137,

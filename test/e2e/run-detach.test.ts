@@ -2,10 +2,11 @@
 // publishes nothing, reached only through --link by a second service (Docker's variables byte for
 // byte, `getent hosts db`, traffic through the conduit, nothing for the host); ps, logs, stop and
 // rm; and nothing left running when a service's portpub is SIGKILLed.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { createContainer, newId, updateState } from '../../src/registry/containers.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import net from 'node:net';
 import { echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
@@ -390,6 +391,52 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect((await cli(e, 'stop', '-t', '1', 'deafh')).code).toBe(0);
     await waitFor(() => processesWith(marker).length === 0, 'the command to be gone', 15_000);
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deafh\n$/);
+  });
+
+  it("stop of a record whose pid is now another portpub's leaves that one's state alone", async () => {
+    const e = runEnv();
+    const echo = await echoServer();
+    const live = await startCli(['--name', 'live', '-p', `127.0.0.1::${echo.port}`], 1, 15_000, {
+      env: e.env,
+    });
+    const pid = live.child.pid!;
+    const stateFile = join(e.dir, `${pid}.json`);
+    expect(existsSync(stateFile)).toBe(true);
+    // A record from a portpub long gone whose pid the live one got since (another start time).
+    const id = newId();
+    createContainer(
+      {
+        kind: 'serve',
+        id,
+        name: 'ghost',
+        command: 'portpub',
+        args: [],
+        created: new Date().toISOString(),
+        network: 'host',
+        env: [],
+        userEnv: [],
+        publish: [],
+        exposed: [],
+        links: [],
+        ip: '',
+        detach: true,
+        autoRemove: false,
+        interactive: false,
+        serve: {},
+      },
+      e.dir,
+    );
+    updateState(
+      id,
+      { status: 'running', pid, procStart: '1', startedAt: new Date().toISOString() },
+      e.dir,
+    );
+    expect((await cli(e, 'stop', 'ghost')).code).toBe(0);
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +ghost\n$/);
+    expect(alive(pid)).toBe(true);
+    expect(existsSync(stateFile)).toBe(true);
+    expect((await cli(e, 'port', 'live')).stdout).toMatch(/^\d+\/tcp -> 127\.0\.0\.1:\d+\n$/);
+    await live.stop('SIGTERM');
   });
 
   it('logs -f follows the output until the service ends', async (ctx) => {
