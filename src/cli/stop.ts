@@ -4,8 +4,10 @@
 // sees the IPC channel close and ends the namespace; a `run -d --network host` one's process group
 // is killed. Only a pid proven to be that portpub (its state file's start time and command line,
 // provePortpub) is ever signalled.
+import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { controlPath } from '../observe/control.js';
 import {
   findContainer,
   liveness,
@@ -101,6 +103,8 @@ function markKilled(record: ContainerRecord): void {
     const holder = readStates(stateDir()).find((s) => s.pid === pid);
     const same = holder?.procStart === undefined || holder.procStart === now.state.procStart;
     if (same) removeState(stateDir(), pid);
+    // A portpub killed outright left its control socket; the pid's, only if nothing has it now.
+    if (processGone(pid)) rmSync(controlPath(stateDir(), pid), { force: true });
   }
   const done = updateState(record.id, {
     status: 'exited',

@@ -435,6 +435,7 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +ghost\n$/);
     expect(alive(pid)).toBe(true);
     expect(existsSync(stateFile)).toBe(true);
+    expect(existsSync(join(e.dir, `${pid}.sock`))).toBe(true);
     expect((await cli(e, 'port', 'live')).stdout).toMatch(/^\d+\/tcp -> 127\.0\.0\.1:\d+\n$/);
     await live.stop('SIGTERM');
   });
@@ -481,8 +482,11 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
       probe.listen(port, '127.0.0.1', resolve);
     });
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Dead +db\n$/);
-    // stop settles the record of a portpub that died without a word.
+    // stop settles the record of a portpub that died without a word, and clears its leftovers.
+    expect(existsSync(join(e.dir, `${pid}.sock`))).toBe(true);
     await cli(e, 'stop', 'db');
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +db\n$/);
+    expect(existsSync(join(e.dir, `${pid}.sock`))).toBe(false);
+    expect(existsSync(join(e.dir, `${pid}.json`))).toBe(false);
   });
 });
