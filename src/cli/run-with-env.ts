@@ -1,6 +1,7 @@
 // Running a command on the host with link variables (`portpub run --network host`): the child's
 // exit code as a shell gives it, and the signals portpub receives relayed to it while it runs.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 
 /** RunIo redirects a child's output (tests); absent streams are inherited. */
@@ -10,11 +11,28 @@ export interface RunIo {
   stderr?: NodeJS.WritableStream;
   /**
    * Whether a terminal's Ctrl-C reaches the child by itself (see runWithEnv); defaults to
-   * `process.stdin.isTTY`.
+   * inTerminalForeground().
    */
   interactive?: boolean;
   /** Called once the child runs (not for a command that cannot start). */
   onSpawn?: () => void;
+}
+
+/**
+ * inTerminalForeground says whether this process's group is its terminal's foreground group, so a
+ * Ctrl-C there reaches the child (in the same group) by itself: /proc/self/stat's tpgid is its
+ * pgrp. Whatever stdin is (`portpub run ... </dev/null` on a terminal still gets the Ctrl-C).
+ * Without /proc: stdin is a terminal.
+ */
+export function inTerminalForeground(): boolean {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    // After `pid (comm) `: state ppid pgrp session tty_nr tpgid ...
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[4]) !== 0 && f[5] === f[2];
+  } catch {
+    return process.stdin.isTTY === true;
+  }
 }
 
 /** FORWARDED are the signals runWithEnv relays to the child while it runs. */
@@ -27,8 +45,8 @@ const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
  *
  * While it runs, SIGINT, SIGTERM and SIGHUP sent to portpub are relayed to the child and do not
  * stop portpub, which exits when the child does. The child shares portpub's process group (it must,
- * to keep reading the terminal), so a terminal's Ctrl-C reaches it directly; when `interactive`, the
- * first SIGINT is therefore not relayed (a second one is), or a program that treats a second
+ * to keep reading the terminal), so a terminal's Ctrl-C reaches it directly; when `interactive` (in
+ * the terminal's foreground group), the first SIGINT is therefore not relayed (a second one is), or a program that treats a second
  * Ctrl-C as "quit now" would skip its graceful shutdown. This is `uv run`'s rule (astral-sh/uv#11009).
  */
 export function runWithEnv(
@@ -37,7 +55,7 @@ export function runWithEnv(
   env: Readonly<Record<string, string>>,
   io: RunIo = {},
 ): Promise<number> {
-  const interactive = io.interactive ?? process.stdin.isTTY === true;
+  const interactive = io.interactive ?? inTerminalForeground();
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       env: { ...process.env, ...env },
