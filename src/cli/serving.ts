@@ -12,6 +12,7 @@ import {
   removeState,
   stateDir,
   writeState,
+  writeStateInSteps,
   type ReloadReport,
   type ServiceState,
 } from '../registry/state.js';
@@ -88,7 +89,7 @@ export async function serve(
   const offReload = host.onReload(() =>
     onReload(forwarding, logger, reload, applied, (report) => {
       identity.lastReload = report;
-      state.write();
+      state.rewrite();
     }),
   );
   io.stdout.write(
@@ -146,22 +147,42 @@ function publishState(
   forwarding: Publisher,
   identity: Identity,
   logger: Logger,
-): { write: () => void; drop: () => void } {
+): { rewrite: () => void; drop: () => void } {
   const dir = stateDir();
   const startedAt = new Date().toISOString();
-  const write = () => {
-    try {
-      writeState(dir, { pid: process.pid, startedAt, ...identity, bindings: forwarding.bindings });
-    } catch (err) {
-      // The message says what to do; a stack trace would only bury it.
-      logger.warn(
-        { err: err instanceof Error ? err.message : String(err), dir },
-        'cannot write the state file: `portpub port` will not see this run',
-      );
-    }
+  const state = () => ({
+    pid: process.pid,
+    startedAt,
+    ...identity,
+    bindings: forwarding.bindings,
+  });
+  const failed = (err: unknown) => {
+    // The message says what to do; a stack trace would only bury it.
+    logger.warn(
+      { err: err instanceof Error ? err.message : String(err), dir },
+      'cannot write the state file: `portpub port` will not see this run',
+    );
   };
-  write();
-  return { write, drop: () => removeState(dir, process.pid) };
+  try {
+    writeState(dir, state());
+  } catch (err) {
+    failed(err);
+  }
+  // Rewrites (after a reload) go in steps, one at a time, in order; none after the drop.
+  let dropped = false;
+  let writes = Promise.resolve();
+  const rewrite = () => {
+    writes = writes.then(async () => {
+      if (!dropped) await writeStateInSteps(dir, state()).catch(failed);
+    });
+  };
+  const drop = () => {
+    dropped = true;
+    removeState(dir, process.pid);
+    // A rewrite still under way renames its file in after this: remove it again once done.
+    void writes.then(() => removeState(dir, process.pid));
+  };
+  return { rewrite, drop };
 }
 
 let reloads = 0;

@@ -10,6 +10,9 @@ import { formatSpec, type PortMapping } from '../docker/spec.js';
 import { ERR_SELF_LOOP, EXIT_USAGE, PortpubError } from '../errors.js';
 import { localAddresses, reaches, targetAddresses } from './self-loop.js';
 
+/** YIELD_MS: the longest the check runs before it lets the event loop (and the relays) go on. */
+const YIELD_MS = 4;
+
 /** Peer is one running portpub as its state file describes it. */
 export interface Peer {
   pid: number;
@@ -34,50 +37,71 @@ export async function findPeerLoop(
   peers: readonly Peer[],
   resolve: (host: string) => Promise<string[]> = targetAddresses,
 ): Promise<Hop[] | undefined> {
-  const local = localAddresses();
-  const all: Hop[] = [
-    ...mine.map((binding) => ({ pid: self, binding })),
-    ...peers
-      .filter((p) => p.pid !== self)
-      .flatMap((p) => p.bindings.map((b) => ({ pid: p.pid, binding: b }))),
-  ];
-  const byPort = new Map<string, Hop[]>();
-  for (const h of all) {
-    const key = `${h.binding.protocol}/${h.binding.hostPort}`;
-    let list = byPort.get(key);
-    if (!list) byPort.set(key, (list = []));
-    list.push(h);
+  // In bounded steps: a reload of a large file must not stall the relays (issue 11).
+  let lastYield = performance.now();
+  let work = 0;
+  const pause = async () => {
+    if (++work % 256 !== 0 || performance.now() - lastYield < YIELD_MS) return;
+    await new Promise((r) => setImmediate(r));
+    lastYield = performance.now();
+  };
+  const portKey = (protocol: string, port: number) => port * 4 + (protocol === 'tcp' ? 0 : 1);
+  // A loop through another process leaves this one for one of its listening ports: only
+  // bindings aimed at such a port can start one (with no other portpub, none can).
+  const others: Hop[] = [];
+  const theirs = new Set<number>();
+  for (const p of peers) {
+    if (p.pid === self) continue;
+    for (const binding of p.bindings) {
+      others.push({ pid: p.pid, binding });
+      theirs.add(portKey(binding.protocol, binding.hostPort));
+      await pause();
+    }
   }
-  const addresses = new Map<string, Promise<string[]>>();
-  const lookup = (host: string) => {
-    let a = addresses.get(host);
-    if (!a) addresses.set(host, (a = resolve(host)));
+  if (others.length === 0) return undefined;
+  const homes: Hop[] = [];
+  const starts: Hop[] = [];
+  for (const binding of mine) {
+    const h = { pid: self, binding };
+    homes.push(h);
+    if (theirs.has(portKey(binding.protocol, binding.targetPort))) starts.push(h);
+    await pause();
+  }
+  if (starts.length === 0) return undefined;
+  const local = localAddresses();
+  const byPort = new Map<number, Hop[]>();
+  for (const h of [...homes, ...others]) {
+    const k = portKey(h.binding.protocol, h.binding.hostPort);
+    let list = byPort.get(k);
+    if (!list) byPort.set(k, (list = []));
+    list.push(h);
+    await pause();
+  }
+  const resolved = new Map<string, string[]>();
+  const lookup = async (host: string) => {
+    let a = resolved.get(host);
+    if (!a) resolved.set(host, (a = await resolve(host)));
     return a;
   };
   /** next is the socket a hop's target lands on, if some portpub listens there. */
+  const known = new Map<Hop, Hop | undefined>();
   const next = async (h: Hop): Promise<Hop | undefined> => {
-    const sockets = byPort.get(`${h.binding.protocol}/${h.binding.targetPort}`);
-    if (!sockets) return undefined;
-    for (const address of await lookup(h.binding.targetHost)) {
-      const hit = sockets.find((s) => reaches(address, s.binding.hostIp, local));
-      if (hit) return hit;
+    if (known.has(h)) return known.get(h);
+    let hit: Hop | undefined;
+    const sockets = byPort.get(portKey(h.binding.protocol, h.binding.targetPort));
+    for (const address of sockets ? await lookup(h.binding.targetHost) : []) {
+      hit = sockets!.find((s) => reaches(address, s.binding.hostIp, local));
+      if (hit) break;
     }
-    return undefined;
+    known.set(h, hit);
+    return hit;
   };
-  const key = (h: Hop) =>
-    `${h.pid} ${joinHostPort(h.binding.hostIp, h.binding.hostPort)}/${h.binding.protocol}`;
-  const known = new Map<string, Hop | undefined>();
-  const step = async (h: Hop) => {
-    const k = key(h);
-    if (!known.has(k)) known.set(k, await next(h));
-    return known.get(k);
-  };
-  for (const start of all.slice(0, mine.length)) {
+  for (const start of starts) {
     // Targets lead one way, so the walk either ends or comes round to a hop already on it.
     const path: Hop[] = [];
-    const at = new Map<string, number>();
-    for (let h: Hop | undefined = start; h; h = await step(h)) {
-      const i = at.get(key(h));
+    const at = new Map<Hop, number>();
+    for (let h: Hop | undefined = start; h; h = await next(h)) {
+      const i = at.get(h);
       if (i !== undefined) {
         const round = path.slice(i);
         const home = round.findIndex((p) => p.pid === self);
@@ -88,8 +112,9 @@ export async function findPeerLoop(
         }
         break;
       }
-      at.set(key(h), path.length);
+      at.set(h, path.length);
       path.push(h);
+      await pause();
     }
   }
   return undefined;

@@ -17,6 +17,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
+import { open as openAsync, rename as renameAsync } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PortpubError, EXIT_RUNTIME } from '../errors.js';
@@ -152,6 +153,51 @@ export function writeState(dir: string, state: State): void {
   const text = `${JSON.stringify(record, null, 2)}\n`;
   writeFileAtomic(stateFile(dir, state.pid), text, state.pid);
 }
+
+/**
+ * writeStateInSteps is writeState for a running service (after a reload): the text is built a
+ * slice of bindings at a time with the event loop let go in between, and written, flushed and
+ * renamed off it, so a file of 65,535 mappings (some 20 MB) does not stall the relays (issue 11).
+ * The same file as writeState's, read the same way.
+ */
+export async function writeStateInSteps(dir: string, state: State): Promise<void> {
+  ensureStateDir(dir);
+  const procStart = state.procStart ?? processStartTime(state.pid);
+  const cmdline = state.cmdline ?? processCommandLine(state.pid);
+  const record: State = {
+    ...state,
+    ...(procStart !== undefined ? { procStart } : {}),
+    ...(cmdline !== undefined ? { cmdline } : {}),
+    bindings: [],
+  };
+  const parts: string[] = [];
+  for (let i = 0; i < state.bindings.length; i += STEP_BINDINGS) {
+    const slice = state.bindings.slice(i, i + STEP_BINDINGS).map((b) => JSON.stringify(b));
+    parts.push(slice.join(',\n    '));
+    await new Promise((r) => setImmediate(r));
+  }
+  const head = JSON.stringify(record, null, 2);
+  const list = parts.length === 0 ? '[]' : `[\n    ${parts.join(',\n    ')}\n  ]`;
+  const text = `${head.replace('"bindings": []', () => `"bindings": ${list}`)}\n`;
+  const path = stateFile(dir, state.pid);
+  const tmp = join(dirname(path), `.${state.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const file = await openAsync(tmp, 'wx', 0o600);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await renameAsync(tmp, path);
+  } catch (err) {
+    removeQuietly(tmp);
+    throw err;
+  }
+}
+
+/** STEP_BINDINGS: how many bindings writeStateInSteps serialises between two turns of the loop. */
+const STEP_BINDINGS = 2048;
 
 /**
  * writeFileAtomic replaces `path` with `text` so a reader sees the old file or the new, never

@@ -466,9 +466,9 @@ describe('a SIGHUP reload of a large file (issue 11 defect 5)', () => {
   // rebuilt and keyed a few thousand at a time. 131,070 expose: ports here (from two ranges,
   // nothing to bind): the largest gap between round trips on a live connection must stay under
   // 200 ms. That bound is loose on purpose: on a loaded 2-core CI machine a round trip alone can
-  // wait tens of milliseconds for a CPU, and the state file written after the reload (services
-  // and their expose: ports, src/cli) is still written in one go. It does not separate before
-  // from after reliably (here: 170-197 ms before, 72-116 ms after); the benchmark is in the commit.
+  // wait tens of milliseconds for a CPU. It does not separate before from after reliably (here:
+  // 170-197 ms before, 72-116 ms after); the benchmark is in the commit. The state file rewritten
+  // after the reload and the peer-loop check go in steps too (writeStateInSteps, peer-loop.ts).
   it('never stalls a live connection for long while a reload of many ports is applied', async () => {
     const dir = tempDir();
     const env = { XDG_RUNTIME_DIR: dir };
