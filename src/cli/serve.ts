@@ -1,5 +1,6 @@
 // The root command, `portpub -p SPEC...`: Docker's -p on a bare host. It binds every mapping,
 // prints them as docker port does, and relays to --target until SIGINT/SIGTERM.
+import { mentionsHostIp, warnHostIpIgnored } from './host-ip.js';
 import { Option, type Command } from 'commander';
 import { checkNameFree } from '../docker/names.js';
 import { SHORT_SYNTAX, type PortMapping } from '../docker/spec.js';
@@ -68,7 +69,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
       '-p, --publish <spec>',
       `publish a target port on the host (repeatable): ${SHORT_SYNTAX}`,
       (value: string, prev: PortMapping[][]) => {
-        if (/(^|,)\s*host_ip=/.test(value)) hostIpIgnored.push(value);
+        if (mentionsHostIp(value)) hostIpIgnored.push(value);
         return [...prev, parseSpecArg(value)];
       },
       [] as PortMapping[][],
@@ -116,13 +117,7 @@ async function runPublish(
     return EXIT_USAGE;
   }
   const logger = makeLogger(opts, io);
-  for (const spec of hostIpIgnored) {
-    logger.warn(
-      { publish: spec },
-      'host_ip= is ignored in -p long syntax (as docker run ignores it): this port is published ' +
-        'on every interface; write HOSTIP:HOSTPORT:PORT to bind one address',
-    );
-  }
+  warnHostIpIgnored(hostIpIgnored, logger);
   if (opts.dryRun) {
     const v6 = await ipv6Listenable();
     io.stdout.write(formatPlan(mappings, opts.target, { ...opts, v6 }));

@@ -22,7 +22,7 @@ import { linkEnv, type EnvVar } from '../docker/links.js';
 import type { Binding } from '../docker/report.js';
 import type { PortMapping } from '../docker/spec.js';
 import { checkNameFree } from '../docker/names.js';
-import { ensureStateDir, processStartTime, stateDir } from './state.js';
+import { checkStateDir, ensureStateDir, processStartTime, stateDir } from './state.js';
 import {
   ERR_NO_SUCH_CONTAINER,
   ERR_NAME_IN_USE,
@@ -229,6 +229,8 @@ export function readRecord(id: string, dir: string = stateDir()): ContainerRecor
 
 /** listContainers reads every record, oldest first. */
 export function listContainers(dir: string = stateDir()): ContainerRecord[] {
+  // Another user's directory: the one-line refusal that says what to do, not EACCES's stack.
+  if (!checkStateDir(dir, { missingOk: true })) return [];
   let ids: string[];
   try {
     ids = readdirSync(containersDir(dir));

@@ -41,19 +41,22 @@ function expectRefusal(stderr: string, dir: string): void {
 }
 
 describe.runIf(canDrop)('a state directory another user made first, as nobody', () => {
-  it.for([['port'], ['env', 'web'], ['ps'], ['reload']])(
-    'portpub %s refuses it with what to do, no stack trace, exit 1',
-    (args) => {
-      const { tmp, dir } = takenTmp();
-      const res = spawnSync(SETPRIV, [...AS_NOBODY, process.execPath, binForNobody(), ...args], {
-        encoding: 'utf8',
-        timeout: 15_000,
-        env: nobodyEnv(tmp),
-      });
-      expectRefusal(res.stderr, dir);
-      expect(res.status).toBe(1);
-    },
-  );
+  it.for([
+    ['port'],
+    ['env', 'web'],
+    ['ps'],
+    ['reload'],
+    ['run', '--network', 'host', '--link', 'db', 'true'],
+  ])('portpub %s refuses it with what to do, no stack trace, exit 1', (args) => {
+    const { tmp, dir } = takenTmp();
+    const res = spawnSync(SETPRIV, [...AS_NOBODY, process.execPath, binForNobody(), ...args], {
+      encoding: 'utf8',
+      timeout: 15_000,
+      env: nobodyEnv(tmp),
+    });
+    expectRefusal(res.stderr, dir);
+    expect(res.status).toBe(1);
+  });
 
   it('a plain -p run serves, warns, and exits 0 on SIGINT', async () => {
     const { tmp, dir } = takenTmp();
