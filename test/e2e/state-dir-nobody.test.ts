@@ -46,6 +46,9 @@ describe.runIf(canDrop)('a state directory another user made first, as nobody', 
     ['env', 'web'],
     ['ps'],
     ['reload'],
+    ['stop', 'web'],
+    ['logs', 'web'],
+    ['run', '--link', 'db', 'true'],
     ['run', '--network', 'host', '--link', 'db', 'true'],
   ])('portpub %s refuses it with what to do, no stack trace, exit 1', (args) => {
     const { tmp, dir } = takenTmp();
