@@ -14,12 +14,13 @@ import {
   containerPath,
   createContainer,
   newId,
+  markRunning,
   readRecord,
   removeContainer,
   updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
-import { processStartTime, readStates, stateDir } from '../registry/state.js';
+import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 
 /** Started is the outcome of spawnBackground: the code to exit with (0: it serves). */
@@ -151,18 +152,7 @@ export function backgroundContext(record: ContainerRecord, ctx: CliContext): Bac
     if (ready) return;
     ready = true;
     const state = readStates(dir).find((s) => s.pid === process.pid);
-    const procStart = processStartTime(process.pid);
-    updateState(
-      record.id,
-      {
-        status: 'running',
-        pid: process.pid,
-        ...(procStart !== undefined ? { procStart } : {}),
-        startedAt: new Date().toISOString(),
-        bindings: state?.bindings ?? [],
-      },
-      dir,
-    );
+    markRunning(record.id, state?.bindings ?? [], dir);
     if (!process.send || !process.connected) return;
     process.send({ t: 'running' }, undefined, {}, () => {
       if (process.connected) process.disconnect();

@@ -2,15 +2,9 @@
 // its link variables, as the foreground runs it, but recorded as a service (`ps`, `logs`, `stop`,
 // `rm`, `--rm`). Its output is this portpub's, so the service's log file.
 import type { ContainerRecord } from '../registry/containers.js';
-import { removeContainer, updateState } from '../registry/containers.js';
+import { markRunning, removeContainer, updateState } from '../registry/containers.js';
 import { linkedEnv } from '../registry/queries.js';
-import {
-  processStartTime,
-  readStates,
-  removeState,
-  stateDir,
-  writeState,
-} from '../registry/state.js';
+import { readStates, removeState, stateDir, writeState } from '../registry/state.js';
 import { userVariables } from '../netns/env.js';
 import type { CliContext } from './context.js';
 import { runWithEnv } from './run-with-env.js';
@@ -19,6 +13,25 @@ import { runWithEnv } from './run-with-env.js';
 export interface HostRunOptions {
   parent: string;
   published: boolean;
+}
+
+/**
+ * hostRunEnv is the environment of a `--network host` command: the links' variables (as
+ * `portpub env` gives them), then the user's -e/--env-file over them. Throws for a bad link.
+ */
+export function hostRunEnv(
+  links: readonly string[],
+  user: readonly string[],
+  opts: HostRunOptions,
+  dir: string = stateDir(),
+): Record<string, string> {
+  const env = linkedEnv(readStates(dir), links, {
+    parent: opts.parent,
+    published: opts.published,
+    dir,
+  });
+  for (const [k, v] of userVariables([...user])) env[k] = v;
+  return env;
 }
 
 /**
@@ -31,12 +44,7 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
   let offExit: (() => void) | undefined;
   const code = await (async () => {
     try {
-      const env = linkedEnv(readStates(dir), record.links, {
-        parent: opts.parent,
-        published: opts.published,
-        dir,
-      });
-      for (const [k, v] of userVariables(record.userEnv)) env[k] = v;
+      const env = hostRunEnv(record.links, record.userEnv, opts, dir);
       // Output inherited: the command writes straight to the log file, as portpub does.
       return await runWithEnv(record.command, record.args, env, {
         interactive: false,
@@ -45,18 +53,7 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
           const startedAt = new Date().toISOString();
           writeState(dir, { pid: process.pid, startedAt, name: record.name, bindings: [] });
           offExit = ctx.host.onExit(() => removeState(dir, process.pid));
-          const procStart = processStartTime(process.pid);
-          updateState(
-            record.id,
-            {
-              status: 'running',
-              pid: process.pid,
-              ...(procStart !== undefined ? { procStart } : {}),
-              startedAt,
-              bindings: [],
-            },
-            dir,
-          );
+          markRunning(record.id, [], dir, startedAt);
           tell({ t: 'running' });
         },
       });

@@ -19,13 +19,12 @@ import {
   type ContainerConfig,
   type ExposedPort,
 } from '../registry/containers.js';
-import { linkedEnv } from '../registry/queries.js';
 import { runWithEnv } from './run-with-env.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
 import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
-import { runHostRecord, type HostRunOptions } from './run-host.js';
+import { hostRunEnv, runHostRecord, type HostRunOptions } from './run-host.js';
 import { mentionsHostIp, warnHostIpIgnored } from './host-ip.js';
 import { logToFile } from './run-output.js';
 import { runContainer } from './run-service.js';
@@ -241,13 +240,7 @@ async function runOnHost(
   user: string[],
   ctx: CliContext,
 ): Promise<number> {
-  const dir = stateDir();
-  const env = linkedEnv(readStates(dir), opts.link, {
-    parent: opts.parent,
-    published: opts.published,
-    dir,
-  });
-  for (const [k, v] of userVariables(user)) env[k] = v;
+  const env = hostRunEnv(opts.link, user, opts);
   return runWithEnv(command, args, env, { stderr: ctx.io.stderr });
 }
 
@@ -264,7 +257,7 @@ async function detachOnHost(
 ): Promise<number> {
   const dir = stateDir();
   // The links resolve now, so a bad one fails here, as in the foreground.
-  linkedEnv(readStates(dir), opts.link, { parent: opts.parent, published: opts.published, dir });
+  hostRunEnv(opts.link, user, opts, dir);
   const name = opts.name ?? generateName(new Set(listContainers(dir).map((c) => c.name)));
   checkNameFree(name, nameHolders(dir));
   const hostOptions: HostRunOptions = { parent: opts.parent, published: opts.published };

@@ -216,6 +216,30 @@ export function updateState(
   return next;
 }
 
+/**
+ * markRunning records that this process now serves the record: its pid (with the kernel start
+ * time, so `stop` can prove it), when it started, and what it bound.
+ */
+export function markRunning(
+  id: string,
+  bindings: ContainerState['bindings'],
+  dir: string = stateDir(),
+  startedAt: string = new Date().toISOString(),
+): ContainerRecord | undefined {
+  const procStart = processStartTime(process.pid);
+  return updateState(
+    id,
+    {
+      status: 'running',
+      pid: process.pid,
+      ...(procStart !== undefined ? { procStart } : {}),
+      startedAt,
+      bindings,
+    },
+    dir,
+  );
+}
+
 /** readRecord reads one record by full id; undefined if it is gone or unreadable. */
 export function readRecord(id: string, dir: string = stateDir()): ContainerRecord | undefined {
   try {

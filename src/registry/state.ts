@@ -143,15 +143,19 @@ export function ensureStateDir(dir: string): void {
  */
 export function writeState(dir: string, state: State): void {
   ensureStateDir(dir);
+  const text = `${JSON.stringify(proven(state), null, 2)}\n`;
+  writeFileAtomic(stateFile(dir, state.pid), text, state.pid);
+}
+
+/** proven adds what lets a reader tell the writer from a later process with its pid. */
+function proven(state: State): State {
   const procStart = state.procStart ?? processStartTime(state.pid);
   const cmdline = state.cmdline ?? processCommandLine(state.pid);
-  const record: State = {
+  return {
     ...state,
     ...(procStart !== undefined ? { procStart } : {}),
     ...(cmdline !== undefined ? { cmdline } : {}),
   };
-  const text = `${JSON.stringify(record, null, 2)}\n`;
-  writeFileAtomic(stateFile(dir, state.pid), text, state.pid);
 }
 
 /**
@@ -162,14 +166,7 @@ export function writeState(dir: string, state: State): void {
  */
 export async function writeStateInSteps(dir: string, state: State): Promise<void> {
   ensureStateDir(dir);
-  const procStart = state.procStart ?? processStartTime(state.pid);
-  const cmdline = state.cmdline ?? processCommandLine(state.pid);
-  const record: State = {
-    ...state,
-    ...(procStart !== undefined ? { procStart } : {}),
-    ...(cmdline !== undefined ? { cmdline } : {}),
-    bindings: [],
-  };
+  const record: State = { ...proven(state), bindings: [] };
   const parts: string[] = [];
   for (let i = 0; i < state.bindings.length; i += STEP_BINDINGS) {
     const slice = state.bindings.slice(i, i + STEP_BINDINGS).map((b) => JSON.stringify(b));
