@@ -1,9 +1,9 @@
 // --metrics and `portpub stats` for a `portpub run` service (its own network namespace): the
 // bytes of one exchange with the service show up in both, the same.
 import { describe, expect, it } from 'vitest';
-import { runCli, startCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/net.js';
-import { exchange, requireNetns, runEnv, service } from '../fixtures/netns-run.js';
+import { exchange, requireNetns, runEnv, startServiceOn7000 } from '../fixtures/netns-run.js';
 import { jsonLines, loggedUrl } from '../fixtures/observe-env.js';
 import { parseExposition, value } from '../fixtures/observe-prom.js';
 
@@ -11,34 +11,8 @@ describe('portpub run --metrics', () => {
   it('counts a service’s traffic, as portpub stats does', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
-    const run = await startCli(
-      [
-        'run',
-        '--name',
-        'svc',
-        '-p',
-        '127.0.0.1::7000',
-        '--metrics',
-        '127.0.0.1:0',
-        '--',
-        ...service('tcp=7000'),
-      ],
-      1,
-      20_000,
-      { env: e.env },
-    );
-    expect(run.lines[0]).toBe('up');
+    const { run, port } = await startServiceOn7000(e, ['--metrics', '127.0.0.1:0']);
     const url = await loggedUrl(run, 'metrics');
-    let port = 0;
-    await waitFor(
-      async () => {
-        const out = (await runCli(['port', 'svc', '7000'], 15_000, { env: e.env })).stdout;
-        port = Number(/:(\d+)\n/.exec(out)?.[1] ?? 0);
-        return port > 0;
-      },
-      'portpub port svc 7000',
-      15_000,
-    );
     expect(await exchange(port, 'hello')).toBe('ns:hello');
 
     const binding = { binding: `127.0.0.1:${port}`, protocol: 'tcp' };

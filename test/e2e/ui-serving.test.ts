@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { parsePortLine, runCli, startCli } from '../helpers/cli.js';
+import { parsePortLine } from '../helpers/cli.js';
 import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
-import { exchange, requireNetns, runEnv, service } from '../fixtures/netns-run.js';
+import { exchange, requireNetns, runEnv, startServiceOn7000 } from '../fixtures/netns-run.js';
 import { loggedUrl, observeEnv } from '../fixtures/observe-env.js';
 import type { Snapshot } from '../../src/observe/live.js';
 
@@ -93,34 +93,8 @@ describe('--ui', () => {
   it('serves the page data for a portpub run service in its own network', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
-    const run = await startCli(
-      [
-        'run',
-        '--name',
-        'svc',
-        '-p',
-        '127.0.0.1::7000',
-        '--ui',
-        '127.0.0.1:0',
-        '--',
-        ...service('tcp=7000'),
-      ],
-      1,
-      20_000,
-      { env: e.env },
-    );
-    expect(run.lines[0]).toBe('up');
+    const { run, port } = await startServiceOn7000(e, ['--ui', '127.0.0.1:0']);
     const url = await loggedUrl(run, 'ui');
-    let port = 0;
-    await waitFor(
-      async () => {
-        const out = (await runCli(['port', 'svc', '7000'], 15_000, { env: e.env })).stdout;
-        port = Number(/:(\d+)\n/.exec(out)?.[1] ?? 0);
-        return port > 0;
-      },
-      'portpub port svc 7000',
-      15_000,
-    );
     expect(await exchange(port, 'hello')).toBe('ns:hello');
     let ev: UiEvent | undefined;
     await waitFor(
