@@ -17,7 +17,7 @@ import {
   type ServiceState,
 } from '../registry/state.js';
 import type { Binding } from '../docker/report.js';
-import { findPeerLoop, peerLoopError } from '../publish/peer-loop.js';
+import { findPeerLoop, peerLoopError, peerLoopGuard } from '../publish/peer-loop.js';
 import { TcpWorkers } from '../workers/pool.js';
 import { startObserve, type Observe } from '../observe/start.js';
 import type { CliContext, CliHost } from './context.js';
@@ -56,9 +56,16 @@ export async function serve(
     assertEngine(opts.engine); // --engine native without the addon: fail before binding
     logger.info(engineLine(opts.engine, { tcpShared: opts.tcpWorkers > 1 }));
     workers = await startWorkers(opts, ctx, logger);
+    // A hostname target resolved into a loop through other portpubs later on is cut at run time.
+    const loopsVia = peerLoopGuard(
+      () => forwarding?.bindings ?? [],
+      () => readStates(stateDir()),
+      (err) => logger.error({ err: err.message }, 'connection cut: a loop through other portpubs'),
+    );
     forwarding = await startPublisher({
       ...publisherOptions(publish, opts, logger),
       ...(workers ? { tcpShare: workers } : {}),
+      loopsVia,
     });
     observe = await observeServing(forwarding, workers, opts, identity, logger);
   } catch (err) {
@@ -70,28 +77,40 @@ export async function serve(
     }
     throw err;
   }
+  // Signal handlers go in before the state file (callers find this process by it) and before
+  // anything is printed: a caller may signal as soon as it reads. A stop signal cuts nothing
+  // yet: it is acted on once the loop check below is done.
+  const stopped = waitForStop(host, forwarding, workers, opts.drainTimeout, logger);
+  const state = publishState(forwarding, identity, logger);
+  const offExit = host.onExit(() => void state.drop());
+  const applied = { requests: publish };
+  const doReload = () =>
+    onReload(forwarding, logger, reload, applied, state.rewrite, (report) => {
+      identity.lastReload = report;
+      void state.rewrite();
+    });
+  let checked = false;
+  let heldReload = false;
+  const offReload = host.onReload(() => {
+    if (checked) doReload();
+    else heldReload = true; // applied once this process has shown it makes no loop
+  });
   // The state file first, then the loop check: of two portpubs started together that would
   // forward to each other, the later to look sees the other's file.
-  const state = publishState(forwarding, identity, logger);
   const loop = await peerLoop(forwarding.bindings);
   if (loop) {
-    state.drop();
+    offReload();
+    offExit();
     forwarding.destroy();
     await workers?.destroy();
+    await state.drop();
     await observe.close();
+    stopped.cancel();
     io.stderr.write(`portpub: ${loop.message}\n`);
     return loop.exitCode;
   }
-  // Signal handlers go in before anything is printed: a caller may signal as soon as it reads.
-  const stopped = waitForStop(host, forwarding, workers, opts.drainTimeout, logger);
-  const offExit = host.onExit(state.drop);
-  const applied = { requests: publish };
-  const offReload = host.onReload(() =>
-    onReload(forwarding, logger, reload, applied, (report) => {
-      identity.lastReload = report;
-      state.rewrite();
-    }),
-  );
+  checked = true;
+  if (heldReload) doReload();
   io.stdout.write(
     formatBindings(forwarding.bindings, opts.json, identity.configFile !== undefined),
   );
@@ -100,7 +119,7 @@ export async function serve(
   } finally {
     offReload();
     offExit();
-    state.drop();
+    await state.drop();
     await observe.close();
   }
   return 0;
@@ -147,7 +166,7 @@ function publishState(
   forwarding: Publisher,
   identity: Identity,
   logger: Logger,
-): { rewrite: () => void; drop: () => void } {
+): { rewrite: () => Promise<void>; drop: () => Promise<void> } {
   const dir = stateDir();
   const startedAt = new Date().toISOString();
   const state = () => ({
@@ -175,12 +194,13 @@ function publishState(
     writes = writes.then(async () => {
       if (!dropped) await writeStateInSteps(dir, state()).catch(failed);
     });
+    return writes;
   };
   const drop = () => {
     dropped = true;
     removeState(dir, process.pid);
     // A rewrite still under way renames its file in after this: remove it again once done.
-    void writes.then(() => removeState(dir, process.pid));
+    return writes.then(() => removeState(dir, process.pid)).catch(() => undefined);
   };
   return { rewrite, drop };
 }
@@ -196,6 +216,7 @@ function onReload(
   logger: Logger,
   reload: (() => Promise<PublishRequest[]>) | undefined,
   applied: { requests: PublishRequest[] },
+  rewrite: () => Promise<void>,
   report: (r: ReloadReport) => void,
 ): void {
   if (!reload) {
@@ -213,10 +234,21 @@ function onReload(
   reload()
     .then(async (next) => {
       const r = await forwarding.update(next);
-      // A reload that makes a loop through another portpub goes back to what ran before.
+      // The new bindings in the state file first, then the loop check (as at start): a portpub
+      // starting meanwhile sees them. A loop through another portpub goes back to what ran.
+      await rewrite();
       const loop = await peerLoop(forwarding.bindings);
       if (loop) {
-        await forwarding.update(applied.requests);
+        try {
+          await forwarding.update(applied.requests);
+        } catch (undo) {
+          // What ran cannot be bound again (a port taken meanwhile): the loop must not stay.
+          logger.error(
+            { err: undo instanceof Error ? undo.message : String(undo) },
+            'the configuration before the reload could not be restored: stopping every mapping',
+          );
+          await forwarding.update([]);
+        }
         throw loop;
       }
       applied.requests = next;
@@ -251,8 +283,9 @@ function waitForStop(
   workers: TcpWorkers | undefined,
   drainTimeoutMs: number,
   logger: Logger,
-): Promise<void> {
-  return new Promise((resolve) => {
+): Promise<void> & { cancel: () => void } {
+  let cancel = () => undefined as void;
+  const stopped = new Promise<void>((resolve) => {
     // Signal listeners do not keep Node running: without this, a process serving nothing (a
     // reload down to zero ports) would end with exit 13 while this promise is still pending.
     const keepAlive = setInterval(() => undefined, 2 ** 30);
@@ -288,7 +321,12 @@ function waitForStop(
         },
       );
     });
+    cancel = () => {
+      off();
+      done();
+    };
   });
+  return Object.assign(stopped, { cancel: () => cancel() });
 }
 
 /** openCounts is what a drain waits for in this process: TCP connections and UDP flows. */

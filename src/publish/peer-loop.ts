@@ -146,3 +146,39 @@ export function peerLoopError(path: readonly Hop[], mapping?: PortMapping): Port
     EXIT_USAGE,
   );
 }
+
+/** LOOP_CHECK_TTL_MS: how long an answer of peerLoopGuard holds (portpubs come and go). */
+export const LOOP_CHECK_TTL_MS = 5_000;
+
+/**
+ * peerLoopGuard answers TcpForwarderOptions.loopsVia for this process's bindings: whether the
+ * address a hostname target reached now goes round through other running portpubs back here (a
+ * name can start resolving into a loop after start). The first connection to reach an address
+ * starts the check and goes through; the answer then holds for LOOP_CHECK_TTL_MS, after which the
+ * next connection checks again. `onLoop` hears each loop found (to log it).
+ */
+export function peerLoopGuard(
+  bindings: () => readonly Binding[],
+  peers: () => readonly Peer[],
+  onLoop: (err: PortpubError) => void,
+  resolve: (host: string) => Promise<string[]> = targetAddresses,
+): (binding: Binding, address: string) => boolean | undefined {
+  const answers = new Map<string, { at: number; loops?: boolean }>();
+  return (binding, address) => {
+    const key = `${binding.protocol} ${joinHostPort(binding.hostIp, binding.hostPort)} ${address}`;
+    const now = Date.now();
+    const known = answers.get(key);
+    if (known && now - known.at < LOOP_CHECK_TTL_MS) return known.loops;
+    const entry: { at: number; loops?: boolean } = { at: now, loops: known?.loops };
+    answers.set(key, entry);
+    const mine = bindings().map((b) => (b === binding ? { ...b, targetHost: address } : b));
+    void (async () => {
+      const path = await findPeerLoop(process.pid, mine, peers(), resolve);
+      entry.loops = path !== undefined;
+      if (path) onLoop(peerLoopError(path));
+    })().catch(() => {
+      entry.loops = false; // an unreadable state directory hides no loop worth cutting over
+    });
+    return entry.loops;
+  };
+}

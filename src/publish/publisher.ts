@@ -88,6 +88,11 @@ export interface PublisherOptions {
    * loaded), native, or js. Sockets shared with TCP workers are served in TypeScript.
    */
   engine?: EngineChoice;
+  /**
+   * loopsVia checks, for a TCP binding with a hostname target, the address a connection reached
+   * (TcpForwarderOptions.loopsVia): true when it goes round through other portpubs back here.
+   */
+  loopsVia?: (binding: Binding, address: string) => boolean | undefined;
 }
 
 /**
@@ -418,6 +423,7 @@ export class Publisher {
     }));
     const forwarders: Forwarder<TcpStats | UdpStats>[] = [];
     const logFields: Record<string, string>[] = [];
+    const loopsVia = this.options.loopsVia;
     try {
       allocation.handles.forEach((handle, i) => {
         const b = bindings[i]!;
@@ -437,6 +443,7 @@ export class Publisher {
                   ...common,
                   ...this.options.tcp,
                   ...(request.dial ? { dial: request.dial as TcpDialer } : {}),
+                  ...(loopsVia ? { loopsVia: (address: string) => loopsVia(b, address) } : {}),
                 },
                 // TCP workers accept from Node's listening socket, which the native engine closes.
                 this.options.tcpShare && !request.dial ? 'js' : this.options.engine,

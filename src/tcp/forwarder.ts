@@ -1,7 +1,7 @@
 // TCP forwarding for one binding: accept, connect to the target at once, relay each pair (pair.ts),
 // count, log, drain and cut. Model: moby cmd/docker-proxy tcp_proxy_linux.go. This module also
 // re-exports the TCP API others import from here (listener, options), so importers keep one path.
-import type { Server, Socket } from 'node:net';
+import { isIP, type Server, type Socket } from 'node:net';
 import { joinHostPort } from '../address.js';
 import { UsageError } from '../errors.js';
 import type { BoundAddress, ConnectionInfo, Forwarder } from '../forwarder.js';
@@ -116,6 +116,7 @@ export class TcpForwarder implements Forwarder<TcpStats> {
       lines: this.lines,
       readPath,
       dial: options.dial,
+      loopsVia: options.dial || isIP(this.settings.targetHost) !== 0 ? undefined : options.loopsVia,
       connectFailed: (client, err) => this.connectFailed(client, err),
       finished: (pair) => this.finished(pair),
     };

@@ -35,6 +35,13 @@ export interface TcpForwarderOptions {
   dial?: TcpDialer;
   /** readPath picks how sockets are read (see shared-reads.ts); default tcpReadPath(). */
   readPath?: ReadPath;
+  /**
+   * loopsVia, for a hostname target (resolved again for each connection), says whether the
+   * address a connection reached goes round through other running portpubs back to this one
+   * (publish/peer-loop.ts): true cuts the pair as a loop (counted in connectionsLooped),
+   * undefined while that is not known yet. Unused for an IP literal, checked once at start.
+   */
+  loopsVia?: (address: string) => boolean | undefined;
   logger?: Logger;
 }
 
@@ -104,6 +111,9 @@ export function validateTcpOptions(options: TcpForwarderOptions): TcpSettings {
       'dial',
       'dial must be a function returning a promise of a connected socket',
     );
+  }
+  if (options.loopsVia !== undefined && typeof options.loopsVia !== 'function') {
+    throw new OptionError('loopsVia', 'loopsVia must be a function of an address');
   }
   if (options.readPath !== undefined && !['shared', 'targets', 'data'].includes(options.readPath)) {
     throw new OptionError(

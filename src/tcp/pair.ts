@@ -35,6 +35,8 @@ export interface PairOwner {
   readonly lines: TcpLogLines;
   readonly readPath: ReadPath;
   readonly dial: TcpDialer | undefined;
+  /** A hostname target's check against loops through other portpubs (TcpForwarderOptions). */
+  readonly loopsVia: ((address: string) => boolean | undefined) | undefined;
   connectFailed(client: string, err: Error | undefined): void;
   finished(pair: Relay): void;
 }
@@ -300,6 +302,15 @@ export class Pair implements Relay {
     this.recordTarget(true); // now with the address connected to (a hostname's, too)
     clearTimeout(this.connectTimer);
     this.connectTimer = undefined;
+    // A name that now resolves to a portpub whose target leads back here: a loop, cut at once
+    // (the reset runs back along it and ends it).
+    const reached = target.remoteAddress;
+    if (reached !== undefined && this.owner.loopsVia?.(reached) === true) {
+      this.owner.counters.connectionsLooped = (this.owner.counters.connectionsLooped ?? 0) + 1;
+      this.owner.lines.looped(peerOf(client));
+      this.cut('destroyed');
+      return;
+    }
     if (idleTimeoutMs > 0) this.watchTimeouts(idleTimeoutMs);
     if (this.owner.readPath !== 'shared' || !sharedReads(client, onClientRead)) {
       client.on('data', onClientData);

@@ -233,3 +233,47 @@ describe.each(engines)('forwarding into itself (run-time guard, %s engine)', (en
     expect(lines.filter((l) => /comes from portpub itself/.test(l.msg))).toHaveLength(1);
   });
 });
+
+// JS-only: a hostname target is served in TypeScript (the native engine dials IP literals).
+describe.runIf(jsTested)('loopsVia (a hostname target resolved into a loop)', () => {
+  it('cuts a connection whose target address goes round through other portpubs', async () => {
+    const target = await echoServer();
+    const { logger, lines } = captureLogger();
+    const asked: string[] = [];
+    const answer: { loops?: boolean } = {};
+    const { fw, port } = await forward(target.port, {
+      targetHost: 'localhost',
+      logger,
+      loopsVia: (address) => {
+        asked.push(address);
+        return answer.loops;
+      },
+    });
+    // Not known yet: the connection goes through.
+    const first = await connectTcp(port);
+    expect(await roundTrip(first, 'hello')).toBe('hello');
+    // Known to loop: cut as soon as the target answers, counted and said.
+    answer.loops = true;
+    expect(await connectOutcome(port)).toMatchObject({ ended: false, error: 'ECONNRESET' });
+    await waitFor(() => fw.stats().connectionsLooped === 1, 'the loop counted');
+    expect(lines.some((l) => /comes from portpub itself/.test(l.msg))).toBe(true);
+    // Asked with the address the name reached; the open connection is left alone.
+    expect(asked.every((a) => a === '127.0.0.1' || a === '::1')).toBe(true);
+    expect(await roundTrip(first, 'still')).toBe('still');
+    expect(fw.stats()).toMatchObject({ connectionsTotal: 2, connectionsActive: 1 });
+  });
+
+  it('is not asked for an IP-literal target (checked once at start)', async () => {
+    const target = await echoServer();
+    let asked = 0;
+    const { port } = await forward(target.port, {
+      loopsVia: () => {
+        asked++;
+        return true;
+      },
+    });
+    const c = await connectTcp(port);
+    expect(await roundTrip(c, 'hi')).toBe('hi');
+    expect(asked).toBe(0);
+  });
+});

@@ -1,6 +1,8 @@
 // findPeerLoop: loops that go round through other portpubs, from their state files' bindings.
 import { describe, expect, it } from 'vitest';
-import { findPeerLoop, peerLoopError } from '../../src/publish/peer-loop.js';
+import { findPeerLoop, peerLoopError, peerLoopGuard } from '../../src/publish/peer-loop.js';
+import type { PortpubError } from '../../src/errors.js';
+import { waitFor } from '../helpers/net.js';
 import type { Binding } from '../../src/docker/report.js';
 import { literalAddresses } from '../../src/publish/self-loop.js';
 
@@ -103,5 +105,29 @@ describe('findPeerLoop', () => {
         'port, or the service on another loopback address such as 127.0.0.2), or start the ' +
         'service with `portpub run`, which gives it its own network namespace',
     );
+  });
+});
+
+describe('peerLoopGuard', () => {
+  it('answers for the address a name reached: unknown first, then what the check found', async () => {
+    // This process: 1000 to a name; the peer: 2000 back to 1000.
+    const named = b('127.0.0.1:1000', 'db.test:2000');
+    const mine = [named, b('127.0.0.1:1001', '127.0.0.9:9')];
+    const peers = [{ pid: 2, bindings: [b('127.0.0.1:2000', '127.0.0.1:1000')] }];
+    const loops: PortpubError[] = [];
+    const guard = peerLoopGuard(
+      () => mine,
+      () => peers,
+      (err) => loops.push(err),
+      literal,
+    );
+    expect(guard(named, '127.0.0.1')).toBeUndefined();
+    await waitFor(() => guard(named, '127.0.0.1') === true, 'the loop found');
+    expect(loops).toHaveLength(1);
+    expect(loops[0]!.message).toContain("portpub pid 2's listening socket 127.0.0.1:2000/tcp");
+    // Another address the name may reach leads nowhere: no loop.
+    expect(guard(named, '127.0.0.3')).toBeUndefined();
+    await waitFor(() => guard(named, '127.0.0.3') === false, 'no loop through 127.0.0.3');
+    expect(loops).toHaveLength(1);
   });
 });
