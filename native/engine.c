@@ -32,23 +32,23 @@ int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* wall_ms turns a mono_ms() time into wall-clock ms since the epoch with one offset taken once,
- * so a connection's opened-at time reads the same in every listing (Date.now() minus an age
- * would move by a millisecond from one listing to the next). */
-static pthread_once_t wall_once = PTHREAD_ONCE_INIT;
+/* wall_ms turns a mono_ms() time into wall-clock ms since the epoch with one offset, so a
+ * connection's opened-at time reads the same in every listing (Date.now() minus an age would
+ * move by a millisecond from one listing to the next). The offset is taken again when the clocks
+ * have drifted apart by more than a second (a suspend stops CLOCK_MONOTONIC; NTP can step the
+ * wall clock), so new connections never show a stale age. Called on the JavaScript thread. */
 static double wall_offset;
-static void take_wall_offset(void) {
+static int wall_known;
+double wall_ms(int64_t mono) {
   struct timespec m, r;
   clock_gettime(CLOCK_MONOTONIC, &m);
   clock_gettime(CLOCK_REALTIME, &r);
-  int64_t m_ns = (int64_t)m.tv_sec * 1000000000 + m.tv_nsec;
-  int64_t r_ns = (int64_t)r.tv_sec * 1000000000 + r.tv_nsec;
-  wall_offset = (double)(r_ns - m_ns) / 1e6;
-}
-/* A mono_ms() time is whole milliseconds: the result is the nearest wall-clock millisecond,
- * within one of Date.now() at the same moment. */
-double wall_ms(int64_t mono) {
-  pthread_once(&wall_once, take_wall_offset);
+  double now = ((double)r.tv_sec * 1e3 + (double)r.tv_nsec / 1e6) -
+               ((double)m.tv_sec * 1e3 + (double)m.tv_nsec / 1e6);
+  if (!wall_known || now - wall_offset > 1000 || wall_offset - now > 1000) {
+    wall_offset = now;
+    wall_known = 1;
+  }
   /* The middle of that millisecond, rounded (positive, so the cast floors). */
   return (double)(int64_t)((double)mono + 0.5 + wall_offset + 0.5);
 }

@@ -81,7 +81,14 @@ export function runWithEnv(
     };
     child.once('spawn', () => {
       spawned = true;
-      io.onSpawn?.();
+      try {
+        io.onSpawn?.();
+      } catch (err) {
+        // What the caller does once the command runs failed (a state file it could not write):
+        // the command must not run on unrecorded.
+        child.kill('SIGKILL');
+        settle(() => reject(err instanceof Error ? err : new Error(String(err))));
+      }
     });
     child.on('error', (err: NodeJS.ErrnoException) => {
       // Once running, an error is a failed kill(); 'close' still reports how the child ended.
