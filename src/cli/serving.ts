@@ -59,7 +59,7 @@ export async function serve(
     // A hostname target resolved into a loop through other portpubs later on is cut at run time.
     const loopsVia = peerLoopGuard(
       () => forwarding?.bindings ?? [],
-      () => readStates(stateDir()),
+      () => readStates(stateDir(), { except: process.pid }),
       (err) => logger.error({ err: err.message }, 'connection cut: a loop through other portpubs'),
     );
     forwarding = await startPublisher({
@@ -268,7 +268,7 @@ function onReload(
 async function peerLoop(bindings: readonly Binding[]): Promise<PortpubError | undefined> {
   let peers;
   try {
-    peers = readStates(stateDir());
+    peers = readStates(stateDir(), { except: process.pid });
   } catch {
     return undefined;
   }

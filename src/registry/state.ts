@@ -239,9 +239,9 @@ export function removeState(dir: string, pid: number): void {
  * files that are not valid state are deleted, as are temp files left by dead writers and the
  * control sockets (`<pid>.sock`) of dead pids. A missing directory means nothing is running; one
  * this user may not use (another owner, no permission to read it) is ERR_STATE_DIR, saying what
- * to do.
+ * to do. `except` leaves out (and does not read) the state of that pid: a caller's own.
  */
-export function readStates(dir: string): State[] {
+export function readStates(dir: string, { except }: { except?: number } = {}): State[] {
   if (!checkStateDir(dir, { missingOk: true })) return [];
   let names: string[];
   try {
@@ -267,6 +267,7 @@ export function readStates(dir: string): State[] {
     const match = STATE_FILE.exec(name);
     if (!match) continue;
     const pid = Number(match[1]);
+    if (pid === except) continue; // the caller's own (a large one is not read for nothing)
     const path = join(dir, name);
     let text: string;
     try {
