@@ -1,13 +1,14 @@
 // A --name belongs to one running portpub at a time. The state files cannot ensure that: two
 // portpubs started together both read "nobody has it", bind, and then both write a state with
 // the name. So a name is claimed first with a file created exclusively in the state directory
-// (`<statedir>/<name>.name`, holding the claimant's pid), before anything is bound, and removed
-// when that process ends. A claim whose pid is no longer running (a portpub killed with
-// SIGKILL) is taken over.
-import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+// (`<statedir>/<name>.name`, holding the claimant's pid and its kernel start time), before
+// anything is bound, and removed when that process ends. A claim whose process is no longer
+// running (a portpub killed with SIGKILL; its pid perhaps reused since) is taken over, one
+// taker at a time.
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nameConflict } from '../docker/names.js';
-import { ensureStateDir } from '../registry/state.js';
+import { ensureStateDir, processStartTime } from '../registry/state.js';
 
 /** NameClaim is a held name; release() gives it up (idempotent, only if still ours). */
 export interface NameClaim {
@@ -27,56 +28,78 @@ export function claimName(
   dir: string,
   name: string,
   pid: number = process.pid,
-  alive: (pid: number) => boolean = pidAlive,
+  alive: (pid: number, start: string | undefined) => boolean = claimantAlive,
 ): NameClaim {
   ensureStateDir(dir); // the state directory's checks (owner, no symlink) come first
   const path = namePath(dir, name);
   // The claim is written whole under a name of our own, then linked into place: link() fails
   // if the path exists, and a reader never sees a claim without its pid.
   const mine = `${path}.${pid}.new`;
-  writeFileSync(mine, `${pid}\n`, { mode: 0o600 });
+  writeFileSync(mine, claimText(pid), { mode: 0o600 });
   try {
     // Each round either claims the name, finds a live holder, or removes one dead claim.
-    for (let round = 0; round < 8; round++) {
+    for (let round = 0; round < 20; round++) {
       try {
         linkSync(mine, path);
         return claim(path, pid);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = readPid(path);
-      if (holder === pid) return claim(path, pid);
-      if (holder !== undefined && alive(holder)) throw nameConflict(name, `portpub pid ${holder}`);
-      takeOver(path, holder, pid);
+      const holder = readClaim(path);
+      if (holder?.pid === pid) return claim(path, pid);
+      if (holder !== undefined && alive(holder.pid, holder.start)) {
+        throw nameConflict(name, `portpub pid ${holder.pid}`);
+      }
+      if (!takeOver(path, holder, pid, alive)) pause(10);
     }
   } finally {
     unlinkQuietly(mine);
   }
-  // Eight rounds of claims appearing and dying under us: someone else is at it; say so.
+  // Rounds of claims appearing and dying under us: someone else is at it; say so.
   throw nameConflict(name, 'another portpub starting now');
 }
 
+/** claimantAlive: the pid runs and, where the claim says, is the process that wrote it. */
+function claimantAlive(pid: number, start: string | undefined): boolean {
+  if (!pidAlive(pid)) return false;
+  const now = processStartTime(pid);
+  return start === undefined || now === undefined || now === start;
+}
+
+function claimText(pid: number): string {
+  const start = processStartTime(pid);
+  return start === undefined ? `${pid}\n` : `${pid} ${start}\n`;
+}
+
 /**
- * takeOver removes the claim of a pid that is no longer running. It is moved aside first (rename
- * is atomic), so of two processes taking over at once only one removes it; the other, finding a
- * fresh claim in what it moved, puts that claim back.
+ * takeOver removes a dead claimant's claim, holding `<path>.takeover` (created exclusively) so
+ * that one process at a time does: under it the claim is read again and removed only if it is
+ * still the dead one's (a claim is only ever removed under it, or by its live owner, so what was
+ * read stays there). False when another process holds the takeover: try again shortly. A
+ * takeover file whose writer died is removed.
  */
-function takeOver(path: string, dead: number | undefined, pid: number): void {
-  const aside = `${path}.${pid}.stale`;
+function takeOver(
+  path: string,
+  dead: Claim | undefined,
+  pid: number,
+  alive: (pid: number, start: string | undefined) => boolean,
+): boolean {
+  const lock = `${path}.takeover`;
   try {
-    renameSync(path, aside);
+    writeFileSync(lock, claimText(pid), { flag: 'wx', mode: 0o600 });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // gone already: try again
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const taker = readClaim(lock);
+    if (taker === undefined || !alive(taker.pid, taker.start)) unlinkQuietly(lock);
+    return false;
   }
-  if (readPid(aside) !== dead) {
-    try {
-      linkSync(aside, path); // a live claim moved by mistake: back into place
-    } catch {
-      // A third claimant took the path meanwhile; the rounds of claimName sort it out.
-    }
+  try {
+    const now = readClaim(path);
+    if (now?.pid === dead?.pid && now?.start === dead?.start) unlinkQuietly(path);
+  } finally {
+    unlinkQuietly(lock);
   }
-  unlinkQuietly(aside);
+  return true;
 }
 
 function claim(path: string, pid: number): NameClaim {
@@ -85,18 +108,31 @@ function claim(path: string, pid: number): NameClaim {
     release() {
       if (!held) return;
       held = false;
-      if (readPid(path) === pid) unlinkQuietly(path);
+      if (readClaim(path)?.pid === pid) unlinkQuietly(path);
     },
   };
 }
 
-function readPid(path: string): number | undefined {
+/** Claim is what a claim file says: the claimant's pid and, where known, its start time. */
+interface Claim {
+  pid: number;
+  start?: string;
+}
+
+function readClaim(path: string): Claim | undefined {
   try {
-    const n = Number(readFileSync(path, 'utf8').trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
+    const [p, start] = readFileSync(path, 'utf8').trim().split(/\s+/);
+    const n = Number(p);
+    if (!Number.isInteger(n) || n <= 0) return undefined;
+    return start === undefined ? { pid: n } : { pid: n, start };
   } catch {
     return undefined;
   }
+}
+
+/** pause blocks for ms (the claim is taken before anything is served, so nothing waits on it). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** pidAlive: a pid runs if signal 0 reaches it, or it exists under another user (EPERM). */

@@ -68,4 +68,30 @@ describe('claimName', () => {
     expect(existsSync(namePath(d, 'web'))).toBe(true);
     expect(readdirSync(d).sort()).toEqual(['web.name']);
   });
+
+  it('a claim whose pid now belongs to another process is taken over (pid reuse)', () => {
+    const d = dir();
+    mkdirSync(d, { recursive: true });
+    // This test's own pid, but another start time: not the process that wrote the claim.
+    writeFileSync(namePath(d, 'web'), `${process.pid} 1\n`);
+    claimName(d, 'web', 1002).release();
+    // The same pid and its real start time is a live claimant.
+    const own = claimName(d, 'web');
+    expect(() => claimName(d, 'web', 1002)).toThrow(
+      `is already in use by portpub pid ${process.pid}.`,
+    );
+    own.release();
+    expect(readdirSync(d)).toEqual([]);
+  });
+
+  it("waits out another process taking a claim over, and takes over a dead taker's lock", () => {
+    const d = dir();
+    mkdirSync(d, { recursive: true });
+    writeFileSync(namePath(d, 'web'), '1001\n');
+    // A takeover file left by a taker that died (pid 1003).
+    writeFileSync(`${namePath(d, 'web')}.takeover`, '1003\n');
+    const alive = (pid: number) => pid !== 1001 && pid !== 1003;
+    claimName(d, 'web', 1002, alive).release();
+    expect(readdirSync(d)).toEqual([]);
+  });
 });
