@@ -104,12 +104,15 @@ describe('portpub --name: one holder at a time', () => {
     const env = { PORTPUB_STATE_DIR: dir };
     const first = await startCli(['--name', 'web', ...SERVE], 1, 15_000, { env });
     const firstPid = first.child.pid!;
-    expect(readFileSync(join(dir, 'web.name'), 'utf8')).toBe(`${firstPid}\n`);
+    // The claim: the pid and its kernel start time (so a reused pid is not taken for it).
+    expect(readFileSync(join(dir, 'web.name'), 'utf8')).toMatch(new RegExp(`^${firstPid} \\d+\n$`));
     const killed = await first.stop('SIGKILL');
     expect(killed.signal).toBe('SIGKILL');
     expect(existsSync(join(dir, 'web.name')), 'SIGKILL leaves the claim').toBe(true);
     const second = await startCli(['--name', 'web', ...SERVE], 1, 15_000, { env });
-    expect(readFileSync(join(dir, 'web.name'), 'utf8')).toBe(`${second.child.pid}\n`);
+    expect(readFileSync(join(dir, 'web.name'), 'utf8')).toMatch(
+      new RegExp(`^${second.child.pid} \\d+\n$`),
+    );
     expect((await second.stop('SIGTERM')).code).toBe(0);
   });
 
