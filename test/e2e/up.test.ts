@@ -165,7 +165,9 @@ ${extra}
     expect(await kept.echo('kept through the reload')).toBe('kept through the reload');
     expect(await dropped.echo('draining')).toBe('draining');
     expect(await (await open(added)).echo('added')).toBe('added');
-    await expect(open(ephemeral)).rejects.toThrow();
+    // The dropped mapping's port is not probed: once released, an ephemeral port may go to a
+    // portpub of a test running beside this one (each process allocates from the same range).
+    // What this process serves is what `portpub port` reports.
     const after = await runCli(['port', 'web'], 15_000, { env });
     expect(after.stdout.split('\n').filter(Boolean).sort()).toEqual(
       [`${web}/tcp -> 127.0.0.1:${fixed}`, `${web}/tcp -> 127.0.0.1:${added}`].sort(),
