@@ -10,6 +10,7 @@ import { createContainer, newId, updateState } from '../../src/registry/containe
 import { runCli, startCli } from '../helpers/cli.js';
 import net from 'node:net';
 import { echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
+import { reservePorts } from '../helpers/ports.js';
 import {
   alive,
   processesWith,
@@ -467,11 +468,14 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     requireNetns(ctx);
     const e = runEnv();
     const marker = `marker-${process.pid}-${Date.now()}`;
-    await startDb(e, { run: ['-p', '127.0.0.1::5432'], service: [marker] });
+    // A port of this test's own block: once released, an ephemeral one could go to a portpub of
+    // a test running beside this one before the probe below binds it.
+    const fixed = await reservePorts(1);
+    await startDb(e, { run: ['-p', `127.0.0.1:${fixed}:5432`], service: [marker] });
     expect(processesWith(marker).length).toBeGreaterThan(0);
     const out = (await cli(e, 'port', 'db', '5432')).stdout;
     const port = Number(/^127\.0\.0\.1:(\d+)\n$/.exec(out)?.[1]);
-    expect(port).toBeGreaterThan(0);
+    expect(port).toBe(fixed);
     const { pid } = record(e.dir, 'db').state;
     process.kill(pid!, 'SIGKILL');
     await waitFor(() => processesWith(marker).length === 0, 'the service to end', 15_000);
