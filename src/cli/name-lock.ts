@@ -8,7 +8,7 @@
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nameConflict } from '../docker/names.js';
-import { ensureStateDir, processStartTime } from '../registry/state.js';
+import { ensureStateDir, isAlive, processStartTime } from '../registry/state.js';
 
 /** NameClaim is a held name; release() gives it up (idempotent, only if still ours). */
 export interface NameClaim {
@@ -61,7 +61,7 @@ export function claimName(
 
 /** claimantAlive: the pid runs and, where the claim says, is the process that wrote it. */
 function claimantAlive(pid: number, start: string | undefined): boolean {
-  if (!pidAlive(pid)) return false;
+  if (!isAlive(pid)) return false;
   const now = processStartTime(pid);
   return start === undefined || now === undefined || now === start;
 }
@@ -133,16 +133,6 @@ function readClaim(path: string): Claim | undefined {
 /** pause blocks for ms (the claim is taken before anything is served, so nothing waits on it). */
 function pause(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/** pidAlive: a pid runs if signal 0 reaches it, or it exists under another user (EPERM). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function unlinkQuietly(path: string): void {

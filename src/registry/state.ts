@@ -356,7 +356,7 @@ function chooseAnother(dir: string): string {
 }
 
 /** isAlive is `kill(pid, 0)`: ESRCH means gone; EPERM means alive but someone else's. */
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
