@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
+import { connectTcp, echoServer, pushEcho, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { loggedUrl, observeEnv } from '../fixtures/observe-env.js';
@@ -67,16 +67,6 @@ async function attr(
   return v;
 }
 
-/** push sends n bytes through an open connection and waits for the echo. */
-async function push(socket: net.Socket, n: number): Promise<void> {
-  let got = 0;
-  const onData = (d: Buffer) => (got += d.length);
-  socket.on('data', onData);
-  socket.write(Buffer.alloc(n, 3));
-  await waitFor(() => got === n, `${n} bytes echoed`, 10_000);
-  socket.off('data', onData);
-}
-
 describe('--ui page', () => {
   it.for(ENGINES)(
     'draws connections arriving, ticking, leaving, and UDP flows expiring (%s engine)',
@@ -123,7 +113,7 @@ describe('--ui page', () => {
         await connectTcp(tcpPort),
         await connectTcp(tcpPort),
       ];
-      for (const [i, c] of clients.entries()) await push(c, 10_000 * (i + 1));
+      for (const [i, c] of clients.entries()) await pushEcho(c, 10_000 * (i + 1));
       const udp = await udpSocket('udp4', '127.0.0.1');
       await request(udp, 'hello, flow', udpPort, '127.0.0.1', { tries: 5 });
 
@@ -156,7 +146,7 @@ describe('--ui page', () => {
       await attr(page, flow, 'data-state', (v) => v === 'open', 'the UDP flow drawn');
 
       // Bytes tick on a live connection.
-      await push(clients[2]!, 5_000);
+      await pushEcho(clients[2]!, 5_000);
       await attr(page, node(clients[2]!), 'data-c2t', (v) => v === '35000', 'bytes to tick');
       mkdirSync(RESULTS, { recursive: true });
       await page.screenshot({ path: join(RESULTS, `ui-page-${engine}.png`), fullPage: true });
@@ -224,7 +214,7 @@ describe('--ui page', () => {
     await page.goto(await loggedUrl(pp, 'ui'), { timeout: 30_000 });
     const card = `section.card[data-binding="127.0.0.1:${port}/tcp"]`;
     await page.waitForSelector(card, { timeout: 20_000 });
-    for (let i = 0; i < 6; i++) await push(await connectTcp(port), 1_000);
+    for (let i = 0; i < 6; i++) await pushEcho(await connectTcp(port), 1_000);
     await attr(page, `${card} [data-field="total"]`, 'data-value', (v) => v === '6', 'total = 6');
     await attr(page, `${card} [data-field="c2t"]`, 'data-value', (v) => v === '6000', 'bytes');
     // Every process's connections are drawn, whichever accepted them.

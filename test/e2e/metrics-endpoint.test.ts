@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
+import { connectTcp, echoServer, pushEcho, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, loggedUrl, observeEnv } from '../fixtures/observe-env.js';
@@ -81,10 +81,7 @@ describe('--metrics', () => {
       const udpPort = parsePortLine(pp.lines.find((l) => l.includes('/udp'))!).port;
 
       const socket = await connectTcp(tcpPort);
-      let got = 0;
-      socket.on('data', (d: Buffer) => (got += d.length));
-      socket.write(Buffer.alloc(70_001, 1));
-      await waitFor(() => got === 70_001, 'the echo', 10_000);
+      await pushEcho(socket, 70_001, 1);
       const dgram = await udpSocket('udp4', '127.0.0.1');
       await request(dgram, 'ping!', udpPort, '127.0.0.1', { tries: 5 });
 
@@ -201,10 +198,7 @@ describe('--metrics', () => {
     const sockets = [];
     for (let i = 1; i <= 8; i++) {
       const s = await connectTcp(port);
-      let got = 0;
-      s.on('data', (d: Buffer) => (got += d.length));
-      s.write(Buffer.alloc(1000 * i, 3));
-      await waitFor(() => got === 1000 * i, 'the echo', 10_000);
+      await pushEcho(s, 1000 * i);
       sockets.push(s);
     }
     // The connections spread over the three processes (two workers and the main one).

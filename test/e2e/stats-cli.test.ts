@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
+import { connectTcp, echoServer, pushEcho, track, waitFor, withDeadline } from '../helpers/net.js';
 import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
@@ -61,10 +61,7 @@ async function until(
 /** pushTcp sends n bytes through and reads them back from the echo target. */
 async function pushTcp(port: number, n: number) {
   const socket = await connectTcp(port);
-  let got = 0;
-  socket.on('data', (d: Buffer) => (got += d.length));
-  socket.write(Buffer.alloc(n, 7));
-  await waitFor(() => got === n, `${n} bytes echoed`, 10_000);
+  await pushEcho(socket, n, 7);
   return socket;
 }
 

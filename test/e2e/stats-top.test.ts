@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
+import { connectTcp, echoServer, pushEcho, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, observeEnv, type ObserveEnv } from '../fixtures/observe-env.js';
@@ -52,10 +52,7 @@ describe('portpub top', () => {
       const sockets = [];
       for (const n of sizes) {
         const s = await connectTcp(port);
-        let got = 0;
-        s.on('data', (d: Buffer) => (got += d.length));
-        s.write(Buffer.alloc(n, 5));
-        await waitFor(() => got === n, 'the echo', 10_000);
+        await pushEcho(s, n, 5);
         sockets.push(s);
       }
       let rows: Row[] = [];
@@ -237,10 +234,7 @@ describe('portpub top', () => {
       ]);
       const { port } = parsePortLine(pp.lines[0]!);
       const s = await connectTcp(port);
-      let got = 0;
-      s.on('data', (d: Buffer) => (got += d.length));
-      s.write(Buffer.alloc(3_333, 1));
-      await waitFor(() => got === 3_333, 'the echo', 10_000);
+      await pushEcho(s, 3_333, 1);
       await waitFor(
         async () => (await top(o, ['top', 'slow']))[0]?.bytesTargetToClient === 3_333,
         'the connection counted',

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, waitFor } from '../helpers/net.js';
+import { connectTcp, echoServer, pushEcho, waitFor } from '../helpers/net.js';
 import { exchange, requireNetns, runEnv, startServiceOn7000 } from '../fixtures/netns-run.js';
 import { loggedUrl, observeEnv } from '../fixtures/observe-env.js';
 import type { Snapshot } from '../../src/observe/live.js';
@@ -62,10 +62,7 @@ describe('--ui', () => {
     expect(await page.text()).toMatch(/^<!doctype html>/i);
 
     const s = await connectTcp(port);
-    let got = 0;
-    s.on('data', (d: Buffer) => (got += d.length));
-    s.write(Buffer.alloc(4_321, 9));
-    await waitFor(() => got === 4_321, 'the echo', 10_000);
+    await pushEcho(s, 4_321, 9);
     let ev: UiEvent | undefined;
     await waitFor(
       async () => {

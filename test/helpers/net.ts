@@ -262,6 +262,19 @@ export function readToEnd(socket: net.Socket, timeoutMs = 5_000): Promise<Buffer
   );
 }
 
+/**
+ * pushEcho writes n bytes (each `fill`) to a connection whose far end echoes, and resolves once n
+ * bytes came back (the bytes are counted, not compared: for counters that must reach n).
+ */
+export async function pushEcho(socket: net.Socket, n: number, fill = 3): Promise<void> {
+  let got = 0;
+  const onData = (d: Buffer) => (got += d.length);
+  socket.on('data', onData);
+  socket.write(Buffer.alloc(n, fill));
+  await waitFor(() => got === n, `${n} bytes echoed`, 10_000);
+  socket.off('data', onData);
+}
+
 /** roundTrip writes payload to an echo and resolves once as many bytes came back. */
 export function roundTrip(socket: net.Socket, payload: string, timeoutMs = 5_000): Promise<string> {
   return withDeadline(
