@@ -166,11 +166,17 @@ struct ulistener {
 };
 
 /* Buffers for batched datagrams, one set per engine (allocated with the first UDP listener). */
+/* Busy-poll counters (struct engine's poll_stats): polls begun, polls that found an event. */
+enum poll_stat { PS_POLLS, PS_HITS, PS_COUNT };
+
 /* Which per-connection events a TCP listener sends (listen()'s logs argument). */
 #define LOG_OPENED 1
 #define LOG_CLOSED 2
 /* TCP_SMALL: TCP reads up to this size are copied through the engine's buffer (tcp.c). */
 #define TCP_SMALL 4096
+/* POLL_SMALL: TCP reads and lone datagrams shorter than this are requests or replies, worth a
+ * busy poll for the next event (engine.c). */
+#define POLL_SMALL 2048
 #define UDP_BATCH 32
 #define UDP_MAX 65536
 #define OWN_BUCKETS 4096
@@ -219,6 +225,13 @@ struct engine {
   unsigned char small[TCP_SMALL]; /* the copy buffer for small TCP reads (tcp.c) */
   uint64_t next_flow_id;
   int oom; /* events were lost for want of memory: reported once */
+  /* busy polling (engine.c) */
+  int64_t poll_ns;         /* how long to poll before sleeping; 0: never (set before the start) */
+  int64_t poll_period;     /* mono_ns() when the current second of polling began */
+  int poll_period_misses;  /* polls that found nothing in it */
+  uint64_t poll_stats[PS_COUNT]; /* read by the main thread (pollStats), atomically */
+  uint8_t moved_small;    /* the last batch moved a small read or a lone small datagram */
+  uint8_t moved_bulk;     /* ... or a bulk read, or datagrams by the batch */
 };
 
 /* engine.c */
@@ -227,6 +240,7 @@ void engine_stop(struct engine *e);
 void engine_post(struct engine *e, struct cmd c);
 void engine_emit(struct engine *e, const struct event *ev);
 int64_t mono_ms(void);
+int64_t mono_ns(void);
 double wall_ms(int64_t mono);
 void list_init(struct link *h);
 void list_remove(struct link *n);

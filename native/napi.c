@@ -17,7 +17,7 @@
 #include "napi-util.h"
 
 /* ABI is bumped whenever the JavaScript side must change with this file. */
-#define ABI 5
+#define ABI 6
 #define FIELDS 9 /* numbers per event record handed to JavaScript */
 
 
@@ -100,10 +100,16 @@ napi_value get_args(napi_env env, napi_callback_info info, size_t want, napi_val
   return ok;
 }
 
-/* start(onEvents) starts this environment's engine thread. */
+/* start(onEvents, busyPollUs) starts this environment's engine thread; busyPollUs is how long
+ * it polls for the next event before sleeping (0: never; see busy_poll in engine.c). */
 static napi_value Start(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  int64_t poll_us = int_arg(env, argv[1]);
+  if (poll_us < 0 || poll_us > 1000000) {
+    napi_throw_range_error(env, "ERR_PORTPUB_NATIVE", "start: bad busy-poll time");
+    return NULL;
+  }
   if (engine_of(env) != NULL) {
     napi_throw_error(env, "ERR_PORTPUB_NATIVE", "engine already started");
     return NULL;
@@ -120,6 +126,7 @@ static napi_value Start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   e->tsfn = tsfn;
+  e->poll_ns = poll_us * 1000;
   CHECK(env, napi_unref_threadsafe_function(env, tsfn));
   if (engine_start(e) < 0) {
     int err = errno;
@@ -341,6 +348,21 @@ static napi_value Connections(napi_env env, napi_callback_info info) {
   return rows;
 }
 
+/* pollStats() is [polls begun, polls that found an event] of the engine's busy polling (engine.c
+ * busy_poll), for tests and diagnostics; [0, 0] before the engine started. */
+static napi_value PollStats(napi_env env, napi_callback_info info) {
+  (void)info;
+  struct engine *e = engine_of(env);
+  napi_value out, v;
+  CHECK(env, napi_create_array_with_length(env, PS_COUNT, &out));
+  for (uint32_t i = 0; i < PS_COUNT; i++) {
+    uint64_t n = e ? __atomic_load_n(&e->poll_stats[i], __ATOMIC_RELAXED) : 0;
+    CHECK(env, napi_create_double(env, (double)n, &v));
+    CHECK(env, napi_set_element(env, out, i, v));
+  }
+  return out;
+}
+
 /* ref()/unref() keep the process alive while any listener or connection is served. */
 static napi_value set_ref(napi_env env, int on) {
   struct engine *e = engine_of(env);
@@ -363,6 +385,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"udpListen", NULL, UdpListen, NULL, NULL, NULL, napi_default, NULL},
       {"udpDestroy", NULL, UdpDestroy, NULL, NULL, NULL, napi_default, NULL},
       {"udpFlows", NULL, UdpFlows, NULL, NULL, NULL, napi_default, NULL},
+      {"pollStats", NULL, PollStats, NULL, NULL, NULL, napi_default, NULL},
       {"ref", NULL, Ref, NULL, NULL, NULL, napi_default, NULL},
       {"unref", NULL, Unref, NULL, NULL, NULL, napi_default, NULL},
   };

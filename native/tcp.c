@@ -230,6 +230,8 @@ static int pump(struct engine *e, struct conn *c, int i, size_t *budget) {
           stat_add(c->l, ST_DOWN, (double)n);
         }
         moved = 1;
+        if (small && n < POLL_SMALL) e->moved_small = 1;
+        else e->moved_bulk = 1;
         if (small) {
           if (n == TCP_SMALL) d->bulk = 1;
           else if (!c->ending[from]) c->readable[from] = 0;

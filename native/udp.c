@@ -257,6 +257,13 @@ static void send_batch(struct engine *e, struct flow *f, int fd, struct mmsghdr 
   }
 }
 
+/* poll_mark tells the engine loop what a batch of n datagrams was (engine.c busy_poll): one
+ * small datagram is a request or a reply, worth polling for the next; more is a stream. */
+static void poll_mark(struct engine *e, const struct mmsghdr *msgs, int n) {
+  if (n == 1 && msgs[0].msg_len < POLL_SMALL) e->moved_small = 1;
+  else if (n > 1) e->moved_bulk = 1;
+}
+
 /* A run is consecutive client datagrams of one flow, sent to the target with one sendmmsg on the
  * flow's connected socket. It is flushed before another flow's datagram is looked at, so a flow
  * that a new one evicts never holds datagrams. */
@@ -320,6 +327,7 @@ void udp_on_listener(struct engine *e, struct ulistener *u) {
       engine_emit(e, &ev);
       return;
     }
+    poll_mark(e, msgs, n);
     for (int i = 0; i < n && !u->dead; i++) {
       struct sockaddr_storage *client = &names[i];
       if (client->ss_family != AF_INET && client->ss_family != AF_INET6) continue;
@@ -407,6 +415,7 @@ void udp_on_flow(struct engine *e, struct flow *f, uint32_t events) {
       return;
     }
     f->reply_ms = e->now_ms;
+    poll_mark(e, msgs, n);
     size_t clen = source_cmsg(f, cbuf);
     for (int i = 0; i < n; i++) {
       iov[i].iov_len = msgs[i].msg_len;

@@ -30,6 +30,18 @@ const PART = /([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/y;
 export function parseDurationMs(text: string): number | undefined {
   const t = text.trim();
   if (/^[0-9]+(?:\.[0-9]+)?$/.test(t)) return Math.round(Number(t) * 1000);
+  const ms = parseGoDurationMs(t);
+  if (ms === undefined) return undefined;
+  return ms > 0 ? Math.max(1, Math.round(ms)) : 0;
+}
+
+/**
+ * parseGoDurationMs reads one or more `<number><unit>` parts, as Go's time.ParseDuration does,
+ * and returns milliseconds unrounded (`250us` is 0.25), or undefined; a bare number has no unit
+ * and is undefined here.
+ */
+export function parseGoDurationMs(text: string): number | undefined {
+  const t = text.trim();
   if (t === '') return undefined;
   let ms = 0;
   PART.lastIndex = 0;
@@ -38,8 +50,7 @@ export function parseDurationMs(text: string): number | undefined {
     if (!m) return undefined;
     ms += Number(m[1]) * UNITS[m[2]!]!;
   }
-  if (!Number.isFinite(ms)) return undefined;
-  return ms > 0 ? Math.max(1, Math.round(ms)) : 0;
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 /**

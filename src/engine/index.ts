@@ -9,6 +9,7 @@ import { TcpForwarder, type TcpForwarderOptions, type TcpStats } from '../tcp/fo
 import type { BindUdpOptions, UdpListener } from '../udp/bind.js';
 import { UdpForwarder, type UdpForwarderOptions, type UdpStats } from '../udp/forwarder.js';
 import { loadNative, type Loaded } from './load.js';
+import { busyPollUs } from './native-engine.js';
 import { NativeTcpForwarder } from './native-tcp.js';
 import { NativeUdpForwarder } from './native-udp.js';
 
@@ -47,6 +48,7 @@ export function engineStatus(choice: EngineChoice = 'auto', ctx: EngineContext =
   if (loaded.binding === undefined) {
     return { tcp: 'js', udp: 'js', why: `native engine ${loaded.why}` };
   }
+  busyPollUs(); // a bad PORTPUB_BUSY_POLL is said before anything is bound
   if (ctx.tcpShared) {
     return {
       tcp: 'js',

@@ -6,12 +6,16 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** ABI is the native/napi.c interface version this side speaks. */
-const ABI = 5;
+const ABI = 6;
 
 /** NativeBinding is what native/napi.c exports. */
 export interface NativeBinding {
   readonly abi: number;
-  start(onEvents: (nums: Float64Array, clients: string[], lost: boolean) => void): void;
+  start(
+    onEvents: (nums: Float64Array, clients: string[], lost: boolean) => void,
+    /** How long the engine polls for the next event before sleeping, in µs (0: never). */
+    busyPollUs: number,
+  ): void;
   listen(
     fd: number,
     id: number,
@@ -43,6 +47,8 @@ export interface NativeBinding {
   udpDestroy(id: number): void;
   /** [client, host, targetLocal, openedAt, activeAt (wall-clock ms), up, down] */
   udpFlows(id: number, port: number): [string, string, string, number, number, number, number][];
+  /** [polls begun, polls that found an event] of the engine's busy polling (native/engine.c). */
+  pollStats(): [number, number];
   ref(): void;
   unref(): void;
 }

@@ -2,7 +2,31 @@
 // batch of events to the forwarder that owns the listener, and keeps the process alive while
 // any native listener or connection is served (Node's own servers are closed once the engine
 // holds their sockets, so nothing else would).
+import { parseGoDurationMs } from '../duration.js';
+import { UsageError } from '../errors.js';
 import type { NativeBinding } from './load.js';
+
+/** BUSY_POLL_US is how long the engine polls before sleeping by default (native/engine.c). */
+export const BUSY_POLL_US = 200;
+const BUSY_POLL_MAX_US = 10_000;
+
+/**
+ * busyPollUs reads PORTPUB_BUSY_POLL: how long the engine thread polls for the next event after
+ * request/response traffic before it sleeps, as a Go duration (`200us`, `1ms`), `0` for never.
+ * Unset or empty: BUSY_POLL_US. Anything else is a UsageError naming the variable.
+ */
+export function busyPollUs(env: NodeJS.ProcessEnv = process.env): number {
+  const text = env.PORTPUB_BUSY_POLL;
+  if (text === undefined || text.trim() === '') return BUSY_POLL_US;
+  const ms = text.trim() === '0' ? 0 : parseGoDurationMs(text);
+  if (ms === undefined || ms * 1000 > BUSY_POLL_MAX_US) {
+    throw new UsageError(
+      `PORTPUB_BUSY_POLL must be a duration from 0 to 10ms with its unit (200us, 1ms; 0 turns ` +
+        `busy polling off); got ${JSON.stringify(text)}`,
+    );
+  }
+  return Math.round(ms * 1000);
+}
 
 /** Event types and the record layout, as native/engine.h writes them. */
 export const EV_OPENED = 1;
@@ -49,7 +73,7 @@ export class NativeEngine {
   /** add registers a client, starting the engine and keeping the process alive, and returns its id. */
   add(client: EngineClient): number {
     if (!this.started) {
-      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost));
+      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost), busyPollUs());
       this.started = true;
     }
     const id = this.nextId++;

@@ -7,6 +7,7 @@ import {
   parseCount,
   parseDuration,
   parseDurationMs,
+  parseGoDurationMs,
 } from '../../src/duration.js';
 
 describe('parseDuration', () => {
@@ -83,5 +84,16 @@ describe('parseCount', () => {
     expect(parseCount('-3')).toBeUndefined();
     expect(parseCount('1.5')).toBeUndefined();
     expect(parseCount('99999999999999999999')).toBeUndefined();
+  });
+});
+
+describe('parseGoDurationMs', () => {
+  it('keeps what is finer than a millisecond, and wants a unit', () => {
+    expect(parseGoDurationMs('250us')).toBe(0.25);
+    expect(parseGoDurationMs('1ms500us')).toBe(1.5);
+    expect(parseGoDurationMs('2s')).toBe(2000);
+    expect(parseGoDurationMs('200')).toBeUndefined();
+    expect(parseGoDurationMs('')).toBeUndefined();
+    expect(parseGoDurationMs('1x')).toBeUndefined();
   });
 });

@@ -11,6 +11,8 @@ import {
   parseEngineChoice,
 } from '../../src/engine/index.js';
 import { loadFrom, loadNative } from '../../src/engine/load.js';
+import { BUSY_POLL_US, busyPollUs } from '../../src/engine/native-engine.js';
+import { UsageError } from '../../src/errors.js';
 
 describe('parseEngineChoice', () => {
   it.each([
@@ -74,4 +76,31 @@ describe('without the addon', () => {
       expect.objectContaining({ code: 'ERR_UNSUPPORTED' }),
     );
   });
+});
+
+describe('busyPollUs (PORTPUB_BUSY_POLL)', () => {
+  it.each([
+    [undefined, BUSY_POLL_US],
+    ['', BUSY_POLL_US],
+    ['0', 0],
+    ['200us', 200],
+    ['1ms', 1000],
+    ['1.5ms', 1500],
+    ['500µs', 500],
+    ['10ms', 10_000],
+  ])('reads %j as %d µs', (value, us) => {
+    expect(busyPollUs(value === undefined ? {} : { PORTPUB_BUSY_POLL: value })).toBe(us);
+  });
+
+  it.each(['200', '1', 'fast', '-1ms', '10.5ms', '1s'])(
+    'refuses %j, naming the variable',
+    (value) => {
+      expect(() => busyPollUs({ PORTPUB_BUSY_POLL: value })).toThrow(
+        new UsageError(
+          'PORTPUB_BUSY_POLL must be a duration from 0 to 10ms with its unit (200us, 1ms; 0 turns ' +
+            `busy polling off); got ${JSON.stringify(value)}`,
+        ),
+      );
+    },
+  );
 });
