@@ -348,8 +348,13 @@ void tcp_on_side(struct engine *e, struct side *s, uint32_t events) {
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable[i] = 1;
   if (c->state == C_CONNECTING) {
     if (i == 1 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-      int err = sock_error(c->fd[1]);
-      if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
+      /* Writable without an error or hang-up is a connect that succeeded (Linux's tcp_poll
+         reports a failed one with EPOLLERR): SO_ERROR is read only when there is one to read. */
+      int err = 0;
+      if (events & (EPOLLERR | EPOLLHUP)) {
+        err = sock_error(c->fd[1]);
+        if (err == 0) err = ECONNREFUSED;
+      }
       if (err != 0) tcp_connect_failed(e, c, err);
       else connected(e, c);
     } else if (i == 0 && (events & EPOLLERR)) {
