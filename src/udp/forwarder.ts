@@ -134,7 +134,9 @@ export class UdpForwarder implements Forwarder<UdpStats> {
 
   /**
    * connections lists the live flows, least recently active first. lastActivityAt counts
-   * datagrams both ways (expiry counts only those to the target).
+   * datagrams both ways (expiry counts only those to the target). It is read on the forwarder's
+   * own clock and turned into wall-clock time, so it can land a millisecond before openedAt (a
+   * Date.now() reading); a flow is never shown idle for longer than it has lived.
    */
   connections(): ConnectionInfo[] {
     const now = this.now();
@@ -146,7 +148,10 @@ export class UdpForwarder implements Forwarder<UdpStats> {
       targetLocal: flow.local,
       target: flow.target,
       openedAt: flow.openedAt,
-      lastActivityAt: wall - (now - Math.max(flow.session.lastActive, flow.lastReply)),
+      lastActivityAt: Math.max(
+        flow.openedAt,
+        wall - (now - Math.max(flow.session.lastActive, flow.lastReply)),
+      ),
       bytesClientToTarget: flow.bytesToTarget,
       bytesTargetToClient: flow.bytesToClient,
       state: flow.pending === null ? 'open' : 'connecting',

@@ -344,6 +344,27 @@ describe.each(engines)('UDP forwarder (%s engine)', (engine) => {
     },
   );
 
+  // JS-only: a test clock (options.now) is the TypeScript forwarder's; native takes none.
+  it.runIf(engine === 'js')(
+    'never lists a flow as idle for longer than it has lived, whatever its clock reads',
+    async () => {
+      const echo = await echoServer('udp4', V4);
+      const clock = { t: 0 };
+      const { fw, port } = await forward(V4, {
+        targetHost: V4,
+        targetPort: echo.port,
+        flowTimeoutMs: 3_600_000,
+        now: () => clock.t,
+      });
+      const client = await udpSocket('udp4', V4);
+      await request(client, 'x', port, V4);
+      // The forwarder's clock (idle time) and Date.now() (openedAt) part by a minute.
+      clock.t += 60_000;
+      const [flow] = fw.connections();
+      expect(flow!.lastActivityAt).toBeGreaterThanOrEqual(flow!.openedAt);
+    },
+  );
+
   it('logs flow open and expiry at debug with the client and the target source port', async () => {
     const echo = await echoServer('udp4', V4, 'port');
     const { logger, lines } = captureLogger();
