@@ -177,7 +177,7 @@ export async function writeStateInSteps(dir: string, state: State): Promise<void
   const list = parts.length === 0 ? '[]' : `[\n    ${parts.join(',\n    ')}\n  ]`;
   const text = `${head.replace('"bindings": []', () => `"bindings": ${list}`)}\n`;
   const path = stateFile(dir, state.pid);
-  const tmp = join(dirname(path), `.${state.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPath(path, state.pid);
   const file = await openAsync(tmp, 'wx', 0o600);
   try {
     await file.writeFile(text);
@@ -203,7 +203,7 @@ const STEP_BINDINGS = 2048;
  * process, so readStates can tell a dead writer's leftover in the state dir.
  */
 export function writeFileAtomic(path: string, text: string, owner: number = process.pid): void {
-  const tmp = join(dirname(path), `.${owner}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPath(path, owner);
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeSync(fd, text);
@@ -217,6 +217,11 @@ export function writeFileAtomic(path: string, text: string, owner: number = proc
     removeQuietly(tmp);
     throw err;
   }
+}
+
+/** tempPath names a temp file beside path for the writing process owner (TEMP_FILE's shape). */
+function tempPath(path: string, owner: number): string {
+  return join(dirname(path), `.${owner}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /**
