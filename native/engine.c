@@ -30,11 +30,13 @@ static struct {
   uint8_t kind;
 } wake_tag = {K_WAKE};
 
-int64_t mono_ms(void) {
+int64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts); /* cannot fail for CLOCK_MONOTONIC with a valid pointer */
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+int64_t mono_ms(void) { return mono_ns() / 1000000; }
 
 /* wall_ms turns a mono_ms() time into wall-clock ms since the epoch with one offset, so a
  * connection's opened-at time reads the same in every listing (Date.now() minus an age would
@@ -55,12 +57,6 @@ double wall_ms(int64_t mono) {
   }
   /* The middle of that millisecond, rounded (positive, so the cast floors). */
   return (double)(int64_t)((double)mono + 0.5 + wall_offset + 0.5);
-}
-
-int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 void list_init(struct link *h) { h->prev = h->next = h; }
