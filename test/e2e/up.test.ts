@@ -425,24 +425,35 @@ describe('up and its own sockets; a reload to no ports (issue 13 defects 1 and 2
   });
 });
 
+/**
+ * upWithLiveConnection runs `up` on a file of one mapping (the TypeScript relay: the native engine
+ * relays off the event loop whatever happens on it) and opens a connection through it that has
+ * echoed once: what the reload tests below watch while the file grows.
+ */
+async function upWithLiveConnection() {
+  const dir = tempDir();
+  const env = { XDG_RUNTIME_DIR: dir };
+  const web = await tcpEcho();
+  const file = join(dir, 'compose.yaml');
+  const ports = `services:\n  web:\n    ports:\n      - "127.0.0.1::${web}"\n`;
+  writeFileSync(file, ports);
+  const run = await startCli(
+    ['up', '-f', file, '--log-format', 'json', '--engine', 'js'],
+    1,
+    15_000,
+    {
+      env,
+    },
+  );
+  const published = Number(/:(\d+)$/.exec(run.lines[0]!)![1]);
+  const conn = await open(published);
+  expect(await conn.echo('before')).toBe('before');
+  return { run, file, ports, conn };
+}
+
 describe('a SIGHUP reload of a large file (issue 11 defect 5)', () => {
   it('keeps relaying on a live connection while the file is parsed', async () => {
-    const dir = tempDir();
-    const env = { XDG_RUNTIME_DIR: dir };
-    const web = await tcpEcho();
-    const file = join(dir, 'compose.yaml');
-    const ports = `services:\n  web:\n    ports:\n      - "127.0.0.1::${web}"\n`;
-    writeFileSync(file, ports);
-    // The TypeScript relay: the native engine relays off the event loop whatever happens on it.
-    const run = await startCli(
-      ['up', '-f', file, '--log-format', 'json', '--engine', 'js'],
-      1,
-      15_000,
-      { env },
-    );
-    const published = Number(/:(\d+)$/.exec(run.lines[0]!)![1]);
-    const conn = await open(published);
-    expect(await conn.echo('before')).toBe('before');
+    const { run, file, ports, conn } = await upWithLiveConnection();
 
     // The same mapping, and a bulky x- extension: seconds of YAML parsing, nothing to rebind.
     const bulk = Array.from({ length: 120_000 }, (_, i) => `  - item-${i}`).join('\n');
@@ -472,21 +483,7 @@ describe('a SIGHUP reload of a large file (issue 11 defect 5)', () => {
   // 170-197 ms before, 72-116 ms after); the benchmark is in the commit. The state file rewritten
   // after the reload and the peer-loop check go in steps too (writeStateInSteps, peer-loop.ts).
   it('never stalls a live connection for long while a reload of many ports is applied', async () => {
-    const dir = tempDir();
-    const env = { XDG_RUNTIME_DIR: dir };
-    const web = await tcpEcho();
-    const file = join(dir, 'compose.yaml');
-    const ports = `services:\n  web:\n    ports:\n      - "127.0.0.1::${web}"\n`;
-    writeFileSync(file, ports);
-    const run = await startCli(
-      ['up', '-f', file, '--log-format', 'json', '--engine', 'js'],
-      1,
-      15_000,
-      { env },
-    );
-    const published = Number(/:(\d+)$/.exec(run.lines[0]!)![1]);
-    const conn = await open(published);
-    expect(await conn.echo('before')).toBe('before');
+    const { run, file, ports, conn } = await upWithLiveConnection();
 
     writeFileSync(file, `${ports}    expose: ["1-65535", "1-65535/udp"]\n`);
     run.child.kill('SIGHUP');
