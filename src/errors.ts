@@ -47,6 +47,7 @@ export const ERRORS = {
     'run: the namespaces or their agent could not be set up, or it died',
   ],
   ERR_AGENT_GONE: [EXIT_RUNTIME, 'run: a connection asked of a namespace agent that has exited'],
+  ERR_TTY: [EXIT_RUNTIME, 'run -t: -it without a terminal on stdin, or no script(1) to open one'],
   ERR_CONTROL: [EXIT_RUNTIME, 'a control socket could not be reached or answered nonsense'],
 } as const satisfies Record<string, readonly [number, string]>;
 
@@ -78,6 +79,7 @@ export const ERR_CONTAINER_RUNNING = 'ERR_CONTAINER_RUNNING';
 export const ERR_NO_USERNS = 'ERR_NO_USERNS';
 export const ERR_NAMESPACE = 'ERR_NAMESPACE';
 export const ERR_AGENT_GONE = 'ERR_AGENT_GONE';
+export const ERR_TTY = 'ERR_TTY';
 export const ERR_CONTROL = 'ERR_CONTROL';
 
 /** PortpubError is the base of every error portpub raises on purpose. */

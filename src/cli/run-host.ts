@@ -7,7 +7,7 @@ import { linkedEnv } from '../registry/queries.js';
 import { readStates, removeState, stateDir, writeState } from '../registry/state.js';
 import { userVariables } from '../netns/env.js';
 import type { CliContext } from './context.js';
-import { runWithEnv } from './run-with-env.js';
+import { requireTty, runWithEnv } from './run-with-env.js';
 
 /** HostRunOptions are the --network host options the record keeps (in `serve`). */
 export interface HostRunOptions {
@@ -46,8 +46,10 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
     try {
       const env = hostRunEnv(record.links, record.userEnv, opts, dir);
       // Output inherited: the command writes straight to the log file, as portpub does.
+      const tty = record.tty === true ? { tty: requireTty(false), stdin: false } : {};
       return await runWithEnv(record.command, record.args, env, {
         interactive: false,
+        ...tty,
         onSpawn: () => {
           // A state file, so that `stop` can prove this pid is this portpub before signalling.
           const startedAt = new Date().toISOString();

@@ -9,6 +9,7 @@ import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { serviceEnv } from '../netns/env.js';
 import { hostsFile } from '../netns/hosts.js';
+import { ttyCommand } from '../netns/tty.js';
 import { dialLink, dialLinkUdp, relay, serveLinks, type LinkServer } from '../netns/relay.js';
 import { hostPeer, udpConduit, type OpenPeer } from '../netns/udp-link.js';
 import { exitStatus, Sandbox, UNSHARE_NOISE } from '../netns/sandbox.js';
@@ -32,6 +33,7 @@ import {
 } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { keepOutput, type KeptOutput } from './run-output.js';
+import { requireTty } from './run-with-env.js';
 import type { ServeOptions } from './options.js';
 import { observeOptions, startObserve, type Observe } from '../observe/start.js';
 import { ERR_LINK } from '../errors.js';
@@ -163,7 +165,17 @@ export async function runContainer(
       linkEnv({ parent: record.name, alias: l.alias, ip: l.ip, ports: l.ports, env: l.env }),
     );
     const env = serviceEnv({ hostname: shortId, links: linkVars, user: record.userEnv });
-    await sandbox.startCommand(record.command, record.args, env, record.interactive);
+    // -t: script(1) runs the command on a terminal of its own (netns/tty.ts).
+    const run =
+      record.tty === true
+        ? ttyCommand(
+            requireTty(false),
+            record.command,
+            record.args,
+            env.find(([k]) => k === 'PATH')?.[1],
+          )
+        : { command: record.command, args: record.args, tty: false };
+    await sandbox.startCommand(run.command, run.args, env, record.interactive, run.tty);
     const never = sandbox.ended;
     if (never?.error !== undefined) {
       // Not found (127) or not executable (126): the start failed, as `docker run` reports it.

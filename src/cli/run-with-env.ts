@@ -3,6 +3,8 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { ERR_TTY, PortpubError } from '../errors.js';
+import { findExecutable, SCRIPT, ttyCommand, TtySignals } from '../netns/tty.js';
 
 /** RunIo redirects a child's output (tests); absent streams are inherited. */
 export interface RunIo {
@@ -16,6 +18,32 @@ export interface RunIo {
   interactive?: boolean;
   /** Called once the child runs (not for a command that cannot start). */
   onSpawn?: () => void;
+  /** run -t: script(1)'s path, to run the command on a terminal of its own (netns/tty.ts). */
+  tty?: string;
+  /** Whether the child reads portpub's stdin (default); else /dev/null (-t without -i). */
+  stdin?: boolean;
+}
+
+/**
+ * requireTty checks what `run -t` needs before anything starts, and returns script(1)'s path. With
+ * -i in the foreground, stdin must be a terminal, as docker run checks it (`the input device is not
+ * a TTY`): the command's terminal relays it.
+ */
+export function requireTty(interactiveForeground: boolean): string {
+  if (interactiveForeground && process.stdin.isTTY !== true) {
+    throw new PortpubError(
+      ERR_TTY,
+      'the input device is not a TTY (-t with -i reads a terminal on stdin; leave out -t to pipe input)',
+    );
+  }
+  const script = findExecutable(SCRIPT, process.env.PATH);
+  if (script === undefined) {
+    throw new PortpubError(
+      ERR_TTY,
+      `-t: ${SCRIPT} was not found on PATH; it allocates the command's terminal (install util-linux, Debian's bsdutils)`,
+    );
+  }
+  return script;
 }
 
 /**
@@ -55,19 +83,36 @@ export function runWithEnv(
   env: Readonly<Record<string, string>>,
   io: RunIo = {},
 ): Promise<number> {
-  const interactive = io.interactive ?? inTerminalForeground();
+  const childEnv = { ...process.env, ...env };
+  const run =
+    io.tty === undefined
+      ? { command, args: [...args], tty: false }
+      : ttyCommand(io.tty, command, args, childEnv.PATH);
+  const onTty = run.tty;
+  // On its own terminal the command hears no Ctrl-C of portpub's: script puts a terminal it reads
+  // in raw mode (Ctrl-C is a byte for the command's terminal), and one it does not read (no -i)
+  // is kept from it in a session of its own. So every SIGINT portpub gets is relayed.
+  const interactive = onTty ? false : (io.interactive ?? inTerminalForeground());
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      env: { ...process.env, ...env },
-      stdio: ['inherit', io.stdout ? 'pipe' : 'inherit', io.stderr ? 'pipe' : 'inherit'],
+    const child = spawn(run.command, run.args, {
+      env: childEnv,
+      detached: onTty && io.stdin === false,
+      stdio: [
+        io.stdin === false ? 'ignore' : 'inherit',
+        io.stdout ? 'pipe' : 'inherit',
+        io.stderr ? 'pipe' : 'inherit',
+        ...(onTty ? ['pipe' as const] : []),
+      ],
     });
+    const ttySignals = onTty ? new TtySignals(child.stdio[3] as NodeJS.ReadableStream) : undefined;
     if (io.stdout) child.stdout?.pipe(io.stdout, { end: false });
     if (io.stderr) child.stderr?.pipe(io.stderr, { end: false });
 
     let interrupts = 0;
     const relay = (signal: NodeJS.Signals) => {
       if (signal === 'SIGINT' && interactive && ++interrupts === 1) return;
-      child.kill(signal);
+      if (ttySignals) ttySignals.kill(signal);
+      else child.kill(signal);
     };
     for (const signal of FORWARDED) process.on(signal, relay);
 

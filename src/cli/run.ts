@@ -19,7 +19,7 @@ import {
   type ContainerConfig,
   type ExposedPort,
 } from '../registry/containers.js';
-import { runWithEnv } from './run-with-env.js';
+import { requireTty, runWithEnv } from './run-with-env.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
@@ -33,6 +33,9 @@ const EXAMPLES = `
 Examples:
   # a web server in a network of its own, published on the host's port 5000
   $ portpub run -d -p 5000:5000 --name web -- python3 -m http.server 5000
+
+  # a shell on a terminal of its own, in a network of its own, removed when it exits
+  $ portpub run -it --rm -- bash
 
   # a database only its linked peers reach, and one of them
   $ portpub run -d --name db --expose 5432 -e POSTGRES_DB=app -- postgres
@@ -52,6 +55,7 @@ interface RunOptions extends ServeOptions {
   detach: boolean;
   rm: boolean;
   interactive: boolean;
+  tty: boolean;
   network?: string;
   parent: string;
   published: boolean;
@@ -93,6 +97,7 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('-d, --detach', 'run in the background and print the service id', false)
     .option('--rm', 'remove the service when it exits', false)
     .option('-i, --interactive', 'keep stdin attached to the command', false)
+    .option('-t, --tty', "run the command on a terminal of its own (util-linux's script)", false)
     .option('--network <mode>', "'host' to share the host's network (default: one of its own)")
     .option('--parent <name>', '--network host: the <parent> of <ALIAS>_NAME', 'portpub')
     .option(
@@ -155,6 +160,8 @@ async function runCommand(
   if (command === undefined) {
     throw new UsageError("'portpub run' requires at least 1 argument: the command to run");
   }
+  // Checked before anything starts, as docker run checks it.
+  const script = opts.tty ? requireTty(opts.interactive && !opts.detach) : undefined;
   const hostEnv = process.env;
   const user = [
     ...opts.envFile.flatMap((f) => parseEnvFile(readBytes(f), f, hostEnv)),
@@ -176,7 +183,7 @@ async function runCommand(
     if (opts.detach) return detachOnHost(command, args, { ...opts, name }, user, ctx);
     // In the foreground no record holds the name, but one in use is refused, as Docker would.
     if (name !== undefined) checkNameFree(name, nameHolders(dir));
-    return runOnHost(command, args, opts, user, ctx);
+    return runOnHost(command, args, opts, user, ctx, script);
   }
 
   const exposed = [...opts.expose.flat()];
@@ -213,6 +220,7 @@ async function runCommand(
     detach: opts.detach,
     autoRemove: opts.rm,
     interactive: opts.interactive && !opts.detach,
+    tty: opts.tty,
     serve: serve as unknown as Record<string, unknown>,
   };
   checkNameFree(config.name, nameHolders(dir));
@@ -239,9 +247,12 @@ async function runOnHost(
   opts: RunOptions,
   user: string[],
   ctx: CliContext,
+  script: string | undefined,
 ): Promise<number> {
   const env = hostRunEnv(opts.link, user, opts);
-  return runWithEnv(command, args, env, { stderr: ctx.io.stderr });
+  // Without -t, stdin stays the command's as before; on a terminal of its own, only with -i.
+  const tty = script === undefined ? {} : { tty: script, stdin: opts.interactive };
+  return runWithEnv(command, args, env, { stderr: ctx.io.stderr, ...tty });
 }
 
 /**
@@ -278,6 +289,7 @@ async function detachOnHost(
       detach: true,
       autoRemove: opts.rm,
       interactive: false,
+      tty: opts.tty,
       serve: hostOptions as unknown as Record<string, unknown>,
     },
     dir,

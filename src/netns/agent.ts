@@ -2,12 +2,13 @@
 // "builtin" port driver is the model). It brings `lo` up, sets the hostname, mounts the private
 // /etc/hosts, runs the command, and on request dials the service's ports inside the namespace and
 // hands the connected sockets back over its IPC channel. It imports nothing of portpub at run time
-// and ends with its parent: a closed channel (portpub gone, even by SIGKILL) kills the command.
+// but the leaf tty.ts, and ends with its parent: a closed channel (portpub gone, even by SIGKILL) kills the command.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { FromAgent, ToAgent } from './protocol.js';
+import { TtySignals } from './tty.js';
 
 type Handle = net.Socket | net.Server | dgram.Socket;
 
@@ -56,6 +57,8 @@ async function setup(hostname: string, mounts: { source: string; target: string 
 }
 
 let child: ChildProcess | undefined;
+/** Under -t, the child is script(1) and signals go to the command under it. */
+let ttySignals: TtySignals | undefined;
 const listeners = new Map<number, net.Server>();
 
 function start(m: Extract<ToAgent, { t: 'start' }>): void {
@@ -63,9 +66,15 @@ function start(m: Extract<ToAgent, { t: 'start' }>): void {
   for (const [k, v] of m.env) env[k] = v;
   const c = spawn(m.command, m.args, {
     env,
-    stdio: [m.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'],
+    stdio: [
+      m.stdin ? 'inherit' : 'ignore',
+      'inherit',
+      'inherit',
+      ...(m.tty ? ['pipe' as const] : []),
+    ],
   });
   child = c;
+  if (m.tty) ttySignals = new TtySignals(c.stdio[3] as NodeJS.ReadableStream | null);
   let spawned = false;
   c.once('spawn', () => {
     spawned = true;
@@ -80,6 +89,13 @@ function start(m: Extract<ToAgent, { t: 'start' }>): void {
     finish({ t: 'exit', code, signal: null, error: why });
   });
   c.on('exit', (code, signal) => finish({ t: 'exit', code, signal }));
+}
+
+/** signalCommand sends a signal to the command: under -t, past script (see TtySignals). */
+function signalCommand(signal: NodeJS.Signals): void {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  if (ttySignals) ttySignals.kill(signal);
+  else child.kill(signal);
 }
 
 /** finish reports how the command ended and exits; as PID 1 of its PID namespace, that ends the rest. */
@@ -169,7 +185,7 @@ function onMessage(m: ToAgent): void {
       );
       return;
     case 'signal':
-      child?.kill(m.signal);
+      signalCommand(m.signal);
       return;
   }
 }

@@ -19,6 +19,8 @@ export interface StartMessage {
   env: [string, string][];
   /** Whether the command reads the agent's stdin (docker run -i); else /dev/null. */
   stdin: boolean;
+  /** Whether `command` is script(1) running the service on a terminal (run -t, see tty.ts). */
+  tty: boolean;
 }
 
 /** DialMessage asks for a socket connected to 127.0.0.1:port inside the namespace. */

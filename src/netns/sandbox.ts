@@ -248,10 +248,11 @@ export class Sandbox {
     args: readonly string[],
     env: readonly [string, string][],
     stdin = false,
+    tty = false,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
       this.started = { resolve, reject };
-      this.send({ t: 'start', command, args: [...args], env: [...env], stdin });
+      this.send({ t: 'start', command, args: [...args], env: [...env], stdin, tty });
     });
   }
 

@@ -73,6 +73,8 @@ export interface ContainerConfig {
   detach: boolean;
   autoRemove: boolean;
   interactive: boolean;
+  /** run -t: the command runs on a terminal of its own (absent in older records: no). */
+  tty?: boolean;
   /** The serving options, for a detached portpub to pick up. */
   serve: Record<string, unknown>;
 }

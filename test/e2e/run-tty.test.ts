@@ -1,0 +1,158 @@
+// `portpub run -t`, through the built CLI, in a network of its own and on the host's: the command
+// gets a terminal of its own (util-linux's script allocates it), its exit status and the signals
+// `stop` sends are its own, `-it` reads the user's terminal (typing and Ctrl-C reach the command
+// through its terminal), and what docker run refuses is refused before anything starts.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { BIN, runCli } from '../helpers/cli.js';
+import { waitFor, withDeadline } from '../helpers/net.js';
+import { needs } from '../helpers/udp.js';
+import { record, records, requireNetns, runEnv } from '../fixtures/netns-run.js';
+
+const SCRIPT = '/usr/bin/script';
+
+const NETWORKS = [
+  { name: 'own network', extra: [] as string[] },
+  { name: '--network host', extra: ['--network', 'host'] },
+];
+
+/** ON_TTY prints which of stdin, stdout and stderr are terminals, then a word with a quote in it. */
+const ON_TTY = `for fd in 0 1 2; do if test -t $fd; then echo "$fd:tty"; else echo "$fd:no"; fi; done; echo "it's" >&2; exit 3`;
+
+describe('portpub run -t', { timeout: 90_000 }, () => {
+  it.for(NETWORKS)(
+    'the command runs on a terminal of its own, its exit status passed on: $name',
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      const e = runEnv();
+      const base = ['run', '--log-level', 'warn', ...extra];
+      const withTty = await runCli([...base, '-t', '--', 'sh', '-c', ON_TTY], 30_000, {
+        env: e.env,
+      });
+      // A terminal's line ends, and stderr on the same terminal as stdout, as under docker run -t.
+      expect(withTty.stdout).toBe(`0:tty\r\n1:tty\r\n2:tty\r\nit's\r\n`);
+      expect(withTty.code).toBe(3);
+      const without = await runCli([...base, '--', 'sh', '-c', ON_TTY], 30_000, { env: e.env });
+      expect(without.stdout).toBe('0:no\n1:no\n2:no\n');
+      expect(without.stderr).toContain("it's\n");
+      expect(without.code).toBe(3);
+    },
+  );
+
+  it.for(NETWORKS)(
+    "a command that cannot run fails as without -t: 127 and portpub's line: $name",
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      const e = runEnv();
+      const r = await runCli(
+        ['run', '--log-level', 'warn', ...extra, '-t', 'no-such-command'],
+        30_000,
+        {
+          env: e.env,
+        },
+      );
+      expect(r.code).toBe(127);
+      expect(r.stderr).toContain('portpub: no-such-command: command not found');
+    },
+  );
+
+  it.for(NETWORKS)(
+    "-d -t: stop's SIGTERM reaches the command, whose own exit status is kept: $name",
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      const e = runEnv();
+      // One that handles SIGTERM (exit 7), one that dies of it (143).
+      const trapper = `trap 'echo got TERM; exit 7' TERM; echo up; while :; do sleep 0.1; done`;
+      for (const [name, cmd] of [
+        ['trapper', ['sh', '-c', trapper]],
+        ['sleeper', ['sleep', '60']],
+      ] as const) {
+        const d = await runCli(
+          ['run', '-d', '-t', ...extra, '--name', name, '--', ...cmd],
+          30_000,
+          {
+            env: e.env,
+          },
+        );
+        expect(d.code, d.stderr).toBe(0);
+      }
+      await waitFor(
+        async () =>
+          (await runCli(['logs', 'trapper'], 15_000, { env: e.env })).stdout.includes('up'),
+        'the trapper to trap',
+        20_000,
+      );
+      const stop = await runCli(['stop', 'trapper', 'sleeper'], 30_000, { env: e.env });
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(record(e.dir, 'trapper').state).toMatchObject({ status: 'exited', exitCode: 7 });
+      expect(record(e.dir, 'sleeper').state).toMatchObject({ status: 'exited', exitCode: 143 });
+      const logs = await runCli(['logs', 'trapper'], 15_000, { env: e.env });
+      expect(logs.stdout).toContain('got TERM\r\n');
+    },
+  );
+
+  it.for(NETWORKS)(
+    '-it without a terminal on stdin is refused before anything starts, exit 1: $name',
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      const e = runEnv();
+      const r = await runCli(['run', ...extra, '-it', '--name', 'notty', '--', 'true'], 30_000, {
+        env: e.env,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('the input device is not a TTY');
+      expect(records(e.dir)).toEqual([]);
+    },
+  );
+
+  it('without script(1) on PATH, -t is refused with what to install, exit 1', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const r = await runCli(['run', '-t', '--name', 'noscript', '--', 'true'], 30_000, {
+      env: { ...e.env, PATH: '/nonexistent' },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('-t: script was not found on PATH');
+    expect(r.stderr).toContain('util-linux');
+    expect(records(e.dir)).toEqual([]);
+  });
+
+  it.for(NETWORKS)(
+    '-it on a terminal: typing and Ctrl-C reach the command through its terminal: $name',
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      const e = runEnv();
+      const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+      const command = `trap 'echo got INT; exit 5' INT; echo ready; read line; echo "read:$line"; while :; do sleep 0.1; done`;
+      const cmd = [process.execPath, BIN, 'run', '-it', '--log-level', 'warn', ...extra]
+        .concat(['--', 'sh', '-c', command])
+        .map(quote)
+        .join(' ');
+      // script(1) puts portpub on a pseudo-terminal; what is written to it is typed there.
+      const child = spawn(SCRIPT, ['-qfec', `exec ${cmd}`, '/dev/null'], {
+        env: { ...process.env, ...e.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      onTestFinished(() => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await waitFor(() => out.includes('ready'), 'the command to start', 20_000);
+      child.stdin.write('hello\r');
+      await waitFor(() => out.includes('read:hello'), 'the typed line to be read', 20_000);
+      child.stdin.write('\x03');
+      await waitFor(() => out.includes('got INT'), 'the Ctrl-C to reach the command', 20_000);
+      child.stdin.end();
+      // The command's own exit status: it handled the one SIGINT its terminal sent.
+      expect(await withDeadline(exited, 20_000, 'portpub to exit')).toBe(5);
+      expect(out.match(/got INT/g)).toHaveLength(1);
+    },
+  );
+});
