@@ -48,15 +48,17 @@ export function engineStatus(choice: EngineChoice = 'auto', ctx: EngineContext =
   if (loaded.binding === undefined) {
     return { tcp: 'js', udp: 'js', why: `native engine ${loaded.why}` };
   }
-  busyPollUs(); // a bad PORTPUB_BUSY_POLL is said before anything is bound
+  // Read here, so that a bad PORTPUB_BUSY_POLL is said before anything is bound.
+  const poll = busyPollUs();
+  const polling = poll === 0 ? 'busy polling off' : `busy polling ${poll}us (PORTPUB_BUSY_POLL)`;
   if (ctx.tcpShared) {
     return {
       tcp: 'js',
       udp: 'native',
-      why: `${loaded.path}; TCP sockets are shared with --tcp-workers processes`,
+      why: `${loaded.path}; ${polling}; TCP sockets are shared with --tcp-workers processes`,
     };
   }
-  return { tcp: 'native', udp: 'native', why: loaded.path };
+  return { tcp: 'native', udp: 'native', why: `${loaded.path}; ${polling}` };
 }
 
 /** engineLine is the one startup line saying which engine serves and why. */

@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import {
   assertEngine,
   engineLine,
@@ -48,6 +48,17 @@ describe('engineStatus and engineLine', () => {
       expect(engineStatus('auto', { tcpShared: true })).toMatchObject({ tcp: 'js', udp: 'native' });
       expect(engineLine('auto', { tcpShared: true })).toMatch(/--tcp-workers/);
     }
+  });
+
+  it('the native line says how the engine thread busy-polls', (ctx) => {
+    if (!loadNative().binding) ctx.skip('the native engine did not load');
+    onTestFinished(() => vi.unstubAllEnvs());
+    vi.stubEnv('PORTPUB_BUSY_POLL', '');
+    expect(engineLine('auto')).toMatch(/; busy polling 200us \(PORTPUB_BUSY_POLL\)\)$/);
+    vi.stubEnv('PORTPUB_BUSY_POLL', '1ms');
+    expect(engineLine('auto')).toMatch(/; busy polling 1000us \(PORTPUB_BUSY_POLL\)\)$/);
+    vi.stubEnv('PORTPUB_BUSY_POLL', '0');
+    expect(engineLine('auto')).toMatch(/; busy polling off\)$/);
   });
 });
 
