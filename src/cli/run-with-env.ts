@@ -89,14 +89,17 @@ export function runWithEnv(
       ? { command, args: [...args], tty: false }
       : ttyCommand(io.tty, command, args, childEnv.PATH);
   const onTty = run.tty;
+  const foreground = io.interactive ?? inTerminalForeground();
   // On its own terminal the command hears no Ctrl-C of portpub's: script puts a terminal it reads
   // in raw mode (Ctrl-C is a byte for the command's terminal), and one it does not read (no -i)
-  // is kept from it in a session of its own. So every SIGINT portpub gets is relayed.
-  const interactive = onTty ? false : (io.interactive ?? inTerminalForeground());
+  // is kept from it in a session of its own. So every SIGINT portpub gets is relayed. Only there:
+  // a background portpub's stop kills its process group, which must hold script too.
+  const interactive = onTty ? false : foreground;
+  const ownSession = onTty && io.stdin === false && foreground;
   return new Promise((resolve, reject) => {
     const child = spawn(run.command, run.args, {
       env: childEnv,
-      detached: onTty && io.stdin === false,
+      detached: ownSession,
       stdio: [
         io.stdin === false ? 'ignore' : 'inherit',
         io.stdout ? 'pipe' : 'inherit',

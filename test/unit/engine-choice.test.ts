@@ -52,7 +52,9 @@ describe('engineStatus and engineLine', () => {
 
   it('the native line says how the engine thread busy-polls', (ctx) => {
     if (!loadNative().binding) ctx.skip('the native engine did not load');
-    onTestFinished(() => vi.unstubAllEnvs());
+    onTestFinished(() => {
+      vi.unstubAllEnvs();
+    });
     vi.stubEnv('PORTPUB_BUSY_POLL', '');
     expect(engineLine('auto')).toMatch(/; busy polling 200us \(PORTPUB_BUSY_POLL\)\)$/);
     vi.stubEnv('PORTPUB_BUSY_POLL', '1ms');
