@@ -1,24 +1,22 @@
 // How a `portpub run` service hears signals and faults, through the built CLI: one Ctrl-C on a
 // terminal is one SIGINT for the command (as under docker run), with or without -i; the agent's
 // death takes the service down with a clear line and lets its ports go.
-import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { BIN, runCli, startCli } from '../helpers/cli.js';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
-import { needs } from '../helpers/udp.js';
 import {
   exchange,
   holders,
+  onTerminal,
   record,
   records,
   requireNetns,
+  requireScript,
   runEnv,
   service,
   type RunEnv,
 } from '../fixtures/netns-run.js';
-
-const SCRIPT = '/usr/bin/script';
 
 /**
  * COUNTER counts the SIGINTs it gets; the first starts a 1 s exit, time for a second one sent for
@@ -46,38 +44,30 @@ describe('portpub run: signals', { timeout: 90_000 }, () => {
     'one Ctrl-C on a terminal is one SIGINT for the command: $name',
     async ({ extra, stdin }, ctx) => {
       requireNetns(ctx);
-      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      requireScript(ctx);
       const e = runEnv();
-      const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-      const cmd = [process.execPath, BIN, 'run', ...extra, '--name', 'tty', '--']
-        .concat([process.execPath, '-e', COUNTER])
-        .map(quote)
-        .join(' ');
-      // script(1) puts portpub on a pseudo-terminal, as the foreground process group; a \x03
-      // written to it is the terminal's Ctrl-C.
-      const child = spawn(SCRIPT, ['-qfec', `exec ${cmd}${stdin}`, '/dev/null'], {
-        env: { ...process.env, ...e.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      onTestFinished(() => {
-        if (child.exitCode === null) child.kill('SIGKILL');
-      });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const t = onTerminal(
+        ['run', ...extra, '--name', 'tty', '--', process.execPath, '-e', COUNTER],
+        e,
+        stdin,
+      );
       // The service runs and portpub listens for signals once its record says running.
       // On the host's network there is no record: the command's `up` is the sign.
       const host = extra.includes('host');
       await waitFor(
-        () => out.includes('up') && (host || records(e.dir)[0]?.state.status === 'running'),
+        () => t.output().includes('up') && (host || records(e.dir)[0]?.state.status === 'running'),
         'the service to run',
         20_000,
       );
-      child.stdin.write('\x03');
-      await waitFor(() => out.includes('SIGINTS'), 'the command to count its signals', 20_000);
-      expect(out).toMatch(/SIGINTS 1\r?\n/);
-      child.stdin.end();
-      expect(await withDeadline(exited, 20_000, 'portpub to exit')).toBe(0);
+      t.child.stdin.write('\x03');
+      await waitFor(
+        () => t.output().includes('SIGINTS'),
+        'the command to count its signals',
+        20_000,
+      );
+      expect(t.output()).toMatch(/SIGINTS 1\r?\n/);
+      t.child.stdin.end();
+      expect(await withDeadline(t.exited, 20_000, 'portpub to exit')).toBe(0);
     },
   );
 });

@@ -2,15 +2,17 @@
 // gets a terminal of its own (util-linux's script allocates it), its exit status and the signals
 // `stop` sends are its own, `-it` reads the user's terminal (typing and Ctrl-C reach the command
 // through its terminal), and what docker run refuses is refused before anything starts.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { BIN, runCli } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
-import { needs } from '../helpers/udp.js';
-import { record, records, requireNetns, runEnv } from '../fixtures/netns-run.js';
-
-const SCRIPT = '/usr/bin/script';
+import {
+  onTerminal,
+  record,
+  records,
+  requireNetns,
+  requireScript,
+  runEnv,
+} from '../fixtures/netns-run.js';
 
 const NETWORKS = [
   { name: 'own network', extra: [] as string[] },
@@ -25,7 +27,7 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
     'the command runs on a terminal of its own, its exit status passed on: $name',
     async ({ extra }, ctx) => {
       requireNetns(ctx);
-      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      requireScript(ctx);
       const e = runEnv();
       const base = ['run', '--log-level', 'warn', ...extra];
       const withTty = await runCli([...base, '-t', '--', 'sh', '-c', ON_TTY], 30_000, {
@@ -45,7 +47,7 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
     "a command that cannot run fails as without -t: 127 and portpub's line: $name",
     async ({ extra }, ctx) => {
       requireNetns(ctx);
-      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      requireScript(ctx);
       const e = runEnv();
       const r = await runCli(
         ['run', '--log-level', 'warn', ...extra, '-t', 'no-such-command'],
@@ -63,7 +65,7 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
     "-d -t: stop's SIGTERM reaches the command, whose own exit status is kept: $name",
     async ({ extra }, ctx) => {
       requireNetns(ctx);
-      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      requireScript(ctx);
       const e = runEnv();
       // One that handles SIGTERM (exit 7), one that dies of it (143).
       const trapper = `trap 'echo got TERM; exit 7' TERM; echo up; while :; do sleep 0.1; done`;
@@ -125,34 +127,26 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
     '-it on a terminal: typing and Ctrl-C reach the command through its terminal: $name',
     async ({ extra }, ctx) => {
       requireNetns(ctx);
-      needs(ctx, [!existsSync(SCRIPT) && `script (${SCRIPT}, util-linux)`]);
+      requireScript(ctx);
       const e = runEnv();
-      const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
       const command = `trap 'echo got INT; exit 5' INT; echo ready; read line; echo "read:$line"; while :; do sleep 0.1; done`;
-      const cmd = [process.execPath, BIN, 'run', '-it', '--log-level', 'warn', ...extra]
-        .concat(['--', 'sh', '-c', command])
-        .map(quote)
-        .join(' ');
-      // script(1) puts portpub on a pseudo-terminal; what is written to it is typed there.
-      const child = spawn(SCRIPT, ['-qfec', `exec ${cmd}`, '/dev/null'], {
-        env: { ...process.env, ...e.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      onTestFinished(() => {
-        if (child.exitCode === null) child.kill('SIGKILL');
-      });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-      await waitFor(() => out.includes('ready'), 'the command to start', 20_000);
-      child.stdin.write('hello\r');
-      await waitFor(() => out.includes('read:hello'), 'the typed line to be read', 20_000);
-      child.stdin.write('\x03');
-      await waitFor(() => out.includes('got INT'), 'the Ctrl-C to reach the command', 20_000);
-      child.stdin.end();
+      const t = onTerminal(
+        ['run', '-it', '--log-level', 'warn', ...extra, '--', 'sh', '-c', command],
+        e,
+      );
+      await waitFor(() => t.output().includes('ready'), 'the command to start', 20_000);
+      t.child.stdin.write('hello\r');
+      await waitFor(() => t.output().includes('read:hello'), 'the typed line to be read', 20_000);
+      t.child.stdin.write('\x03');
+      await waitFor(
+        () => t.output().includes('got INT'),
+        'the Ctrl-C to reach the command',
+        20_000,
+      );
+      t.child.stdin.end();
       // The command's own exit status: it handled the one SIGINT its terminal sent.
-      expect(await withDeadline(exited, 20_000, 'portpub to exit')).toBe(5);
-      expect(out.match(/got INT/g)).toHaveLength(1);
+      expect(await withDeadline(t.exited, 20_000, 'portpub to exit')).toBe(5);
+      expect(t.output().match(/got INT/g)).toHaveLength(1);
     },
   );
 });
