@@ -47,9 +47,11 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
       const env = hostRunEnv(record.links, record.userEnv, opts, dir);
       // Output inherited: the command writes straight to the log file, as portpub does.
       const tty = record.tty === true ? { tty: requireTty(false), stdin: false } : {};
+      const cwd = record.workdir === undefined ? {} : { cwd: record.workdir };
       return await runWithEnv(record.command, record.args, env, {
         interactive: false,
         ...tty,
+        ...cwd,
         onSpawn: () => {
           // A state file, so that `stop` can prove this pid is this portpub before signalling.
           const startedAt = new Date().toISOString();

@@ -76,6 +76,8 @@ export async function runContainer(
 ): Promise<number> {
   const dir = stateDir();
   const shortId = record.id.slice(0, 12);
+  // Docker's: the short id unless --hostname named one.
+  const hostname = record.hostname ?? shortId;
   const log = logger.child({ container: shortId, name: record.name });
   let box: Sandbox | undefined;
   let forwarding: Publisher | undefined;
@@ -102,23 +104,26 @@ export async function runContainer(
     writeFileSync(
       hosts,
       hostsFile(
-        { ip: record.ip, hostname: shortId },
-        resolved.map(({ alias, hostname, name, ip }) => ({
-          alias,
-          name,
-          ip,
-          ...(hostname !== undefined ? { hostname } : {}),
+        { ip: record.ip, hostname },
+        resolved.map((l) => ({
+          alias: l.alias,
+          name: l.name,
+          ip: l.ip,
+          ...(l.hostname !== undefined ? { hostname: l.hostname } : {}),
         })),
+        record.addHosts ?? [],
       ),
     );
-    const hostname = containerPath(record.id, 'hostname', dir);
-    writeFileSync(hostname, `${shortId}\n`);
+    const hostnameFile = containerPath(record.id, 'hostname', dir);
+    writeFileSync(hostnameFile, `${hostname}\n`);
     const mounts = [{ source: hosts, target: '/etc/hosts' }];
-    if (existsSync('/etc/hostname')) mounts.push({ source: hostname, target: '/etc/hostname' });
+    if (existsSync('/etc/hostname')) {
+      mounts.push({ source: hostnameFile, target: '/etc/hostname' });
+    }
     // The output is relayed (unshare's noise dropped) and, in the foreground, kept for
     // `portpub logs`; in the background portpub's own stdout and stderr are the log file already.
     box = await Sandbox.start({
-      hostname: shortId,
+      hostname,
       mounts,
       stdio: [record.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
       ownSession: !tty,
@@ -164,7 +169,7 @@ export async function runContainer(
     const linkVars = resolved.flatMap((l) =>
       linkEnv({ parent: record.name, alias: l.alias, ip: l.ip, ports: l.ports, env: l.env }),
     );
-    const env = serviceEnv({ hostname: shortId, links: linkVars, user: record.userEnv });
+    const env = serviceEnv({ hostname, links: linkVars, user: record.userEnv });
     // -t: script(1) runs the command on a terminal of its own (netns/tty.ts).
     const run =
       record.tty === true
@@ -175,7 +180,14 @@ export async function runContainer(
             env.find(([k]) => k === 'PATH')?.[1],
           )
         : { command: record.command, args: record.args, tty: false };
-    await sandbox.startCommand(run.command, run.args, env, record.interactive, run.tty);
+    await sandbox.startCommand(
+      run.command,
+      run.args,
+      env,
+      record.interactive,
+      run.tty,
+      record.workdir,
+    );
     const never = sandbox.ended;
     if (never?.error !== undefined) {
       // Not found (127) or not executable (126): the start failed, as `docker run` reports it.
@@ -313,7 +325,7 @@ function resolveLinks(record: ContainerRecord, dir: string): ResolvedLink[] {
       return {
         alias,
         name: container.name,
-        hostname: container.id.slice(0, 12),
+        hostname: container.hostname ?? container.id.slice(0, 12),
         ip: container.ip,
         ports: container.exposed.map((p) => ({ port: p.port, protocol: p.protocol })),
         env: Object.fromEntries(container.env),

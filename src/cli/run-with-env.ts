@@ -22,6 +22,8 @@ export interface RunIo {
   tty?: string;
   /** Whether the child reads portpub's stdin (default); else /dev/null (-t without -i). */
   stdin?: boolean;
+  /** run -w: the child's working directory (default portpub's). */
+  cwd?: string;
 }
 
 /**
@@ -99,6 +101,7 @@ export function runWithEnv(
   return new Promise((resolve, reject) => {
     const child = spawn(run.command, run.args, {
       env: childEnv,
+      ...(io.cwd !== undefined ? { cwd: io.cwd } : {}),
       detached: ownSession,
       stdio: [
         io.stdin === false ? 'ignore' : 'inherit',

@@ -2,12 +2,14 @@
 // gets a network of its own (src/netns) whose ports -p publishes on the host; `--network host`
 // (or `--published`) runs it on the host's network with the --link variables set, as before.
 // Everything after COMMAND is the command's (passThroughOptions), as with docker run.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkName, checkNameFree } from '../docker/names.js';
 import type { PortMapping } from '../docker/spec.js';
 import { EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
+import { checkHostname, parseAddHost } from '../netns/hosts.js';
 import {
   containerPath,
   createContainer,
@@ -56,6 +58,9 @@ interface RunOptions extends ServeOptions {
   rm: boolean;
   interactive: boolean;
   tty: boolean;
+  hostname?: string;
+  addHost: [string, string][];
+  workdir?: string;
   network?: string;
   parent: string;
   published: boolean;
@@ -98,6 +103,16 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--rm', 'remove the service when it exits', false)
     .option('-i, --interactive', 'keep stdin attached to the command', false)
     .option('-t, --tty', "run the command on a terminal of its own (util-linux's script)", false)
+    .option('--hostname <name>', "the service's hostname (default: its short id)", (v: string) =>
+      asOption(checkHostname, v),
+    )
+    .option(
+      '--add-host <host:ip>',
+      "an entry of the service's /etc/hosts (repeatable)",
+      (v: string, prev: [string, string][]) => [...prev, asOption(parseAddHost, v)],
+      [] as [string, string][],
+    )
+    .option('-w, --workdir <dir>', "the command's working directory (absolute; it must exist)")
     .option('--network <mode>', "'host' to share the host's network (default: one of its own)")
     .option('--parent <name>', '--network host: the <parent> of <ALIAS>_NAME', 'portpub')
     .option(
@@ -160,6 +175,7 @@ async function runCommand(
   if (command === undefined) {
     throw new UsageError("'portpub run' requires at least 1 argument: the command to run");
   }
+  if (opts.workdir !== undefined) checkWorkdir(opts.workdir);
   // Checked before anything starts, as docker run checks it.
   const script = opts.tty ? requireTty(opts.interactive && !opts.detach) : undefined;
   const hostEnv = process.env;
@@ -176,6 +192,15 @@ async function runCommand(
     );
   }
   if (host) {
+    // The host's network has the host's hostname and /etc/hosts: Docker refuses --hostname too.
+    if (opts.hostname !== undefined) {
+      throw new UsageError('Conflicting options: hostname and the network mode');
+    }
+    if (opts.addHost.length > 0) {
+      throw new UsageError(
+        "--add-host needs a network of its own: on the host's network the host's /etc/hosts is the command's",
+      );
+    }
     // Docker's own warning: on the host's network a port needs no publishing.
     if (opts.publish.length > 0 || opts.publishAll) {
       ctx.io.stderr.write('WARNING: Published ports are discarded when using host network mode\n');
@@ -221,6 +246,9 @@ async function runCommand(
     autoRemove: opts.rm,
     interactive: opts.interactive && !opts.detach,
     tty: opts.tty,
+    ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
+    addHosts: opts.addHost,
+    ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),
     serve: serve as unknown as Record<string, unknown>,
   };
   checkNameFree(config.name, nameHolders(dir));
@@ -252,7 +280,8 @@ async function runOnHost(
   const env = hostRunEnv(opts.link, user, opts);
   // Without -t, stdin stays the command's as before; on a terminal of its own, only with -i.
   const tty = script === undefined ? {} : { tty: script, stdin: opts.interactive };
-  return runWithEnv(command, args, env, { stderr: ctx.io.stderr, ...tty });
+  const cwd = opts.workdir === undefined ? {} : { cwd: opts.workdir };
+  return runWithEnv(command, args, env, { stderr: ctx.io.stderr, ...tty, ...cwd });
 }
 
 /**
@@ -290,6 +319,7 @@ async function detachOnHost(
       autoRemove: opts.rm,
       interactive: false,
       tty: opts.tty,
+      ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),
       serve: hostOptions as unknown as Record<string, unknown>,
     },
     dir,
@@ -317,6 +347,39 @@ async function detach(id: string, ctx: CliContext, dir: string): Promise<number>
   if (!started.ok) return started.code;
   ctx.io.stdout.write(`${id}\n`);
   return 0;
+}
+
+/** asOption turns a validator's Error into commander's, which names the option and the value. */
+function asOption<T>(check: (v: string) => T, value: string): T {
+  try {
+    return check(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/**
+ * checkWorkdir refuses a -w that is relative (Docker's message) or names no directory: the
+ * command runs in the host's filesystem, where portpub creates nothing (Docker creates it in the
+ * container's).
+ */
+function checkWorkdir(dir: string): void {
+  if (!isAbsolute(dir)) {
+    throw new UsageError(
+      `the working directory '${dir}' is invalid, it needs to be an absolute path`,
+    );
+  }
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    // missing or unreadable: said below
+  }
+  if (!isDir) {
+    throw new UsageError(
+      `-w ${dir}: no such directory (the command runs in the host's filesystem, where portpub creates none)`,
+    );
+  }
 }
 
 /** parseExpose reads an --expose value: PORT, PORT/PROTO, START-END[/PROTO] (Docker's rules). */

@@ -67,6 +67,7 @@ function start(m: Extract<ToAgent, { t: 'start' }>): void {
   for (const [k, v] of m.env) env[k] = v;
   const c = spawn(m.command, m.args, {
     env,
+    ...(m.cwd !== undefined ? { cwd: m.cwd } : {}),
     stdio: [
       m.stdin ? 'inherit' : 'ignore',
       'inherit',

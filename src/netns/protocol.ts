@@ -21,6 +21,8 @@ export interface StartMessage {
   stdin: boolean;
   /** Whether `command` is script(1) running the service on a terminal (run -t, see tty.ts). */
   tty: boolean;
+  /** run -w: the command's working directory (else the agent's, portpub's own). */
+  cwd?: string;
 }
 
 /** DialMessage asks for a socket connected to 127.0.0.1:port inside the namespace. */

@@ -249,10 +249,12 @@ export class Sandbox {
     env: readonly [string, string][],
     stdin = false,
     tty = false,
+    cwd?: string,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
       this.started = { resolve, reject };
-      this.send({ t: 'start', command, args: [...args], env: [...env], stdin, tty });
+      const where = cwd === undefined ? {} : { cwd };
+      this.send({ t: 'start', command, args: [...args], env: [...env], stdin, tty, ...where });
     });
   }
 

@@ -75,6 +75,10 @@ export interface ContainerConfig {
   interactive: boolean;
   /** run -t: the command runs on a terminal of its own (absent in older records: no). */
   tty?: boolean;
+  /** run --hostname (else the short id), --add-host entries and -w (absent in older records). */
+  hostname?: string;
+  addHosts?: [string, string][];
+  workdir?: string;
   /** The serving options, for a detached portpub to pick up. */
   serve: Record<string, unknown>;
 }

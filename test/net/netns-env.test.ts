@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseExpose } from '../../src/cli/run.js';
 import { displayablePorts, humanDuration } from '../../src/cli/ps.js';
 import { parseEnvFile, serviceEnv, userVariables, validateEnv } from '../../src/netns/env.js';
-import { hostsFile, hostsLine } from '../../src/netns/hosts.js';
+import { checkHostname, hostsFile, hostsLine, parseAddHost } from '../../src/netns/hosts.js';
 import { userNamespaceProblem } from '../../src/netns/userns.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -117,6 +117,59 @@ describe('/etc/hosts (libnetwork etchosts, daemon links)', () => {
         '127.1.1.1\taaaaaaaaaaaa\n',
     );
   });
+  it('--add-host entries after the defaults and before the links, as daemon ExtraHosts', () => {
+    const link = { alias: 'db', hostname: '0123456789ab', name: 'db', ip: '127.9.9.9' };
+    const file = hostsFile(
+      { ip: '127.1.1.1', hostname: 'web' },
+      [link],
+      [
+        ['foo', '10.1.2.3'],
+        ['v6', '::5'],
+      ],
+    );
+    expect(file.split('\n').slice(6)).toEqual([
+      '10.1.2.3\tfoo',
+      '::5\tv6',
+      '127.9.9.9\tdb 0123456789ab',
+      '127.1.1.1\tweb',
+      '',
+    ]);
+  });
+});
+
+describe('--add-host (docker/cli opts.ValidateExtraHost)', () => {
+  it.each([
+    ['foo:10.1.2.3', ['foo', '10.1.2.3']],
+    ['foo=10.1.2.3', ['foo', '10.1.2.3']],
+    ['v6:::1', ['v6', '::1']],
+    ['v6=[::1]', ['v6', '::1']],
+    ['v4=[10.0.0.1]', ['v4', '10.0.0.1']],
+    ['a.b-c:127.0.0.9', ['a.b-c', '127.0.0.9']],
+  ])('%s', (value, expected) => {
+    expect(parseAddHost(value)).toEqual(expected);
+  });
+  it.each([
+    ['nohost', 'bad format for add-host: "nohost"'],
+    [':1.2.3.4', 'bad format for add-host: ":1.2.3.4"'],
+    ['a:1.2.3', 'invalid IP address in add-host: "1.2.3"'],
+    ['a=::::1', 'invalid IP address in add-host: "::::1"'],
+    ['a=[::1', 'invalid IP address in add-host: "[::1"'],
+    ['a:host-gateway', 'host-gateway: a service in a network of its own'],
+  ])('refuses %s', (value, message) => {
+    expect(() => parseAddHost(value)).toThrow(message);
+  });
+});
+
+describe('--hostname (RFC 1123, 63 characters)', () => {
+  it.each(['web', 'web-1', 'a.b.c', 'x'.repeat(63), '1abc'])('takes %s', (name) => {
+    expect(checkHostname(name)).toBe(name);
+  });
+  it.each(['-web', 'web-', 'a..b', 'a_b', 'has space', '', 'x'.repeat(64)])(
+    'refuses %j',
+    (name) => {
+      expect(() => checkHostname(name)).toThrow(`invalid hostname format: ${name}`);
+    },
+  );
 });
 
 describe('docker ps formats', () => {
