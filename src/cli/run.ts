@@ -192,9 +192,12 @@ async function runCommand(
     );
   }
   if (host) {
-    // The host's network has the host's hostname and /etc/hosts: Docker refuses --hostname too.
+    // No namespace holds them here: the command has the host's hostname and /etc/hosts. (Docker
+    // gives a host-network container a UTS namespace and a hosts file of its own.)
     if (opts.hostname !== undefined) {
-      throw new UsageError('Conflicting options: hostname and the network mode');
+      throw new UsageError(
+        "--hostname needs a network of its own: on the host's network the command has the host's hostname",
+      );
     }
     if (opts.addHost.length > 0) {
       throw new UsageError(

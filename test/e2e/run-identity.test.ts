@@ -144,7 +144,7 @@ describe('portpub run: --hostname, --add-host, -w', { timeout: 90_000 }, () => {
     { args: ['-w', '/no/such/dir'], says: '-w /no/such/dir: no such directory' },
     {
       args: ['--network', 'host', '--hostname', 'x'],
-      says: 'Conflicting options: hostname and the network mode',
+      says: '--hostname needs a network of its own',
     },
     {
       args: ['--network', 'host', '--add-host', 'a:10.0.0.1'],
