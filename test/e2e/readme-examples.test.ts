@@ -337,7 +337,8 @@ describe('README: A network of its own', () => {
     let status = 0;
     await waitFor(
       async () => {
-        status = await fetch(`http://127.0.0.1:${hostPort}/`)
+        // Each attempt has its own deadline: one that hangs must not eat the test's.
+        status = await fetch(`http://127.0.0.1:${hostPort}/`, { signal: AbortSignal.timeout(3000) })
           .then((res) => res.status)
           .catch(() => 0);
         return status !== 0;
