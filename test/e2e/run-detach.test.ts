@@ -2,7 +2,8 @@
 // publishes nothing, reached only through --link by a second service (Docker's variables byte for
 // byte, `getent hosts db`, traffic through the conduit, nothing for the host); ps, logs, stop and
 // rm; and nothing left running when a service's portpub is SIGKILLed.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -28,6 +29,21 @@ const cli = (e: RunEnv, ...args: string[]) => runCli(args, 20_000, { env: e.env 
  * startDb starts a detached `db` exposing 5432 (with more run options and service arguments if
  * given), and waits for its `up` in its log.
  */
+/** holderOf says which process listens on 127.0.0.1:port (ss -ltnp), for a failure message. */
+function holderOf(port: number): string {
+  const ss = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8', timeout: 5000 });
+  const out = `${ss.stdout ?? ''}${ss.stderr ?? ''}`.trim();
+  const pids = [...out.matchAll(/pid=(\d+)/g)].map((m) => m[1]!);
+  const cmds = pids.map((pid) => {
+    try {
+      return `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`;
+    } catch {
+      return `${pid}: gone`;
+    }
+  });
+  return [out || 'ss found no listener', ...cmds].join(' | ');
+}
+
 async function startDb(e: RunEnv, more: { run?: string[]; service?: string[] } = {}) {
   const extra = more.service ?? [];
   const r = await cli(
@@ -482,7 +498,7 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     // The host port is free: this test can bind it itself.
     const probe = track(net.createServer());
     await new Promise<void>((resolve, reject) => {
-      probe.once('error', reject);
+      probe.once('error', (err) => reject(new Error(`${err.message}; held by: ${holderOf(port)}`)));
       probe.listen(port, '127.0.0.1', resolve);
     });
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Dead +db\n$/);
