@@ -1,6 +1,7 @@
 // Docker's legacy `--link` environment variables, pure: a linked service's address and ports in,
 // the exact variables moby `daemon/links/links.go` (`Link.ToEnv`) produces out, plus shell/.env text.
 import { UsageError } from '../errors.js';
+import { shellQuote } from '../shell.js';
 import type { Protocol } from './spec.js';
 
 /** LinkPort is one exposed port of the linked service. */
@@ -116,7 +117,7 @@ export function formatExport(vars: readonly EnvVar[]): string {
           `cannot export ${key}: not a valid shell variable name (choose an alias without '.', or use the .env format)`,
         );
       }
-      return `export ${key}='${value.replaceAll("'", `'\\''`)}'\n`;
+      return `export ${key}=${shellQuote(value)}\n`;
     })
     .join('');
 }

@@ -2,7 +2,7 @@
 // "builtin" port driver is the model). It brings `lo` up, sets the hostname, mounts the private
 // /etc/hosts, runs the command, and on request dials the service's ports inside the namespace and
 // hands the connected sockets back over its IPC channel. It imports nothing of portpub at run time
-// but the leaf tty.ts, and ends with its parent: a closed channel (portpub gone, even by SIGKILL)
+// but the leaves tty.ts and shell.ts, and ends with its parent: a closed channel (portpub gone, even by SIGKILL)
 // kills the command.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';

@@ -6,6 +6,7 @@
 // command itself is script's only child. A leaf module: the namespace agent imports it.
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { shellQuote } from '../shell.js';
 
 /** SCRIPT is the program that allocates the terminal. */
 export const SCRIPT = 'script';
@@ -31,11 +32,6 @@ export function findExecutable(name: string, path: string | undefined): string |
     }
   }
   return undefined;
-}
-
-/** shellQuote quotes a word for sh: 'it'\''s' is it's. */
-function shellQuote(word: string): string {
-  return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 /**
