@@ -171,15 +171,12 @@ export async function runContainer(
     );
     const env = serviceEnv({ hostname, links: linkVars, user: record.userEnv });
     // -t: script(1) runs the command on a terminal of its own (netns/tty.ts).
-    const run =
-      record.tty === true
-        ? ttyCommand(
-            requireTty(false),
-            record.command,
-            record.args,
-            env.find(([k]) => k === 'PATH')?.[1],
-          )
-        : { command: record.command, args: record.args, tty: false };
+    const run = ttyCommand(
+      record.tty === true ? requireTty(false) : undefined,
+      record.command,
+      record.args,
+      env.find(([k]) => k === 'PATH')?.[1],
+    );
     await sandbox.startCommand(
       run.command,
       run.args,

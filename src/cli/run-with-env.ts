@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { ERR_TTY, PortpubError } from '../errors.js';
-import { findExecutable, SCRIPT, ttyCommand, TtySignals } from '../netns/tty.js';
+import { findExecutable, SCRIPT, signalsFor, ttyCommand } from '../netns/tty.js';
 
 /** RunIo redirects a child's output (tests); absent streams are inherited. */
 export interface RunIo {
@@ -86,10 +86,7 @@ export function runWithEnv(
   io: RunIo = {},
 ): Promise<number> {
   const childEnv = { ...process.env, ...env };
-  const run =
-    io.tty === undefined
-      ? { command, args: [...args], tty: false }
-      : ttyCommand(io.tty, command, args, childEnv.PATH);
+  const run = ttyCommand(io.tty, command, args, childEnv.PATH);
   const onTty = run.tty;
   const foreground = io.interactive ?? inTerminalForeground();
   // On its own terminal the command hears no Ctrl-C of portpub's: script puts a terminal it reads
@@ -110,15 +107,14 @@ export function runWithEnv(
         ...(onTty ? ['pipe' as const] : []),
       ],
     });
-    const ttySignals = onTty ? new TtySignals(child.stdio[3] as NodeJS.ReadableStream) : undefined;
+    const killCommand = signalsFor(child, onTty);
     if (io.stdout) child.stdout?.pipe(io.stdout, { end: false });
     if (io.stderr) child.stderr?.pipe(io.stderr, { end: false });
 
     let interrupts = 0;
     const relay = (signal: NodeJS.Signals) => {
       if (signal === 'SIGINT' && interactive && ++interrupts === 1) return;
-      if (ttySignals) ttySignals.kill(signal);
-      else child.kill(signal);
+      killCommand(signal);
     };
     for (const signal of FORWARDED) process.on(signal, relay);
 

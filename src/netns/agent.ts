@@ -9,7 +9,7 @@ import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { FromAgent, ToAgent } from './protocol.js';
-import { TtySignals } from './tty.js';
+import { signalsFor } from './tty.js';
 
 type Handle = net.Socket | net.Server | dgram.Socket;
 
@@ -58,8 +58,8 @@ async function setup(hostname: string, mounts: { source: string; target: string 
 }
 
 let child: ChildProcess | undefined;
-/** Under -t, the child is script(1) and signals go to the command under it. */
-let ttySignals: TtySignals | undefined;
+/** Signals the command: under -t the child is script(1), and they go to the command under it. */
+let killCommand: ((signal: NodeJS.Signals) => void) | undefined;
 const listeners = new Map<number, net.Server>();
 
 function start(m: Extract<ToAgent, { t: 'start' }>): void {
@@ -76,7 +76,7 @@ function start(m: Extract<ToAgent, { t: 'start' }>): void {
     ],
   });
   child = c;
-  if (m.tty) ttySignals = new TtySignals(c.stdio[3] as NodeJS.ReadableStream | null);
+  killCommand = signalsFor(c, m.tty);
   let spawned = false;
   c.once('spawn', () => {
     spawned = true;
@@ -93,11 +93,10 @@ function start(m: Extract<ToAgent, { t: 'start' }>): void {
   c.on('exit', (code, signal) => finish({ t: 'exit', code, signal }));
 }
 
-/** signalCommand sends a signal to the command: under -t, past script (see TtySignals). */
+/** signalCommand sends a signal to the command while it runs (under -t, past script). */
 function signalCommand(signal: NodeJS.Signals): void {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  if (ttySignals) ttySignals.kill(signal);
-  else child.kill(signal);
+  killCommand?.(signal);
 }
 
 /** finish reports how the command ended and exits; as PID 1 of its PID namespace, that ends the rest. */

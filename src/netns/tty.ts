@@ -4,6 +4,7 @@
 // $SHELL -c (/bin/sh when SHELL is unset), relays the terminal to its own stdin and stdout, and
 // exits as the command did (128 + N for signal N). LINE ends in `exec 'COMMAND' 'ARG'...`, so the
 // command itself is script's only child. A leaf module: the namespace agent imports it.
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { shellQuote } from '../shell.js';
@@ -35,18 +36,21 @@ export function findExecutable(name: string, path: string | undefined): string |
 }
 
 /**
- * ttyCommand is what to spawn to run COMMAND ARGS on a new terminal with script at `script`, its
- * stdio[3] a pipe for TtySignals. A command that cannot run (not found, not executable, judged with
- * the command's own PATH) is left as it is, so that it fails exactly as it would without -t: 127 or
- * 126, with portpub's message.
+ * ttyCommand is what to spawn to run COMMAND ARGS on a new terminal with script at `script` (`tty`
+ * true: its stdio[3] must be a pipe, for signalsFor). Without a script (no -t), or for a command
+ * that cannot run (not found, not executable, judged with the command's own PATH), it is the
+ * command as it is, so that one fails exactly as it would without -t: 127 or 126, with portpub's
+ * message.
  */
 export function ttyCommand(
-  script: string,
+  script: string | undefined,
   command: string,
   args: readonly string[],
   path: string | undefined,
 ): { command: string; args: string[]; tty: boolean } {
-  if (findExecutable(command, path) === undefined) return { command, args: [...args], tty: false };
+  if (script === undefined || findExecutable(command, path) === undefined) {
+    return { command, args: [...args], tty: false };
+  }
   // The shell says its pid, which exec keeps for the command, on fd 3, closes it, and execs.
   const line = ['echo $$ >&3; exec 3>&-; exec', ...[command, ...args].map(shellQuote)].join(' ');
   return { command: script, args: ['-q', '-e', '-c', line, '/dev/null'], tty: true };
@@ -87,4 +91,14 @@ export class TtySignals {
       // gone already: its exit reports how it ended
     }
   }
+}
+
+/**
+ * signalsFor is how to signal the command `child` runs: past script under -t (TtySignals, reading
+ * the child's stdio[3]), else the child itself. Called right after the spawn.
+ */
+export function signalsFor(child: ChildProcess, tty: boolean): (signal: NodeJS.Signals) => void {
+  if (!tty) return (signal) => child.kill(signal);
+  const signals = new TtySignals(child.stdio[3] as NodeJS.ReadableStream | null);
+  return (signal) => signals.kill(signal);
 }

@@ -56,6 +56,14 @@ describe('ttyCommand', () => {
     expect(Number(sh.output[3]!.toString().trim())).toBeGreaterThan(0);
   });
 
+  it('is the command as it is without a script (no -t)', () => {
+    expect(ttyCommand(undefined, 'sh', ['-c', 'true'], '/usr/bin:/bin')).toEqual({
+      command: 'sh',
+      args: ['-c', 'true'],
+      tty: false,
+    });
+  });
+
   it('leaves a command that cannot run as it is, so it fails as without -t', () => {
     expect(ttyCommand('/usr/bin/script', 'no-such-command', ['x'], '/usr/bin:/bin')).toEqual({
       command: 'no-such-command',
