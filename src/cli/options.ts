@@ -183,16 +183,26 @@ export function parseSpecArg(value: string): PortMapping[] {
   }
 }
 
-/** addrArg checks a HOST:PORT endpoint address (src/observe's grammar) and keeps the text. */
-export function addrArg(flag: string) {
-  return (value: string): string => {
+/**
+ * checkedArg makes a validator an option parser: its Error becomes commander's, which names the
+ * option and the value (exit 2).
+ */
+export function checkedArg<T>(check: (value: string) => T): (value: string) => T {
+  return (value) => {
     try {
-      parseListenAddress(value, flag);
+      return check(value);
     } catch (err) {
       throw new InvalidArgumentError((err as Error).message);
     }
-    return value;
   };
+}
+
+/** addrArg checks a HOST:PORT endpoint address (src/observe's grammar) and keeps the text. */
+export function addrArg(flag: string) {
+  return checkedArg((value) => {
+    parseListenAddress(value, flag);
+    return value;
+  });
 }
 
 /** targetArg checks a target address (IP literal or host name); `[::1]` is taken as `::1`. */

@@ -25,7 +25,13 @@ import { requireTty, runWithEnv } from './run-with-env.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
-import { addServeOptions, makeLogger, parseSpecArg, type ServeOptions } from './options.js';
+import {
+  addServeOptions,
+  checkedArg,
+  makeLogger,
+  parseSpecArg,
+  type ServeOptions,
+} from './options.js';
 import { hostRunEnv, runHostRecord, type HostRunOptions } from './run-host.js';
 import { mentionsHostIp, warnHostIpIgnored } from './host-ip.js';
 import { logToFile } from './run-output.js';
@@ -68,6 +74,7 @@ interface RunOptions extends ServeOptions {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+const addHostArg = checkedArg(parseAddHost);
 
 /** registerRun adds `portpub run`. */
 export function registerRun(program: Command, ctx: CliContext): void {
@@ -103,13 +110,15 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--rm', 'remove the service when it exits', false)
     .option('-i, --interactive', 'keep stdin attached to the command', false)
     .option('-t, --tty', "run the command on a terminal of its own (util-linux's script)", false)
-    .option('--hostname <name>', "the service's hostname (default: its short id)", (v: string) =>
-      asOption(checkHostname, v),
+    .option(
+      '--hostname <name>',
+      "the service's hostname (default: its short id)",
+      checkedArg(checkHostname),
     )
     .option(
       '--add-host <host:ip>',
       "an entry of the service's /etc/hosts (repeatable)",
-      (v: string, prev: [string, string][]) => [...prev, asOption(parseAddHost, v)],
+      (v: string, prev: [string, string][]) => [...prev, addHostArg(v)],
       [] as [string, string][],
     )
     .option('-w, --workdir <dir>', "the command's working directory (absolute; it must exist)")
@@ -350,15 +359,6 @@ async function detach(id: string, ctx: CliContext, dir: string): Promise<number>
   if (!started.ok) return started.code;
   ctx.io.stdout.write(`${id}\n`);
   return 0;
-}
-
-/** asOption turns a validator's Error into commander's, which names the option and the value. */
-function asOption<T>(check: (v: string) => T, value: string): T {
-  try {
-    return check(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 /**
