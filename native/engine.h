@@ -165,10 +165,6 @@ struct ulistener {
   struct ulistener *next;
 };
 
-/* Buffers for batched datagrams, one set per engine (allocated with the first UDP listener). */
-/* Busy-poll counters (struct engine's poll_stats): polls begun, polls that found an event. */
-enum poll_stat { PS_POLLS, PS_HITS, PS_COUNT };
-
 /* Which per-connection events a TCP listener sends (listen()'s logs argument). */
 #define LOG_OPENED 1
 #define LOG_CLOSED 2
@@ -177,9 +173,13 @@ enum poll_stat { PS_POLLS, PS_HITS, PS_COUNT };
 /* POLL_SMALL: TCP reads and lone datagrams shorter than this are requests or replies, worth a
  * busy poll for the next event (engine.c). */
 #define POLL_SMALL 2048
+#define OWN_BUCKETS 4096
+/* Buffers for batched datagrams, one set per engine (allocated with the first UDP listener). */
 #define UDP_BATCH 32
 #define UDP_MAX 65536
-#define OWN_BUCKETS 4096
+
+/* Busy-poll counters (struct engine's poll_stats): polls begun, polls that found an event. */
+enum poll_stat { PS_POLLS, PS_HITS, PS_COUNT };
 
 enum cmd_type { CMD_ADD = 1, CMD_CLOSE, CMD_DESTROY, CMD_STOP };
 
