@@ -495,12 +495,24 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     const { pid } = record(e.dir, 'db').state;
     process.kill(pid!, 'SIGKILL');
     await waitFor(() => processesWith(marker).length === 0, 'the service to end', 15_000);
-    // The host port is free: this test can bind it itself.
-    const probe = track(net.createServer());
-    await new Promise<void>((resolve, reject) => {
-      probe.once('error', (err) => reject(new Error(`${err.message}; held by: ${holderOf(port)}`)));
-      probe.listen(port, '127.0.0.1', resolve);
-    });
+    // The service ends when the agent sees its channel to portpub close, and the kernel closes a
+    // dying process's descriptors one by one: the channel may go before the listening socket.
+    // So the probe waits for the SIGKILLed portpub itself to be gone, and a bind that still
+    // fails is tried again for a while before the test names the holder.
+    await waitFor(() => !alive(pid!), 'the SIGKILLed portpub to be gone', 15_000);
+    const listen = () =>
+      new Promise<string | undefined>((resolve) => {
+        const probe = track(net.createServer());
+        probe.once('error', (err) => resolve(err.message));
+        probe.listen(port, '127.0.0.1', () => resolve(undefined));
+      });
+    let failure = await listen();
+    for (const deadline = Date.now() + 10_000; failure && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      failure = await listen();
+    }
+    // The host port is free: this test could bind it itself.
+    expect(failure && `${failure}; held by: ${holderOf(port)}`).toBeUndefined();
     expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Dead +db\n$/);
     // stop settles the record of a portpub that died without a word, and clears its leftovers.
     expect(existsSync(join(e.dir, `${pid}.sock`))).toBe(true);
