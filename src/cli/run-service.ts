@@ -4,6 +4,7 @@
 // or a stop signal, and takes everything down: nothing stays bound or running afterwards.
 import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { linkEnv, parseLink, type LinkPort } from '../docker/links.js';
 import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -95,6 +96,7 @@ export async function runContainer(
     await output?.done(OUTPUT_GRACE_MS);
   };
   let stopRequested = false;
+  let killed = false;
   // -i on a terminal: the command reads it, so it stays in the terminal's process group (see
   // SandboxOptions.ownSession) and hears the terminal's Ctrl-C itself.
   const tty = !mode.detached && record.interactive && process.stdin.isTTY === true;
@@ -225,6 +227,7 @@ export async function runContainer(
   const offStop = ctx.host.onStop((signal) => {
     if (stopRequested) {
       log.warn({ signal }, 'second signal: killing the service');
+      killed = true;
       sandbox.destroy();
       return;
     }
@@ -237,7 +240,11 @@ export async function runContainer(
   const exit = await sandbox.exited;
   offStop();
   let code = exitStatus(exit);
-  if (exit.error === 'the namespace agent died') {
+  if (killed) {
+    // Killed as asked, as docker kill would: 137, not a namespace that failed.
+    code = 128 + osConstants.signals.SIGKILL;
+    log.info({ exitCode: code }, 'service killed');
+  } else if (exit.error === 'the namespace agent died') {
     log.error({ agent: sandbox.agentExit }, 'the namespace agent died: the service is down');
     code = EXIT_RUNTIME;
   } else {

@@ -78,6 +78,7 @@ const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
  * to keep reading the terminal), so a terminal's Ctrl-C reaches it directly; when `interactive` (in
  * the terminal's foreground group), the first SIGINT is therefore not relayed (a second one is), or a program that treats a second
  * Ctrl-C as "quit now" would skip its graceful shutdown. This is `uv run`'s rule (astral-sh/uv#11009).
+ * On a terminal of its own (`io.tty`) the second signal is SIGKILL instead.
  */
 export function runWithEnv(
   command: string,
@@ -101,7 +102,8 @@ export function runWithEnv(
       ...(io.cwd !== undefined ? { cwd: io.cwd } : {}),
       detached: ownSession,
       stdio: [
-        io.stdin === false ? 'ignore' : 'inherit',
+        // On a terminal without -i: a pipe nobody writes, for the agent's reason (agent.ts).
+        io.stdin === false ? (onTty ? 'pipe' : 'ignore') : 'inherit',
         io.stdout ? 'pipe' : 'inherit',
         io.stderr ? 'pipe' : 'inherit',
         ...(onTty ? ['pipe' as const] : []),
@@ -112,9 +114,12 @@ export function runWithEnv(
     if (io.stderr) child.stderr?.pipe(io.stderr, { end: false });
 
     let interrupts = 0;
+    let signals = 0;
     const relay = (signal: NodeJS.Signals) => {
       if (signal === 'SIGINT' && interactive && ++interrupts === 1) return;
-      killCommand(signal);
+      // On its own terminal a second signal kills the command, as a second one ends a service in
+      // a network of its own: a shell there ignores SIGINT and SIGTERM, and waits for input.
+      killCommand(onTty && ++signals > 1 ? 'SIGKILL' : signal);
     };
     for (const signal of FORWARDED) process.on(signal, relay);
 

@@ -69,7 +69,10 @@ function start(m: Extract<ToAgent, { t: 'start' }>): void {
     env,
     ...(m.cwd !== undefined ? { cwd: m.cwd } : {}),
     stdio: [
-      m.stdin ? 'inherit' : 'ignore',
+      // Under -t without -i the terminal's input is a pipe nobody writes, so the command's reads
+      // wait, as under docker run -t: from /dev/null script would pass an end-of-file on to a
+      // terminal in canonical mode, and `run -dt -- sh` would end at once.
+      m.stdin ? 'inherit' : m.tty ? 'pipe' : 'ignore',
       'inherit',
       'inherit',
       ...(m.tty ? ['pipe' as const] : []),

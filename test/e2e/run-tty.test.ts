@@ -3,7 +3,7 @@
 // `stop` sends are its own, `-it` reads the user's terminal (typing and Ctrl-C reach the command
 // through its terminal), and what docker run refuses is refused before anything starts.
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import {
   onTerminal,
@@ -94,6 +94,65 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
       expect(record(e.dir, 'sleeper').state).toMatchObject({ status: 'exited', exitCode: 143 });
       const logs = await runCli(['logs', 'trapper'], 15_000, { env: e.env });
       expect(logs.stdout).toContain('got TERM\r\n');
+    },
+  );
+
+  it.for(NETWORKS)(
+    '-d -t without -i: a read of the terminal waits, as under docker run -dt: $name',
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      requireScript(ctx);
+      const e = runEnv();
+      // script(1) fed from /dev/null would pass an end-of-file on, and the read would end at once.
+      const cmd = ['sh', '-c', 'echo ready; read x; echo "read:$?"'];
+      const d = await runCli(
+        ['run', '-d', '-t', ...extra, '--name', 'reader', '--', ...cmd],
+        30_000,
+        {
+          env: e.env,
+        },
+      );
+      expect(d.code, d.stderr).toBe(0);
+      await waitFor(
+        async () =>
+          (await runCli(['logs', 'reader'], 15_000, { env: e.env })).stdout.includes('ready'),
+        'the reader to start',
+        20_000,
+      );
+      expect(record(e.dir, 'reader').state.status).toBe('running');
+      const stop = await runCli(['stop', 'reader'], 30_000, { env: e.env });
+      expect(stop.code, stop.stderr).toBe(0);
+      // Still in its read when SIGTERM came: it died of it, and never printed what read returned.
+      expect(record(e.dir, 'reader').state).toMatchObject({ status: 'exited', exitCode: 143 });
+      expect((await runCli(['logs', 'reader'], 15_000, { env: e.env })).stdout).not.toContain(
+        'read:',
+      );
+    },
+  );
+
+  it.for(NETWORKS)(
+    '-t: a second stop signal kills a command that survives the first: $name',
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      requireScript(ctx);
+      const e = runEnv();
+      const cmd = ['sh', '-c', `trap 'echo term' TERM; echo ready; while :; do sleep 0.1; done`];
+      const run = await startCli(
+        ['run', '--log-level', 'warn', '-t', ...extra, '--', ...cmd],
+        1,
+        30_000,
+        {
+          env: e.env,
+        },
+      );
+      let out = run.lines.join('\n');
+      run.child.stdout?.on('data', (d: string) => (out += d));
+      run.child.kill('SIGTERM');
+      // Two signals sent at once could arrive as one: the second goes once the first has been heard.
+      await waitFor(() => out.includes('term'), 'the command to trap the first SIGTERM', 20_000);
+      run.child.kill('SIGTERM');
+      const r = await withDeadline(run.exited, 20_000, 'portpub to exit after a second SIGTERM');
+      expect(r.code).toBe(137);
     },
   );
 
