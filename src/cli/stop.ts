@@ -70,10 +70,28 @@ export async function stopContainer(
   };
   ctx.host.kill(pid, timeoutMs > 0 ? 'SIGTERM' : 'SIGKILL');
   if (!(await waitGone(timeoutMs))) {
-    killHard(record, pid, ctx);
+    if (timeoutMs > 0 && onOwnTerminal(record)) {
+      // Its command is in script's session, out of the group killHard kills: a second signal
+      // has the portpub SIGKILL it (run-with-env.ts), and the group goes after that.
+      ctx.host.kill(pid, 'SIGTERM');
+      await waitGone(SECOND_SIGNAL_MS);
+    }
+    if (!gone()) killHard(record, pid, ctx);
     await waitGone(10_000);
   }
   markKilled(record);
+}
+
+/** SECOND_SIGNAL_MS is how long a portpub has to end once its second signal killed the command. */
+const SECOND_SIGNAL_MS = 3_000;
+
+/** onOwnTerminal says whether a record is a `run -t --network host` one (no namespace, script). */
+function onOwnTerminal(record: ContainerRecord): boolean {
+  return isHostRun(record) && record.tty === true;
+}
+
+function isHostRun(record: ContainerRecord): boolean {
+  return record.network === 'host' && (record.kind === undefined || record.kind === 'run');
 }
 
 /**
@@ -82,7 +100,7 @@ export async function stopContainer(
  * the command is in it, as a container's processes all end with docker kill.
  */
 function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
-  if (record.network === 'host' && (record.kind === undefined || record.kind === 'run')) {
+  if (isHostRun(record)) {
     try {
       ctx.host.kill(-pid, 'SIGKILL');
       return;

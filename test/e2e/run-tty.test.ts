@@ -2,11 +2,12 @@
 // gets a terminal of its own (util-linux's script allocates it), its exit status and the signals
 // `stop` sends are its own, `-it` reads the user's terminal (typing and Ctrl-C reach the command
 // through its terminal), and what docker run refuses is refused before anything starts.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import {
   onTerminal,
+  processesWith,
   record,
   records,
   requireNetns,
@@ -153,6 +154,45 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
       run.child.kill('SIGTERM');
       const r = await withDeadline(run.exited, 20_000, 'portpub to exit after a second SIGTERM');
       expect(r.code).toBe(137);
+    },
+  );
+
+  it.for(NETWORKS)(
+    '-d -t: stop leaves nothing of a command that ignores SIGTERM and SIGHUP: $name',
+    async ({ extra }, ctx) => {
+      requireNetns(ctx);
+      requireScript(ctx);
+      const e = runEnv();
+      const marker = `stubborn-${process.pid}-${Date.now()}`;
+      onTestFinished(() => {
+        for (const pid of processesWith(marker)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone already
+          }
+        }
+      });
+      // On the host's network script's session keeps the command out of portpub's process group.
+      const cmd = `trap '' TERM HUP; echo up; while :; do sleep 0.1; done`;
+      const d = await runCli(
+        ['run', '-d', '-t', ...extra, '--name', 'stubborn', '--', 'sh', '-c', cmd, marker],
+        30_000,
+        { env: e.env },
+      );
+      expect(d.code, d.stderr).toBe(0);
+      await waitFor(
+        async () =>
+          (await runCli(['logs', 'stubborn'], 15_000, { env: e.env })).stdout.includes('up'),
+        'the command to trap',
+        20_000,
+      );
+      expect(processesWith(marker).length).toBeGreaterThan(0);
+      const stop = await runCli(['stop', '-t', '1', 'stubborn'], 30_000, { env: e.env });
+      expect(stop.code, stop.stderr).toBe(0);
+      expect(record(e.dir, 'stubborn').state).toMatchObject({ status: 'exited', exitCode: 137 });
+      // What SIGKILL ended may take a moment to be reaped; nothing may stay.
+      await waitFor(() => processesWith(marker).length === 0, 'no process of the command', 10_000);
     },
   );
 
