@@ -49,6 +49,10 @@ export const ERRORS = {
   ERR_AGENT_GONE: [EXIT_RUNTIME, 'run: a connection asked of a namespace agent that has exited'],
   ERR_TTY: [EXIT_RUNTIME, 'run -t: -it without a terminal on stdin, or no script(1) to open one'],
   ERR_CONTROL: [EXIT_RUNTIME, 'a control socket could not be reached or answered nonsense'],
+  ERR_EXEC: [
+    EXIT_RUNTIME,
+    'exec: the service is not running or runs no command, or its namespaces cannot be entered',
+  ],
 } as const satisfies Record<string, readonly [number, string]>;
 
 /** ErrorCode is every code of the catalog. */
@@ -81,6 +85,7 @@ export const ERR_NAMESPACE = 'ERR_NAMESPACE';
 export const ERR_AGENT_GONE = 'ERR_AGENT_GONE';
 export const ERR_TTY = 'ERR_TTY';
 export const ERR_CONTROL = 'ERR_CONTROL';
+export const ERR_EXEC = 'ERR_EXEC';
 
 /** PortpubError is the base of every error portpub raises on purpose. */
 export class PortpubError extends Error {

@@ -13,6 +13,7 @@ import { Command, Help, type Option } from 'commander';
 import type { CliContext } from './context.js';
 import { registerDown } from './down.js';
 import { registerEnv } from './env.js';
+import { registerExec } from './exec.js';
 import { registerPort } from './port.js';
 import { registerReload } from './reload.js';
 import { registerLogs } from './logs.js';
@@ -35,6 +36,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerPort,
   registerEnv,
   registerRun,
+  registerExec,
   registerPs,
   registerLogs,
   registerStop,

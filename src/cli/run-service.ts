@@ -84,6 +84,7 @@ export async function runContainer(
   let forwarding: Publisher | undefined;
   let links: LinkServer | undefined;
   let conduits: (() => void)[] = [];
+  let env: [string, string][] = [];
   let observe: Observe | undefined;
   let output: KeptOutput | undefined;
   const teardown = async () => {
@@ -171,7 +172,7 @@ export async function runContainer(
     const linkVars = resolved.flatMap((l) =>
       linkEnv({ parent: record.name, alias: l.alias, ip: l.ip, ports: l.ports, env: l.env }),
     );
-    const env = serviceEnv({ hostname, links: linkVars, user: record.userEnv });
+    env = serviceEnv({ hostname, links: linkVars, user: record.userEnv });
     // -t: script(1) runs the command on a terminal of its own (netns/tty.ts).
     const run = ttyCommand(
       record.tty === true ? requireTty(false) : undefined,
@@ -216,6 +217,7 @@ export async function runContainer(
       ...procStart(),
       startedAt,
       bindings,
+      env,
     },
     dir,
   );

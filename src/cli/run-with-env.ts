@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { ERR_TTY, PortpubError } from '../errors.js';
+import { descendantSignals } from '../netns/enter.js';
 import { findExecutable, SCRIPT, signalsFor, ttyCommand } from '../netns/tty.js';
 
 /** RunIo redirects a child's output (tests); absent streams are inherited. */
@@ -24,6 +25,12 @@ export interface RunIo {
   stdin?: boolean;
   /** run -w: the child's working directory (default portpub's). */
   cwd?: string;
+  /**
+   * exec: the command runs through `program ARGS --` (nsenter, netns/enter.ts), with `env` alone
+   * as its environment, in a session of its own unless it reads its own terminal (-it); every
+   * signal is relayed to it past nsenter (and script), as the terminal no longer reaches it.
+   */
+  within?: { program: string; args: string[] };
 }
 
 /**
@@ -86,18 +93,23 @@ export function runWithEnv(
   env: Readonly<Record<string, string>>,
   io: RunIo = {},
 ): Promise<number> {
-  const childEnv = { ...process.env, ...env };
+  const within = io.within;
+  const childEnv = within ? { ...env } : { ...process.env, ...env };
   const run = ttyCommand(io.tty, command, args, childEnv.PATH);
   const onTty = run.tty;
-  const foreground = io.interactive ?? inTerminalForeground();
+  const foreground = within ? false : (io.interactive ?? inTerminalForeground());
   // On its own terminal the command hears no Ctrl-C of portpub's: script puts a terminal it reads
   // in raw mode (Ctrl-C is a byte for the command's terminal), and one it does not read (no -i)
   // is kept from it in a session of its own. So every SIGINT portpub gets is relayed. Only there:
   // a background portpub's stop kills its process group, which must hold script too.
   const interactive = onTty ? false : foreground;
-  const ownSession = onTty && io.stdin === false && foreground;
+  const ownSession = within
+    ? !(onTty && io.stdin !== false)
+    : onTty && io.stdin === false && foreground;
+  const program = within ? within.program : run.command;
+  const programArgs = within ? [...within.args, '--', run.command, ...run.args] : run.args;
   return new Promise((resolve, reject) => {
-    const child = spawn(run.command, run.args, {
+    const child = spawn(program, programArgs, {
       env: childEnv,
       ...(io.cwd !== undefined ? { cwd: io.cwd } : {}),
       detached: ownSession,
@@ -109,7 +121,13 @@ export function runWithEnv(
         ...(onTty ? ['pipe' as const] : []),
       ],
     });
-    const killCommand = signalsFor(child, onTty);
+    // Past nsenter, script's fd 3 says the command's pid in its PID namespace: of no use here.
+    if (within) (child.stdio[3] as NodeJS.ReadableStream | null)?.resume();
+    const killCommand = !within
+      ? signalsFor(child, onTty)
+      : child.pid === undefined
+        ? () => undefined
+        : descendantSignals(child.pid, onTty ? 2 : 1);
     if (io.stdout) child.stdout?.pipe(io.stdout, { end: false });
     if (io.stderr) child.stderr?.pipe(io.stderr, { end: false });
 

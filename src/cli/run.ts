@@ -73,7 +73,7 @@ interface RunOptions extends ServeOptions {
   fromRecord?: string;
 }
 
-const collect = (v: string, prev: string[]) => [...prev, v];
+export const collect = (v: string, prev: string[]) => [...prev, v];
 const addHostArg = checkedArg(parseAddHost);
 
 /** registerRun adds `portpub run`. */
@@ -366,7 +366,7 @@ async function detach(id: string, ctx: CliContext, dir: string): Promise<number>
  * command runs in the host's filesystem, where portpub creates nothing (Docker creates it in the
  * container's).
  */
-function checkWorkdir(dir: string): void {
+export function checkWorkdir(dir: string): void {
   if (!isAbsolute(dir)) {
     throw new UsageError(
       `the working directory '${dir}' is invalid, it needs to be an absolute path`,
@@ -428,7 +428,7 @@ function pickServeOptions(opts: RunOptions): ServeOptions {
   return out as unknown as ServeOptions;
 }
 
-function readBytes(file: string): Buffer {
+export function readBytes(file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {

@@ -93,6 +93,11 @@ export interface ContainerState {
   finishedAt?: string;
   exitCode?: number;
   bindings?: Binding[];
+  /**
+   * A `run` command's environment as it started, for `exec`: in a network of its own the whole of
+   * it, on the host's the variables portpub set over its own environment.
+   */
+  env?: [string, string][];
 }
 
 export type ContainerRecord = ContainerConfig & { state: ContainerState };

@@ -1,0 +1,174 @@
+// `portpub exec [OPTIONS] NAME COMMAND [ARG...]`: a command in a running `portpub run` service, as
+// docker exec runs one in a container: in the service's network (its own 127.0.0.1 and ports),
+// mount (its /etc/hosts), UTS (its hostname) and PID namespaces (it ends when the service does),
+// with the service's environment and working directory; -d, -e, --env-file, -i, -t and -w as
+// docker exec has them. For a `run --network host` service the command runs on the host with the
+// service's variables. Everything after COMMAND is the command's (passThroughOptions).
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { ERR_EXEC, EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { agentOf, enterArgs, requireNsenter } from '../netns/enter.js';
+import { parseEnvFile, validateEnv } from '../netns/env.js';
+import { findExecutable } from '../netns/tty.js';
+import { findContainer, liveness, type ContainerRecord } from '../registry/containers.js';
+import type { CliContext } from './context.js';
+import { requireTty, runWithEnv } from './run-with-env.js';
+import { checkWorkdir, collect, readBytes } from './run.js';
+
+const EXAMPLES = `
+Examples:
+  # a shell in the service's network, with its hostname, /etc/hosts and variables
+  $ portpub exec -it web bash
+
+  # the service's own 127.0.0.1: a port it does not publish
+  $ portpub exec web curl -s http://127.0.0.1:5000/
+
+  # a variable of its own, and a command left running in the background
+  $ portpub exec -e DEBUG=1 db env
+  $ portpub exec -d db sh -c 'sleep 60'`;
+
+interface ExecOptions {
+  detach: boolean;
+  env: string[];
+  envFile: string[];
+  interactive: boolean;
+  tty: boolean;
+  workdir?: string;
+}
+
+/** registerExec adds `portpub exec`. */
+export function registerExec(program: Command, ctx: CliContext): void {
+  program
+    .command('exec')
+    .description(
+      'run a command in a running service, as docker exec does: in its network, with its ' +
+        'hostname, /etc/hosts and variables',
+    )
+    .argument('<name>', 'the service (name or id)')
+    .argument('<command>', 'the program to run')
+    .argument('[args...]', "its arguments: everything after COMMAND is the command's")
+    .option('-d, --detach', 'run it in the background (no terminal; its output is dropped)', false)
+    .option('-e, --env <KEY=VALUE>', 'set a variable for the command (repeatable)', collect, [])
+    .option('--env-file <file>', 'read variables from a file (repeatable)', collect, [])
+    .option('-i, --interactive', 'keep stdin attached to the command', false)
+    .option('-t, --tty', "run the command on a terminal of its own (util-linux's script)", false)
+    .option('-w, --workdir <dir>', "the command's working directory (default: the service's)")
+    .addHelpText('after', EXAMPLES)
+    .passThroughOptions()
+    .action(async (name: string, command: string, args: string[], opts: ExecOptions) => {
+      ctx.setExit(await execCommand(name, command, args, opts, ctx));
+    });
+}
+
+async function execCommand(
+  name: string,
+  command: string,
+  args: string[],
+  opts: ExecOptions,
+  ctx: CliContext,
+): Promise<number> {
+  // What is wrong with the request is said before the service is looked at, as docker exec does.
+  if (opts.workdir !== undefined) checkWorkdir(opts.workdir);
+  const script = opts.tty && !opts.detach ? requireTty(opts.interactive) : undefined;
+  const hostEnv = process.env;
+  const user = [
+    ...opts.envFile.flatMap((f) => parseEnvFile(readBytes(f), f, hostEnv)),
+    ...opts.env.map((e) => validateEnv(e, hostEnv)),
+  ];
+  const record = findContainer(name);
+  const pid = runningPid(record);
+  const vars = new Map(record.state.env ?? []);
+  for (const v of user) {
+    const eq = v.indexOf('=');
+    if (eq < 0) vars.delete(v);
+    else vars.set(v.slice(0, eq), v.slice(eq + 1));
+  }
+  const env = Object.fromEntries(vars);
+  const workdir = opts.workdir ?? record.workdir;
+  const within =
+    record.network === 'host'
+      ? undefined
+      : {
+          program: requireNsenter(hostEnv.PATH),
+          args: enterArgs(agentOf(pid, record.name), workdir),
+        };
+  const cwd = within !== undefined || workdir === undefined ? {} : { cwd: workdir };
+  const childEnv = within !== undefined ? env : { ...hostEnv, ...env };
+  // Checked here, so that it fails as under run, before anything starts: 127 or 126 and portpub's
+  // line, not nsenter's. The service sees the host's filesystem: this is the search it would make.
+  const missing = cannotRun(command, childEnv.PATH);
+  if (missing !== undefined) {
+    ctx.io.stderr.write(`portpub: ${command}: ${missing.why}\n`);
+    return missing.code;
+  }
+  if (opts.detach) {
+    const program = within?.program ?? command;
+    const programArgs = within ? [...within.args, '--', command, ...args] : args;
+    return detached(program, programArgs, childEnv, cwd.cwd);
+  }
+  const tty = script === undefined ? {} : { tty: script };
+  return runWithEnv(command, args, env, {
+    stderr: ctx.io.stderr,
+    stdin: opts.interactive,
+    ...tty,
+    ...cwd,
+    ...(within !== undefined ? { within } : {}),
+  });
+}
+
+/** runningPid is the pid of the portpub serving a running `run` record, or throws ERR_EXEC. */
+function runningPid(record: ContainerRecord): number {
+  if (record.kind !== undefined && record.kind !== 'run') {
+    throw new PortpubError(
+      ERR_EXEC,
+      `${record.name} publishes ports only (portpub ${record.kind === 'up' ? 'up ' : ''}-d): ` +
+        'it runs no command to join',
+      EXIT_RUNTIME,
+    );
+  }
+  const pid = record.state.pid;
+  if (liveness(record) !== 'running' || pid === undefined) {
+    throw new PortpubError(ERR_EXEC, `container ${record.id} is not running`, EXIT_RUNTIME);
+  }
+  return pid;
+}
+
+/** cannotRun says why COMMAND cannot be executed (a shell's 127 or 126), or undefined. */
+function cannotRun(
+  command: string,
+  path: string | undefined,
+): { code: number; why: string } | undefined {
+  if (findExecutable(command, path) !== undefined) return undefined;
+  // A file named with a slash that is there but cannot be executed (no x bit, a directory): 126.
+  if (command.includes('/') && existsSync(command)) return { code: 126, why: 'permission denied' };
+  return { code: 127, why: 'command not found' };
+}
+
+/** detached starts the command in the background, its output dropped, and resolves 0 once it runs. */
+function detached(
+  program: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string | undefined,
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, {
+      env,
+      ...(cwd !== undefined ? { cwd } : {}),
+      detached: true,
+      stdio: 'ignore',
+    });
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        new PortpubError(ERR_EXEC, `${program}: ${err.code ?? err.message}`, EXIT_RUNTIME, {
+          cause: err,
+        }),
+      );
+    });
+    child.once('spawn', () => {
+      child.unref();
+      resolve(0);
+    });
+  });
+}

@@ -1,0 +1,326 @@
+// `portpub exec`, through the built CLI: a command in a running `run` service's namespaces (its
+// loopback, hostname, /etc/hosts and PID namespace), with its variables and working directory;
+// its exit status, signals and terminal are its own; what ends the service ends it; and what
+// cannot be done is refused with Docker's words before anything runs.
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { BIN, runCli, startCli, type CliResult } from '../helpers/cli.js';
+import { AS_NOBODY, binForNobody, SETPRIV } from '../helpers/nobody.js';
+import { needs } from '../helpers/udp.js';
+import { waitFor, withDeadline } from '../helpers/net.js';
+import { reservePorts } from '../helpers/ports.js';
+import {
+  onTerminal,
+  processesWith,
+  record,
+  requireNetns,
+  requireScript,
+  runEnv,
+  service,
+  type RunEnv,
+} from '../fixtures/netns-run.js';
+
+const cli = (e: RunEnv, ...args: string[]) => runCli(args, 30_000, { env: e.env });
+
+/** CLIENT, for `node -e`: connects to argv host:port, sends `x`, prints the first answer. */
+const CLIENT = `const c = require('node:net').connect(Number(process.argv[2]), process.argv[1]);
+c.on('data', (d) => { console.log(String(d)); c.destroy(); });
+c.on('error', (err) => { console.log('error ' + err.code); process.exit(1); });
+c.write('x');`;
+
+/** runArgv runs ARGV (node and the CLI, maybe behind setpriv) to its end, within 30 s. */
+function runArgv(argv: string[], env: Record<string, string>): Promise<CliResult> {
+  const child = spawn(argv[0]!, argv.slice(1), {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<CliResult>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return withDeadline(done, 30_000, `${argv.slice(2).join(' ')} to end`);
+}
+
+/** started runs `run -d` with ARGS and waits until the service's log says `up`. */
+async function started(e: RunEnv, name: string, args: string[]): Promise<void> {
+  const r = await cli(e, 'run', '-d', '--name', name, ...args);
+  expect(r.code, r.stderr).toBe(0);
+  await waitFor(
+    async () => (await cli(e, 'logs', name)).stdout.includes('up'),
+    `${name} to be up`,
+    20_000,
+  );
+}
+
+/** killOnFinish SIGKILLs what still runs with `marker` in its command line when the test ends. */
+function killOnFinish(marker: string): void {
+  onTestFinished(() => {
+    for (const pid of processesWith(marker)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+  });
+}
+
+describe('portpub exec', { timeout: 90_000 }, () => {
+  it("runs in the service's network, hostname, hosts file and variables, in its directory", async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    await started(e, 'db', ['--expose', '5432', '--', ...service('tcp=5432', 'tag=db')]);
+    await started(e, 'web', [
+      '--link',
+      'db',
+      '--hostname',
+      'webhost',
+      '-e',
+      'GREETING=hi',
+      '-w',
+      '/tmp',
+      '--',
+      'sh',
+      '-c',
+      'echo up; while :; do sleep 0.1; done',
+    ]);
+    const who = await cli(
+      e,
+      'exec',
+      'web',
+      'sh',
+      '-c',
+      'echo "$GREETING|$(hostname)|$(pwd)|$DB_NAME"',
+    );
+    expect(who.stderr).toBe('');
+    expect(who.stdout).toBe('hi|webhost|/tmp|/web/db\n');
+    expect(who.code).toBe(0);
+    // The link's name in the service's own /etc/hosts, and the service's own 127.0.0.1.
+    const hosts = await cli(e, 'exec', 'web', 'getent', 'hosts', 'db');
+    expect(hosts.stdout).toMatch(/^127\.\d+\.\d+\.\d+\s+db\b/);
+    expect((await cli(e, 'exec', 'web', process.execPath, '-e', CLIENT, 'db', '5432')).stdout).toBe(
+      'db:x\n',
+    );
+    expect(
+      (await cli(e, 'exec', 'db', process.execPath, '-e', CLIENT, '127.0.0.1', '5432')).stdout,
+    ).toBe('db:x\n');
+    // -e and --env-file over the service's variables (a bare name unsets one), -w over its directory.
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'env'), 'FROM_FILE=yes\n');
+    const over = await cli(
+      e,
+      'exec',
+      '-e',
+      'GREETING=yo',
+      '-e',
+      'DB_NAME',
+      '--env-file',
+      join(dir, 'env'),
+      '-w',
+      '/',
+      'web',
+      'sh',
+      '-c',
+      'echo "$GREETING|${DB_NAME-unset}|$FROM_FILE|$(pwd)"',
+    );
+    expect(over.stdout).toBe('yo|unset|yes|/\n');
+  });
+
+  it('passes its exit status on; 127 and 126 with portpub’s line for what cannot run', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    expect((await cli(e, 'exec', 'svc', 'sh', '-c', 'exit 3')).code).toBe(3);
+    const missing = await cli(e, 'exec', 'svc', 'no-such-command');
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toBe('portpub: no-such-command: command not found\n');
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'not-executable');
+    writeFileSync(file, '#!/bin/sh\necho ran\n');
+    chmodSync(file, 0o644);
+    const denied = await cli(e, 'exec', 'svc', file);
+    expect(denied.code).toBe(126);
+    expect(denied.stderr).toBe(`portpub: ${file}: permission denied\n`);
+  });
+
+  it('relays signals to the command, and -t gives it a terminal of its own', async (ctx) => {
+    requireNetns(ctx);
+    requireScript(ctx);
+    const e = runEnv();
+    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    const tty = await cli(
+      e,
+      'exec',
+      '-t',
+      'svc',
+      'sh',
+      '-c',
+      'for fd in 0 1; do test -t $fd && echo "$fd:tty"; done',
+    );
+    expect(tty.stdout).toBe('0:tty\r\n1:tty\r\n');
+    for (const t of [[], ['-t']]) {
+      const trapper = `trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done`;
+      const run = await startCli(['exec', ...t, 'svc', 'sh', '-c', trapper], 1, 30_000, {
+        env: e.env,
+      });
+      run.child.kill('SIGTERM');
+      const r = await withDeadline(run.exited, 20_000, 'exec to end after SIGTERM');
+      expect(r.code, `${t.join(' ')} ${r.stderr}`).toBe(7);
+    }
+  });
+
+  it('-i passes stdin on; -it on a terminal reads what is typed', async (ctx) => {
+    requireNetns(ctx);
+    requireScript(ctx);
+    const e = runEnv();
+    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    const piped = spawn(
+      process.execPath,
+      [BIN, 'exec', '-i', 'svc', 'sh', '-c', 'read l; echo "got:$l"'],
+      {
+        env: { ...process.env, ...e.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    onTestFinished(() => void piped.kill('SIGKILL'));
+    let out = '';
+    piped.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    piped.stdin.end('hello\n');
+    const code = await withDeadline(
+      new Promise<number | null>((resolve) => piped.on('close', resolve)),
+      20_000,
+      'exec -i to end',
+    );
+    expect(out).toBe('got:hello\n');
+    expect(code).toBe(0);
+    // Without -i the command reads nothing.
+    expect((await cli(e, 'exec', 'svc', 'sh', '-c', 'read l; echo "read:$?"')).stdout).toBe(
+      'read:1\n',
+    );
+    const t = onTerminal(
+      ['exec', '-it', 'svc', 'sh', '-c', 'echo ready; read l; echo "typed:$l"'],
+      e,
+    );
+    await waitFor(() => t.output().includes('ready'), 'the command to start', 20_000);
+    t.child.stdin.write('hello\r');
+    await waitFor(() => t.output().includes('typed:hello'), 'the typed line to be read', 20_000);
+    expect(await withDeadline(t.exited, 20_000, 'exec -it to end')).toBe(0);
+  });
+
+  it('-d leaves the command running in the service, and stopping the service ends it', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const marker = `exec-d-${process.pid}-${Date.now()}`;
+    killOnFinish(marker);
+    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    const d = await cli(e, 'exec', '-d', 'svc', 'sh', '-c', 'while :; do sleep 0.1; done', marker);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toBe('');
+    await waitFor(() => processesWith(marker).length > 0, 'the command to run', 10_000);
+    expect((await cli(e, 'stop', 'svc')).code).toBe(0);
+    // The PID namespace ended with the service, and so did everything in it.
+    await waitFor(() => processesWith(marker).length === 0, 'the command to end', 10_000);
+  });
+
+  it('on a --network host service: the command on the host, with its variables', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    await started(e, 'hostly', [
+      '--network',
+      'host',
+      '-e',
+      'GREETING=hi',
+      '-w',
+      '/tmp',
+      '--',
+      'sh',
+      '-c',
+      'echo up; while :; do sleep 0.1; done',
+    ]);
+    const r = await cli(e, 'exec', 'hostly', 'sh', '-c', 'echo "$GREETING|$(pwd)"');
+    expect(r.stdout).toBe('hi|/tmp\n');
+    expect(r.code).toBe(0);
+  });
+
+  it.for([
+    { as: 'nobody', uidMap: '0 65534 1' },
+    { as: 'root, PORTPUB_USERNS=always', uidMap: '0 0 1' },
+  ])('enters a user namespace of its own too, as $as: root inside', async ({ as, uidMap }, ctx) => {
+    requireNetns(ctx);
+    const nobody = as === 'nobody';
+    needs(ctx, [
+      nobody && process.getuid?.() !== 0 && 'root, to become nobody',
+      nobody && !existsSync(SETPRIV) && `setpriv (${SETPRIV}, util-linux)`,
+    ]);
+    const e = runEnv();
+    let argv0 = [process.execPath, BIN];
+    let env: Record<string, string> = { ...e.env, PORTPUB_USERNS: 'always' };
+    if (nobody) {
+      const probe = spawnSync(SETPRIV, [...AS_NOBODY, 'unshare', '--user', 'true']);
+      needs(ctx, [probe.status !== 0 && 'unprivileged user namespaces (unshare --user as nobody)']);
+      chownSync(e.env.XDG_RUNTIME_DIR!, 65534, 65534);
+      argv0 = [SETPRIV, ...AS_NOBODY, process.execPath, binForNobody()];
+      env = { ...e.env, PORTPUB_USERNS: 'auto' };
+    }
+    const as0 = (...args: string[]) => runArgv([...argv0, ...args], env);
+    const d = await as0(
+      'run',
+      '-d',
+      '--name',
+      'userns',
+      '--',
+      'sh',
+      '-c',
+      'echo up; while :; do sleep 0.1; done',
+    );
+    expect(d.code, d.stderr).toBe(0);
+    const r = await as0('exec', 'userns', 'sh', '-c', 'id -u; cat /proc/self/uid_map; hostname');
+    expect(r.stderr).toBe('');
+    const [uid, map, host] = r.stdout.trim().split('\n');
+    expect(uid).toBe('0');
+    expect(map!.trim().split(/\s+/).join(' ')).toBe(uidMap);
+    expect(host).toBe(record(e.dir, 'userns').id.slice(0, 12));
+    expect((await as0('stop', 'userns')).code).toBe(0);
+  });
+
+  it("refuses what it cannot do, with Docker's words: exit 1, or 2 for a bad flag", async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const missing = await cli(e, 'exec', 'nope', 'true');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('No such container: nope');
+    await started(e, 'brief', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    const id = record(e.dir, 'brief').id;
+    expect((await cli(e, 'stop', 'brief')).code).toBe(0);
+    const stopped = await cli(e, 'exec', 'brief', 'true');
+    expect(stopped.code).toBe(1);
+    expect(stopped.stderr).toContain(`container ${id} is not running`);
+    const port = await reservePorts(1);
+    const plain = await cli(e, '-d', '--name', 'plain', '-p', `127.0.0.1:${port}:80`);
+    expect(plain.code, plain.stderr).toBe(0);
+    const ports = await cli(e, 'exec', 'plain', 'true');
+    expect(ports.code).toBe(1);
+    expect(ports.stderr).toContain('plain publishes ports only (portpub -d): it runs no command');
+    const relative = await cli(e, 'exec', '-w', 'tmp', 'plain', 'true');
+    expect(relative.code).toBe(2);
+    expect(relative.stderr).toContain(
+      "the working directory 'tmp' is invalid, it needs to be an absolute path",
+    );
+    const noTty = await cli(e, 'exec', '-it', 'plain', 'true');
+    expect(noTty.code).toBe(1);
+    expect(noTty.stderr).toContain('the input device is not a TTY');
+    const usage = await cli(e, 'exec', 'plain');
+    expect(usage.code).toBe(2);
+  });
+});
