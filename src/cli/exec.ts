@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { ERR_EXEC, EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { ERR_EXEC, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import { agentOf, enterArgs, requireNsenter } from '../netns/enter.js';
 import { parseEnvFile, validateEnv } from '../netns/env.js';
 import { findExecutable } from '../netns/tty.js';
@@ -57,6 +57,14 @@ export function registerExec(program: Command, ctx: CliContext): void {
     .addHelpText('after', EXAMPLES)
     .passThroughOptions()
     .action(async (name: string, command: string, args: string[], opts: ExecOptions) => {
+      // `exec NAME -- COMMAND`, as `run -- COMMAND` is written: no program is named `--`.
+      if (command === '--') {
+        const [first, ...rest] = args;
+        if (first === undefined) {
+          throw new UsageError("'portpub exec' requires at least 2 arguments: NAME and COMMAND");
+        }
+        [command, args] = [first, rest];
+      }
       ctx.setExit(await execCommand(name, command, args, opts, ctx));
     });
 }

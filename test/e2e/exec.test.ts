@@ -141,6 +141,10 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const e = runEnv();
     await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
     expect((await cli(e, 'exec', 'svc', 'sh', '-c', 'exit 3')).code).toBe(3);
+    // NAME -- COMMAND, as run's COMMAND is often written; the command's own `--` stays its own.
+    const dashes = await cli(e, 'exec', 'svc', '--', 'sh', '-c', 'echo "$1"', 'sh', '--');
+    expect(dashes.stdout).toBe('--\n');
+    expect(dashes.code).toBe(0);
     const missing = await cli(e, 'exec', 'svc', 'no-such-command');
     expect(missing.code).toBe(127);
     expect(missing.stderr).toBe('portpub: no-such-command: command not found\n');
@@ -320,7 +324,10 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const noTty = await cli(e, 'exec', '-it', 'plain', 'true');
     expect(noTty.code).toBe(1);
     expect(noTty.stderr).toContain('the input device is not a TTY');
-    const usage = await cli(e, 'exec', 'plain');
-    expect(usage.code).toBe(2);
+    for (const args of [['plain'], ['plain', '--']]) {
+      const usage = await cli(e, 'exec', ...args);
+      expect(usage.code, args.join(' ')).toBe(2);
+      expect(usage.stderr).toMatch(/argument/);
+    }
   });
 });
