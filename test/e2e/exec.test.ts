@@ -7,7 +7,7 @@ import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { BIN, runCli, startCli, type CliResult } from '../helpers/cli.js';
+import { BIN, runCli, startCli } from '../helpers/cli.js';
 import { AS_NOBODY, binForNobody, SETPRIV } from '../helpers/nobody.js';
 import { needs } from '../helpers/udp.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
@@ -25,30 +25,14 @@ import {
 
 const cli = (e: RunEnv, ...args: string[]) => runCli(args, 30_000, { env: e.env });
 
+/** IDLE is a service that says `up` and waits to be stopped. */
+const IDLE = ['sh', '-c', 'echo up; while :; do sleep 0.1; done'];
+
 /** CLIENT, for `node -e`: connects to argv host:port, sends `x`, prints the first answer. */
 const CLIENT = `const c = require('node:net').connect(Number(process.argv[2]), process.argv[1]);
 c.on('data', (d) => { console.log(String(d)); c.destroy(); });
 c.on('error', (err) => { console.log('error ' + err.code); process.exit(1); });
 c.write('x');`;
-
-/** runArgv runs ARGV (node and the CLI, maybe behind setpriv) to its end, within 30 s. */
-function runArgv(argv: string[], env: Record<string, string>): Promise<CliResult> {
-  const child = spawn(argv[0]!, argv.slice(1), {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const done = new Promise<CliResult>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return withDeadline(done, 30_000, `${argv.slice(2).join(' ')} to end`);
-}
 
 /** started runs `run -d` with ARGS and waits until the service's log says `up`. */
 async function started(e: RunEnv, name: string, args: string[]): Promise<void> {
@@ -89,9 +73,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
       '-w',
       '/tmp',
       '--',
-      'sh',
-      '-c',
-      'echo up; while :; do sleep 0.1; done',
+      ...IDLE,
     ]);
     const who = await cli(
       e,
@@ -139,7 +121,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
   it('passes its exit status on; 127 and 126 with portpub’s line for what cannot run', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
-    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    await started(e, 'svc', ['--', ...IDLE]);
     expect((await cli(e, 'exec', 'svc', 'sh', '-c', 'exit 3')).code).toBe(3);
     // NAME -- COMMAND, as run's COMMAND is often written; the command's own `--` stays its own.
     const dashes = await cli(e, 'exec', 'svc', '--', 'sh', '-c', 'echo "$1"', 'sh', '--');
@@ -162,7 +144,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     requireNetns(ctx);
     requireScript(ctx);
     const e = runEnv();
-    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    await started(e, 'svc', ['--', ...IDLE]);
     const tty = await cli(
       e,
       'exec',
@@ -188,7 +170,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     requireNetns(ctx);
     requireScript(ctx);
     const e = runEnv();
-    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    await started(e, 'svc', ['--', ...IDLE]);
     const piped = spawn(
       process.execPath,
       [BIN, 'exec', '-i', 'svc', 'sh', '-c', 'read l; echo "got:$l"'],
@@ -227,7 +209,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const e = runEnv();
     const marker = `exec-d-${process.pid}-${Date.now()}`;
     killOnFinish(marker);
-    await started(e, 'svc', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    await started(e, 'svc', ['--', ...IDLE]);
     const d = await cli(e, 'exec', '-d', 'svc', 'sh', '-c', 'while :; do sleep 0.1; done', marker);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toBe('');
@@ -248,9 +230,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
       '-w',
       '/tmp',
       '--',
-      'sh',
-      '-c',
-      'echo up; while :; do sleep 0.1; done',
+      ...IDLE,
     ]);
     const r = await cli(e, 'exec', 'hostly', 'sh', '-c', 'echo "$GREETING|$(pwd)"');
     expect(r.stdout).toBe('hi|/tmp\n');
@@ -277,17 +257,8 @@ describe('portpub exec', { timeout: 90_000 }, () => {
       argv0 = [SETPRIV, ...AS_NOBODY, process.execPath, binForNobody()];
       env = { ...e.env, PORTPUB_USERNS: 'auto' };
     }
-    const as0 = (...args: string[]) => runArgv([...argv0, ...args], env);
-    const d = await as0(
-      'run',
-      '-d',
-      '--name',
-      'userns',
-      '--',
-      'sh',
-      '-c',
-      'echo up; while :; do sleep 0.1; done',
-    );
+    const as0 = (...args: string[]) => runCli(args, 30_000, { env, argv0 });
+    const d = await as0('run', '-d', '--name', 'userns', '--', ...IDLE);
     expect(d.code, d.stderr).toBe(0);
     const r = await as0('exec', 'userns', 'sh', '-c', 'id -u; cat /proc/self/uid_map; hostname');
     expect(r.stderr).toBe('');
@@ -304,7 +275,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const missing = await cli(e, 'exec', 'nope', 'true');
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('No such container: nope');
-    await started(e, 'brief', ['--', 'sh', '-c', 'echo up; while :; do sleep 0.1; done']);
+    await started(e, 'brief', ['--', ...IDLE]);
     const id = record(e.dir, 'brief').id;
     expect((await cli(e, 'stop', 'brief')).code).toBe(0);
     const stopped = await cli(e, 'exec', 'brief', 'true');

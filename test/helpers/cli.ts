@@ -13,6 +13,8 @@ export const BIN = fileURLToPath(new URL('../../bin/portpub.js', import.meta.url
 export interface SpawnOpts {
   env?: Record<string, string>;
   cwd?: string;
+  /** What runs the CLI's arguments instead of node and BIN (the same behind setpriv, say). */
+  argv0?: readonly string[];
 }
 
 function spawnEnv(opts: SpawnOpts): { env: NodeJS.ProcessEnv; cwd?: string } {
@@ -33,7 +35,8 @@ export function runCli(
   opts: SpawnOpts = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const [program, ...first] = opts.argv0 ?? [process.execPath, BIN];
+    const child = spawn(program!, [...first, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       ...spawnEnv(opts),
     });
