@@ -18,7 +18,7 @@ import { checkWorkdir, collect, readBytes } from './run.js';
 
 const EXAMPLES = `
 Examples:
-  # a shell in the service's network, with its hostname, /etc/hosts and variables
+  # a shell in the service's network, hostname, /etc/hosts and variables
   $ portpub exec -it web bash
 
   # the service's own 127.0.0.1: a port it does not publish
@@ -46,8 +46,10 @@ export function registerExec(program: Command, ctx: CliContext): void {
         'hostname, /etc/hosts and variables',
     )
     .argument('<name>', 'the service (name or id)')
-    .argument('<command>', 'the program to run')
-    .argument('[args...]', "its arguments: everything after COMMAND is the command's")
+    .argument(
+      '<command...>',
+      "the program to run and its arguments (all after NAME are the command's)",
+    )
     .option('-d, --detach', 'run it in the background (no terminal; its output is dropped)', false)
     .option('-e, --env <KEY=VALUE>', 'set a variable for the command (repeatable)', collect, [])
     .option('--env-file <file>', 'read variables from a file (repeatable)', collect, [])
@@ -56,14 +58,11 @@ export function registerExec(program: Command, ctx: CliContext): void {
     .option('-w, --workdir <dir>', "the command's working directory (default: the service's)")
     .addHelpText('after', EXAMPLES)
     .passThroughOptions()
-    .action(async (name: string, command: string, args: string[], opts: ExecOptions) => {
+    .action(async (name: string, words: string[], opts: ExecOptions) => {
       // `exec NAME -- COMMAND`, as `run -- COMMAND` is written: no program is named `--`.
-      if (command === '--') {
-        const [first, ...rest] = args;
-        if (first === undefined) {
-          throw new UsageError("'portpub exec' requires at least 2 arguments: NAME and COMMAND");
-        }
-        [command, args] = [first, rest];
+      const [command, ...args] = words[0] === '--' ? words.slice(1) : words;
+      if (command === undefined) {
+        throw new UsageError("'portpub exec' requires at least 2 arguments: NAME and COMMAND");
       }
       ctx.setExit(await execCommand(name, command, args, opts, ctx));
     });
