@@ -68,16 +68,22 @@ export async function stopContainer(
     while (!gone() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return gone();
   };
-  ctx.host.kill(pid, timeoutMs > 0 ? 'SIGTERM' : 'SIGKILL');
-  if (!(await waitGone(timeoutMs))) {
-    if (timeoutMs > 0 && onOwnTerminal(record)) {
-      // Its command is in script's session, out of the group killHard kills: a second signal
-      // has the portpub SIGKILL it (run-with-env.ts), and the group goes after that.
-      ctx.host.kill(pid, 'SIGTERM');
-      await waitGone(SECOND_SIGNAL_MS);
-    }
-    if (!gone()) killHard(record, pid, ctx);
+  if (timeoutMs <= 0) {
+    // No time (stop -t 0, rm -f): killed at once, process group and all, as at the timeout.
+    killHard(record, pid, ctx);
     await waitGone(10_000);
+  } else {
+    ctx.host.kill(pid, 'SIGTERM');
+    if (!(await waitGone(timeoutMs))) {
+      if (onOwnTerminal(record)) {
+        // Its command is in script's session, out of the group killHard kills: a second signal
+        // has the portpub SIGKILL it (run-with-env.ts), and the group goes after that.
+        ctx.host.kill(pid, 'SIGTERM');
+        await waitGone(SECOND_SIGNAL_MS);
+      }
+      if (!gone()) killHard(record, pid, ctx);
+      await waitGone(10_000);
+    }
   }
   markKilled(record);
 }

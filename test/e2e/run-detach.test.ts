@@ -382,7 +382,11 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     expect(missing.stderr).toBe('portpub: no-such-command-pp: command not found\n');
   });
 
-  it('-d --network host: stop -t kills the command with its portpub', async () => {
+  it.for([
+    { how: 'stop -t 1', args: ['stop', '-t', '1'] },
+    { how: 'stop -t 0', args: ['stop', '-t', '0'] },
+    { how: 'rm -f', args: ['rm', '-f'] },
+  ])('-d --network host: $how kills the command with its portpub', async ({ how, args }) => {
     const e = runEnv();
     const marker = `host-deaf-${process.pid}-${Date.now()}`;
     const deaf = `// ${marker}\nprocess.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000);`;
@@ -405,9 +409,16 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
       'up',
       15_000,
     );
-    expect((await cli(e, 'stop', '-t', '1', 'deafh')).code).toBe(0);
-    await waitFor(() => processesWith(marker).length === 0, 'the command to be gone', 15_000);
-    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deafh\n$/);
+    expect((await cli(e, ...args, 'deafh')).code).toBe(0);
+    // Without time (-t 0, rm -f) the group was not killed before: the command stayed.
+    await waitFor(
+      () => processesWith(marker).length === 0,
+      `the command to be gone (${how})`,
+      15_000,
+    );
+    if (args[0] === 'stop') {
+      expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deafh\n$/);
+    }
   });
 
   it("stop of a record whose pid is now another portpub's leaves that one's state alone", async () => {
