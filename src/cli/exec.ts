@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ERR_EXEC, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
-import { agentOf, enterArgs, requireNsenter } from '../netns/enter.js';
+import { agentOf, enterArgs, requireTool } from '../netns/enter.js';
 import { parseEnvFile, validateEnv } from '../netns/env.js';
 import { findExecutable } from '../netns/tty.js';
 import { findContainer, liveness, type ContainerRecord } from '../registry/containers.js';
@@ -86,19 +86,23 @@ async function execCommand(
   const record = findContainer(name);
   const pid = runningPid(record);
   const vars = new Map(record.state.env ?? []);
+  // -t: TERM=xterm under the user's -e, as the daemon sets it for docker exec -t.
+  if (script !== undefined && !vars.has('TERM')) vars.set('TERM', 'xterm');
   for (const v of user) {
     const eq = v.indexOf('=');
     if (eq < 0) vars.delete(v);
     else vars.set(v.slice(0, eq), v.slice(eq + 1));
   }
   const env = Object.fromEntries(vars);
-  const workdir = opts.workdir ?? record.workdir;
+  // In a network of its own the default is nsenter's: the agent's directory, the service's.
+  const workdir = opts.workdir ?? record.workdir ?? record.state.cwd;
   const within =
     record.network === 'host'
       ? undefined
       : {
-          program: requireNsenter(hostEnv.PATH),
+          program: requireTool('nsenter', hostEnv.PATH),
           args: enterArgs(agentOf(pid, record.name), workdir),
+          setsid: requireTool('setsid', hostEnv.PATH),
         };
   const cwd = within !== undefined || workdir === undefined ? {} : { cwd: workdir };
   const childEnv = within !== undefined ? env : { ...hostEnv, ...env };

@@ -58,7 +58,7 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
           writeState(dir, { pid: process.pid, startedAt, name: record.name, bindings: [] });
           offExit = ctx.host.onExit(() => removeState(dir, process.pid));
           markRunning(record.id, [], dir, startedAt);
-          updateState(record.id, { env: Object.entries(env) }, dir);
+          updateState(record.id, { env: Object.entries(env), cwd: cwd.cwd ?? process.cwd() }, dir);
           tell({ t: 'running' });
         },
       });

@@ -172,7 +172,7 @@ export async function runContainer(
     const linkVars = resolved.flatMap((l) =>
       linkEnv({ parent: record.name, alias: l.alias, ip: l.ip, ports: l.ports, env: l.env }),
     );
-    env = serviceEnv({ hostname, links: linkVars, user: record.userEnv });
+    env = serviceEnv({ hostname, links: linkVars, user: record.userEnv, tty: record.tty === true });
     // -t: script(1) runs the command on a terminal of its own (netns/tty.ts).
     const run = ttyCommand(
       record.tty === true ? requireTty(false) : undefined,

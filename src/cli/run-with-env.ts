@@ -30,7 +30,7 @@ export interface RunIo {
    * as its environment, in a session of its own unless it reads its own terminal (-it); every
    * signal is relayed to it past nsenter (and script), as the terminal no longer reaches it.
    */
-  within?: { program: string; args: string[] };
+  within?: { program: string; args: string[]; setsid: string };
 }
 
 /**
@@ -85,7 +85,7 @@ const FORWARDED: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
  * to keep reading the terminal), so a terminal's Ctrl-C reaches it directly; when `interactive` (in
  * the terminal's foreground group), the first SIGINT is therefore not relayed (a second one is), or a program that treats a second
  * Ctrl-C as "quit now" would skip its graceful shutdown. This is `uv run`'s rule (astral-sh/uv#11009).
- * On a terminal of its own (`io.tty`) the second signal is SIGKILL instead.
+ * On a terminal of its own (`io.tty`), or past nsenter (`io.within`), the second signal is SIGKILL.
  */
 export function runWithEnv(
   command: string,
@@ -107,7 +107,11 @@ export function runWithEnv(
     ? !(onTty && io.stdin !== false)
     : onTty && io.stdin === false && foreground;
   const program = within ? within.program : run.command;
-  const programArgs = within ? [...within.args, '--', run.command, ...run.args] : run.args;
+  // Past nsenter, a command not on a terminal of its own (script gives it a session) leads a
+  // process group of its own (setsid), which the signals go to.
+  const programArgs = within
+    ? [...within.args, '--', ...(onTty ? [] : [within.setsid]), run.command, ...run.args]
+    : run.args;
   return new Promise((resolve, reject) => {
     const child = spawn(program, programArgs, {
       env: childEnv,
@@ -127,7 +131,11 @@ export function runWithEnv(
       ? signalsFor(child, onTty)
       : child.pid === undefined
         ? () => undefined
-        : descendantSignals(child.pid, onTty ? 2 : 1);
+        : descendantSignals(
+            child.pid,
+            onTty ? 2 : 1,
+            () => child.exitCode === null && child.signalCode === null,
+          );
     if (io.stdout) child.stdout?.pipe(io.stdout, { end: false });
     if (io.stderr) child.stderr?.pipe(io.stderr, { end: false });
 
@@ -135,9 +143,9 @@ export function runWithEnv(
     let signals = 0;
     const relay = (signal: NodeJS.Signals) => {
       if (signal === 'SIGINT' && interactive && ++interrupts === 1) return;
-      // On its own terminal a second signal kills the command, as a second one ends a service in
-      // a network of its own: a shell there ignores SIGINT and SIGTERM, and waits for input.
-      killCommand(onTty && ++signals > 1 ? 'SIGKILL' : signal);
+      // On its own terminal (or past nsenter) a second signal kills the command, as a second one
+      // ends a service in a network of its own: a shell there ignores SIGINT and SIGTERM.
+      killCommand((onTty || within) && ++signals > 1 ? 'SIGKILL' : signal);
     };
     for (const signal of FORWARDED) process.on(signal, relay);
 

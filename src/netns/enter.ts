@@ -6,9 +6,6 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { ERR_EXEC, EXIT_RUNTIME, PortpubError } from '../errors.js';
 import { findExecutable } from './tty.js';
 
-/** NSENTER is the program that enters the namespaces. */
-export const NSENTER = 'nsenter';
-
 /** childrenOf lists the pids whose parent is `pid` (Linux's /proc/PID/task/PID/children). */
 export function childrenOf(pid: number): number[] {
   try {
@@ -77,13 +74,13 @@ export function enterArgs(agent: number, workdir: string | undefined): string[] 
   ];
 }
 
-/** requireNsenter returns nsenter's path, or throws what to install. */
-export function requireNsenter(path: string | undefined): string {
-  const found = findExecutable(NSENTER, path);
+/** requireTool returns the path of util-linux's `name` (nsenter, setsid), or throws what to install. */
+export function requireTool(name: string, path: string | undefined): string {
+  const found = findExecutable(name, path);
   if (found === undefined) {
     throw new PortpubError(
       ERR_EXEC,
-      'nsenter (util-linux) is not installed: it is needed to enter the service\u2019s namespaces',
+      `${name} (util-linux) is not installed: it is needed to enter the service\u2019s namespaces`,
       EXIT_RUNTIME,
     );
   }
@@ -91,29 +88,38 @@ export function requireNsenter(path: string | undefined): string {
 }
 
 /**
- * DescendantSignals sends signals to the process `depth` generations below `pid` (nsenter's
- * child, or under script the command script runs), by its pid on the host: the pids the command
- * sees are its PID namespace's. A signal sent before that process exists is sent once it does
- * (looked for every 10 ms, for up to 2 s).
+ * descendantSignals sends signals to the process `depth` generations below `pid` (nsenter's
+ * child, or under script the command script runs), by its pid on the host (the pids the command
+ * sees are its PID namespace's), and to its process group, which it leads (setsid, or script's
+ * session), so that a shell's children hear a Ctrl-C too. A signal sent before that process
+ * exists waits for it, looked for every 10 ms while `running()` says nsenter still runs: once
+ * nsenter has ended its pid may be another's.
  */
-export function descendantSignals(pid: number, depth: number): (signal: NodeJS.Signals) => void {
+export function descendantSignals(
+  pid: number,
+  depth: number,
+  running: () => boolean,
+): (signal: NodeJS.Signals) => void {
   const find = (): number | undefined => {
     let at: number | undefined = pid;
     for (let i = 0; i < depth && at !== undefined; i++) at = childrenOf(at)[0];
     return at;
   };
   return (signal) => {
-    const deadline = Date.now() + 2_000;
     const attempt = () => {
+      if (!running()) return;
       const target = find();
       if (target === undefined) {
-        if (Date.now() < deadline) setTimeout(attempt, 10).unref();
+        setTimeout(attempt, 10).unref();
         return;
       }
-      try {
-        process.kill(target, signal);
-      } catch {
-        // gone already: its exit reports how it ended
+      for (const to of [-target, target]) {
+        try {
+          process.kill(to, signal);
+          return;
+        } catch {
+          // no such group (the command left it): the process alone; or gone already
+        }
       }
     };
     attempt();

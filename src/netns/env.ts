@@ -99,10 +99,13 @@ export interface ServiceEnvParts {
   links: readonly [string, string][];
   /** The env files' lines then the -e values, as validateEnv/parseEnvFile left them. */
   user: readonly string[];
+  /** run -t: TERM=xterm, as the daemon sets it for a container with a terminal. */
+  tty?: boolean;
 }
 
 /**
- * serviceEnv is the whole environment, in Docker's order: PATH, HOSTNAME, the link variables,
+ * serviceEnv is the whole environment, in Docker's order: PATH, HOSTNAME, TERM=xterm with -t
+ * (moby's CreateDaemonEnvironment), the link variables,
  * then each user value replacing the same key in place or appended (a bare KEY removes it), then
  * HOME=/root unless set.
  */
@@ -110,6 +113,7 @@ export function serviceEnv(parts: ServiceEnvParts): [string, string][] {
   const env: (string | undefined)[] = [
     `PATH=${DEFAULT_PATH}`,
     `HOSTNAME=${parts.hostname}`,
+    ...(parts.tty === true ? ['TERM=xterm'] : []),
     ...parts.links.map(([k, v]) => `${k}=${v}`),
   ];
   const index = new Map<string, number>();

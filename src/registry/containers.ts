@@ -98,6 +98,8 @@ export interface ContainerState {
    * it, on the host's the variables portpub set over its own environment.
    */
   env?: [string, string][];
+  /** A `run --network host` command's working directory, where `exec` runs by default. */
+  cwd?: string;
 }
 
 export type ContainerRecord = ContainerConfig & { state: ContainerState };

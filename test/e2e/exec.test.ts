@@ -3,7 +3,15 @@
 // its exit status, signals and terminal are its own; what ends the service ends it; and what
 // cannot be done is refused with Docker's words before anything runs.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -35,14 +43,40 @@ c.on('error', (err) => { console.log('error ' + err.code); process.exit(1); });
 c.write('x');`;
 
 /** started runs `run -d` with ARGS and waits until the service's log says `up`. */
-async function started(e: RunEnv, name: string, args: string[]): Promise<void> {
-  const r = await cli(e, 'run', '-d', '--name', name, ...args);
+async function started(e: RunEnv, name: string, args: string[], cwd?: string): Promise<void> {
+  const r = await runCli(['run', '-d', '--name', name, ...args], 30_000, {
+    env: e.env,
+    ...(cwd !== undefined ? { cwd } : {}),
+  });
   expect(r.code, r.stderr).toBe(0);
   await waitFor(
     async () => (await cli(e, 'logs', name)).stdout.includes('up'),
     `${name} to be up`,
     20_000,
   );
+}
+
+/** piped runs `exec FLAGS svc sh -c SCRIPT` with `hello` on its stdin; its stdout and status. */
+async function piped(
+  e: RunEnv,
+  flags: string[],
+  script: string,
+): Promise<{ out: string; code: number | null }> {
+  const child = spawn(process.execPath, [BIN, 'exec', ...flags, 'svc', 'sh', '-c', script], {
+    env: { ...process.env, ...e.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  onTestFinished(() => void child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stdin.on('error', () => undefined); // without -i nobody reads it
+  child.stdin.end('hello\n');
+  const code = await withDeadline(
+    new Promise<number | null>((resolve) => child.on('close', resolve)),
+    20_000,
+    `exec ${flags.join(' ')} to end`,
+  );
+  return { out, code };
 }
 
 /** killOnFinish SIGKILLs what still runs with `marker` in its command line when the test ends. */
@@ -155,6 +189,15 @@ describe('portpub exec', { timeout: 90_000 }, () => {
       'for fd in 0 1; do test -t $fd && echo "$fd:tty"; done',
     );
     expect(tty.stdout).toBe('0:tty\r\n1:tty\r\n');
+    // TERM=xterm with -t, as the daemon sets it, for exec and for run in a network of its own.
+    expect((await cli(e, 'exec', '-t', 'svc', 'sh', '-c', 'echo "$TERM"')).stdout).toBe(
+      'xterm\r\n',
+    );
+    expect((await cli(e, 'exec', 'svc', 'sh', '-c', 'echo "${TERM-unset}"')).stdout).toBe(
+      'unset\n',
+    );
+    const run = await cli(e, 'run', '--rm', '-t', '--', 'sh', '-c', 'echo "$TERM"');
+    expect(run.stdout).toBe('xterm\r\n');
     for (const t of [[], ['-t']]) {
       const trapper = `trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done`;
       const run = await startCli(['exec', ...t, 'svc', 'sh', '-c', trapper], 1, 30_000, {
@@ -166,34 +209,39 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     }
   });
 
+  it("a signal reaches the command's children too; a second one kills it (137)", async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    await started(e, 'svc', ['--', ...IDLE]);
+    // sh waits for sleep: only a signal to the group ends both (a terminal's Ctrl-C would).
+    const waiter = await startCli(['exec', 'svc', 'sh', '-c', 'echo ready; sleep 60'], 1, 30_000, {
+      env: e.env,
+    });
+    waiter.child.kill('SIGINT');
+    expect((await withDeadline(waiter.exited, 20_000, 'exec to end after SIGINT')).code).toBe(130);
+    const trapper = `trap 'echo term' TERM; echo ready; while :; do sleep 0.1; done`;
+    const stubborn = await startCli(['exec', 'svc', 'sh', '-c', trapper], 1, 30_000, {
+      env: e.env,
+    });
+    let out = stubborn.lines.join('\n');
+    stubborn.child.stdout?.on('data', (d: string) => (out += d));
+    stubborn.child.kill('SIGTERM');
+    await waitFor(() => out.includes('term'), 'the first SIGTERM to be heard', 20_000);
+    stubborn.child.kill('SIGTERM');
+    expect((await withDeadline(stubborn.exited, 20_000, 'exec to end')).code).toBe(137);
+  });
+
   it('-i passes stdin on; -it on a terminal reads what is typed', async (ctx) => {
     requireNetns(ctx);
     requireScript(ctx);
     const e = runEnv();
     await started(e, 'svc', ['--', ...IDLE]);
-    const piped = spawn(
-      process.execPath,
-      [BIN, 'exec', '-i', 'svc', 'sh', '-c', 'read l; echo "got:$l"'],
-      {
-        env: { ...process.env, ...e.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
-    );
-    onTestFinished(() => void piped.kill('SIGKILL'));
-    let out = '';
-    piped.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    piped.stdin.end('hello\n');
-    const code = await withDeadline(
-      new Promise<number | null>((resolve) => piped.on('close', resolve)),
-      20_000,
-      'exec -i to end',
-    );
-    expect(out).toBe('got:hello\n');
-    expect(code).toBe(0);
-    // Without -i the command reads nothing.
-    expect((await cli(e, 'exec', 'svc', 'sh', '-c', 'read l; echo "read:$?"')).stdout).toBe(
-      'read:1\n',
-    );
+    expect(await piped(e, ['-i'], 'read l; echo "got:$l"')).toEqual({
+      out: 'got:hello\n',
+      code: 0,
+    });
+    // Without -i what portpub's stdin holds does not reach the command.
+    expect(await piped(e, [], 'read l; echo "read:$?:$l"')).toEqual({ out: 'read:1:\n', code: 0 });
     const t = onTerminal(
       ['exec', '-it', 'svc', 'sh', '-c', 'echo ready; read l; echo "typed:$l"'],
       e,
@@ -210,10 +258,20 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const marker = `exec-d-${process.pid}-${Date.now()}`;
     killOnFinish(marker);
     await started(e, 'svc', ['--', ...IDLE]);
-    const d = await cli(e, 'exec', '-d', 'svc', 'sh', '-c', 'while :; do sleep 0.1; done', marker);
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const ran = join(dir, 'ran');
+    const script = `echo $$ > '${ran}'; while :; do sleep 0.1; done`;
+    const d = await cli(e, 'exec', '-d', 'svc', 'sh', '-c', script, marker);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toBe('');
-    await waitFor(() => processesWith(marker).length > 0, 'the command to run', 10_000);
+    // Its pid in the service's PID namespace, which the service's own command holds as 1's child.
+    await waitFor(
+      () => existsSync(ran) && readFileSync(ran, 'utf8').endsWith('\n'),
+      'it to run',
+      10_000,
+    );
+    expect(Number(readFileSync(ran, 'utf8'))).toBeGreaterThan(1);
     expect((await cli(e, 'stop', 'svc')).code).toBe(0);
     // The PID namespace ended with the service, and so did everything in it.
     await waitFor(() => processesWith(marker).length === 0, 'the command to end', 10_000);
@@ -235,6 +293,12 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const r = await cli(e, 'exec', 'hostly', 'sh', '-c', 'echo "$GREETING|$(pwd)"');
     expect(r.stdout).toBe('hi|/tmp\n');
     expect(r.code).toBe(0);
+    // Without -w: the directory the service was started in, not the one exec is run from.
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    await started(e, 'here', ['--network', 'host', '--', ...IDLE], dir);
+    const here = await runCli(['exec', 'here', 'pwd'], 30_000, { env: e.env, cwd: '/' });
+    expect(here.stdout).toBe(`${dir}\n`);
   });
 
   it.for([

@@ -86,6 +86,13 @@ describe('serviceEnv (the daemon merge, then HOME)', () => {
       ['HOME', '/root'],
     ]);
   });
+  it('-t puts TERM=xterm after HOSTNAME, under the user values', () => {
+    const env = serviceEnv({ hostname: 'h', links: [['L', '1']], user: [], tty: true });
+    expect(env.map(([k]) => k)).toEqual(['PATH', 'HOSTNAME', 'TERM', 'L', 'HOME']);
+    expect(env[2]).toEqual(['TERM', 'xterm']);
+    const mine = serviceEnv({ hostname: 'h', links: [], user: ['TERM=vt100'], tty: true });
+    expect(mine.find(([k]) => k === 'TERM')).toEqual(['TERM', 'vt100']);
+  });
   it('a bare KEY unsets a default; a given HOME is kept', () => {
     const env = serviceEnv({ hostname: 'h', links: [], user: ['HOSTNAME', 'HOME=/tmp'] });
     expect(env.map(([k]) => k)).toEqual(['PATH', 'HOME']);
