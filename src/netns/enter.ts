@@ -19,7 +19,8 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
-function comm(pid: number): string | undefined {
+/** comm is a process's name, or undefined once it is gone. */
+export function comm(pid: number): string | undefined {
   try {
     return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
   } catch {

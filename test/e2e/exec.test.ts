@@ -15,6 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { childrenOf, comm } from '../../src/netns/enter.js';
 import { BIN, runCli, startCli } from '../helpers/cli.js';
 import { AS_NOBODY, binForNobody, SETPRIV } from '../helpers/nobody.js';
 import { needs } from '../helpers/udp.js';
@@ -213,10 +214,21 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     requireNetns(ctx);
     const e = runEnv();
     await started(e, 'svc', ['--', ...IDLE]);
-    // sh waits for sleep: only a signal to the group ends both (a terminal's Ctrl-C would).
-    const waiter = await startCli(['exec', 'svc', 'sh', '-c', 'echo ready; sleep 60'], 1, 30_000, {
-      env: e.env,
-    });
+    // sh waits for sleep: only a signal to the group ends both (a terminal's Ctrl-C would). It
+    // goes once sleep runs: dash catches a SIGINT that comes before it forks, and then waits on.
+    const marker = `waiter-${process.pid}-${Date.now()}`;
+    killOnFinish(marker);
+    const waiter = await startCli(
+      ['exec', 'svc', 'sh', '-c', 'echo ready; sleep 60; :', marker],
+      1,
+      30_000,
+      { env: e.env },
+    );
+    await waitFor(
+      () => processesWith(marker).some((pid) => childrenOf(pid).some((c) => comm(c) === 'sleep')),
+      'sleep to run under sh',
+      20_000,
+    );
     waiter.child.kill('SIGINT');
     expect((await withDeadline(waiter.exited, 20_000, 'exec to end after SIGINT')).code).toBe(130);
     const trapper = `trap 'echo term' TERM; echo ready; while :; do sleep 0.1; done`;
