@@ -6,6 +6,7 @@
 // service's variables. Everything after COMMAND is the command's (passThroughOptions).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import type { Command } from 'commander';
 import { ERR_EXEC, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import { agentOf, enterArgs, requireTool } from '../netns/enter.js';
@@ -150,6 +151,8 @@ function cannotRun(
   command: string,
   path: string | undefined,
 ): { code: number; why: string } | undefined {
+  // ./x is the command's directory's (the service's, or -w), not portpub's: nsenter judges it.
+  if (command.includes('/') && !isAbsolute(command)) return undefined;
   if (findExecutable(command, path) !== undefined) return undefined;
   // A file named with a slash that is there but cannot be executed (no x bit, a directory): 126.
   if (command.includes('/') && existsSync(command)) return { code: 126, why: 'permission denied' };

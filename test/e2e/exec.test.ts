@@ -173,6 +173,14 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const denied = await cli(e, 'exec', 'svc', file);
     expect(denied.code).toBe(126);
     expect(denied.stderr).toBe(`portpub: ${file}: permission denied\n`);
+    // A relative path is the command's directory's (-w here), not exec's own.
+    writeFileSync(join(dir, 'here.sh'), '#!/bin/sh\necho "here:$(pwd)"\n');
+    chmodSync(join(dir, 'here.sh'), 0o755);
+    const here = await runCli(['exec', '-w', dir, 'svc', './here.sh'], 30_000, {
+      env: e.env,
+      cwd: '/',
+    });
+    expect(here.stdout).toBe(`here:${dir}\n`);
   });
 
   it('relays signals to the command, and -t gives it a terminal of its own', async (ctx) => {
