@@ -300,6 +300,9 @@ describe('portpub exec', { timeout: 90_000 }, () => {
   it('on a --network host service: the command on the host, with its variables', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
+    // No namespace ends these with their portpub (runEnv's cleanup SIGKILLs it): killed by mark.
+    const marker = `exec-host-${process.pid}-${Date.now()}`;
+    killOnFinish(marker);
     await started(e, 'hostly', [
       '--network',
       'host',
@@ -309,6 +312,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
       '/tmp',
       '--',
       ...IDLE,
+      marker,
     ]);
     const r = await cli(e, 'exec', 'hostly', 'sh', '-c', 'echo "$GREETING|$(pwd)"');
     expect(r.stdout).toBe('hi|/tmp\n');
@@ -316,9 +320,11 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     // Without -w: the directory the service was started in, not the one exec is run from.
     const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
-    await started(e, 'here', ['--network', 'host', '--', ...IDLE], dir);
+    await started(e, 'here', ['--network', 'host', '--', ...IDLE, marker], dir);
     const here = await runCli(['exec', 'here', 'pwd'], 30_000, { env: e.env, cwd: '/' });
     expect(here.stdout).toBe(`${dir}\n`);
+    expect((await cli(e, 'stop', 'hostly', 'here')).code).toBe(0);
+    await waitFor(() => processesWith(marker).length === 0, 'the services to end', 15_000);
   });
 
   it.for([
