@@ -389,6 +389,16 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
   ])('-d --network host: $how kills the command with its portpub', async ({ how, args }) => {
     const e = runEnv();
     const marker = `host-deaf-${process.pid}-${Date.now()}`;
+    // Should the kill fail, the command outlives its SIGKILLed portpub: killed by mark at the end.
+    onTestFinished(() => {
+      for (const p of processesWith(marker)) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
+    });
     const deaf = `// ${marker}\nprocess.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000);`;
     const r = await cli(
       e,
