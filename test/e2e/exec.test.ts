@@ -22,6 +22,7 @@ import { needs } from '../helpers/udp.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
 import {
+  killMarkedOnFinish,
   onTerminal,
   processesWith,
   record,
@@ -78,19 +79,6 @@ async function piped(
     `exec ${flags.join(' ')} to end`,
   );
   return { out, code };
-}
-
-/** killOnFinish SIGKILLs what still runs with `marker` in its command line when the test ends. */
-function killOnFinish(marker: string): void {
-  onTestFinished(() => {
-    for (const pid of processesWith(marker)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
-  });
 }
 
 describe('portpub exec', { timeout: 90_000 }, () => {
@@ -225,7 +213,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     // sh waits for sleep: only a signal to the group ends both (a terminal's Ctrl-C would). It
     // goes once sleep runs: dash catches a SIGINT that comes before it forks, and then waits on.
     const marker = `waiter-${process.pid}-${Date.now()}`;
-    killOnFinish(marker);
+    killMarkedOnFinish(marker);
     const waiter = await startCli(
       ['exec', 'svc', 'sh', '-c', 'echo ready; sleep 60; :', marker],
       1,
@@ -276,7 +264,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     requireNetns(ctx);
     const e = runEnv();
     const marker = `exec-d-${process.pid}-${Date.now()}`;
-    killOnFinish(marker);
+    killMarkedOnFinish(marker);
     await started(e, 'svc', ['--', ...IDLE]);
     const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
@@ -302,7 +290,7 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     const e = runEnv();
     // No namespace ends these with their portpub (runEnv's cleanup SIGKILLs it): killed by mark.
     const marker = `exec-host-${process.pid}-${Date.now()}`;
-    killOnFinish(marker);
+    killMarkedOnFinish(marker);
     await started(e, 'hostly', [
       '--network',
       'host',

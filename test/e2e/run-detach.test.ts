@@ -14,6 +14,7 @@ import { echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
 import {
   alive,
+  killMarkedOnFinish,
   processesWith,
   record,
   refused,
@@ -390,15 +391,7 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     const e = runEnv();
     const marker = `host-deaf-${process.pid}-${Date.now()}`;
     // Should the kill fail, the command outlives its SIGKILLed portpub: killed by mark at the end.
-    onTestFinished(() => {
-      for (const p of processesWith(marker)) {
-        try {
-          process.kill(p, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-    });
+    killMarkedOnFinish(marker);
     const deaf = `// ${marker}\nprocess.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000);`;
     const r = await cli(
       e,

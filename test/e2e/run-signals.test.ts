@@ -1,8 +1,9 @@
 // How a `portpub run` service hears signals and faults, through the built CLI: one Ctrl-C on a
 // terminal is one SIGINT for the command (as under docker run), with or without -i; the agent's
 // death takes the service down with a clear line and lets its ports go.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { childrenOf } from '../../src/netns/enter.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import {
@@ -71,22 +72,6 @@ describe('portpub run: signals', { timeout: 90_000 }, () => {
     },
   );
 });
-
-/** childrenOf lists the pids whose parent is pid (from /proc/<pid>/stat). */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(p));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
 
 /** agentOf finds the namespace agent of the portpub at pid: its unshare's one child. */
 function agentOf(pid: number): number {

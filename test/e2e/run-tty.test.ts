@@ -2,10 +2,11 @@
 // gets a terminal of its own (util-linux's script allocates it), its exit status and the signals
 // `stop` sends are its own, `-it` reads the user's terminal (typing and Ctrl-C reach the command
 // through its terminal), and what docker run refuses is refused before anything starts.
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import {
+  killMarkedOnFinish,
   onTerminal,
   processesWith,
   record,
@@ -164,15 +165,7 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
       requireScript(ctx);
       const e = runEnv();
       const marker = `stubborn-${process.pid}-${Date.now()}`;
-      onTestFinished(() => {
-        for (const pid of processesWith(marker)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone already
-          }
-        }
-      });
+      killMarkedOnFinish(marker);
       // On the host's network script's session keeps the command out of portpub's process group.
       const cmd = `trap '' TERM HUP; echo up; while :; do sleep 0.1; done`;
       const d = await runCli(
