@@ -62,18 +62,31 @@ export interface EngineClient {
   onLost(): void;
 }
 
+/**
+ * BusyPollStats: the native engine thread's busy polling (native/engine.c busy_poll) since it
+ * started: its window (PORTPUB_BUSY_POLL, 0 for off), the polls it began, and those that found
+ * an event before the window ended (the rest slept after it, as without polling).
+ */
+export interface BusyPollStats {
+  windowUs: number;
+  polls: number;
+  hits: number;
+}
+
 /** NativeEngine owns the binding's start(), the listener ids, and the dispatch of events. */
 export class NativeEngine {
   private readonly clients = new Map<number, EngineClient>();
   private nextId = 1;
   private started = false;
+  private pollUs = 0;
 
   constructor(readonly binding: NativeBinding) {}
 
   /** add registers a client, starting the engine and keeping the process alive, and returns its id. */
   add(client: EngineClient): number {
     if (!this.started) {
-      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost), busyPollUs());
+      this.pollUs = busyPollUs();
+      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost), this.pollUs);
       this.started = true;
     }
     const id = this.nextId++;
@@ -86,6 +99,13 @@ export class NativeEngine {
   remove(id: number): void {
     if (!this.clients.delete(id)) return;
     if (this.clients.size === 0) this.binding.unref();
+  }
+
+  /** busyPoll reads the engine thread's busy-polling counters; undefined before it started. */
+  busyPoll(): BusyPollStats | undefined {
+    if (!this.started) return undefined;
+    const [polls, hits] = this.binding.pollStats();
+    return { windowUs: this.pollUs, polls, hits };
   }
 
   private dispatch(nums: Float64Array, clients: string[], lost: boolean): void {
@@ -125,4 +145,9 @@ let engine: NativeEngine | undefined;
 export function nativeEngine(binding: NativeBinding): NativeEngine {
   engine ??= new NativeEngine(binding);
   return engine;
+}
+
+/** busyPollStats: this process's engine's busy polling, or undefined while none serves here. */
+export function busyPollStats(): BusyPollStats | undefined {
+  return engine?.busyPoll();
 }

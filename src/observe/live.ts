@@ -3,7 +3,7 @@
 // page all read this one shape; with --tcp-workers the workers' counters are summed in here.
 import type { ConnectionInfo } from '../forwarder.js';
 import { joinHostPort } from '../docker/report.js';
-import type { BindingStats } from '../publish/publisher.js';
+import type { BindingStats, BusyPollStats } from '../publish/publisher.js';
 
 /** TcpStats and UdpStats are the forwarders' counters, as the supervisor reports them. */
 export type TcpStats = Extract<BindingStats, { tcp: unknown }>['tcp'];
@@ -36,6 +36,8 @@ export interface Snapshot {
   at: number;
   name?: string;
   bindings: LiveBinding[];
+  /** The native engine's busy polling, where that engine serves in this process. */
+  busyPoll?: BusyPollStats;
   /** Present when asked for. */
   connections?: LiveConnection[];
 }
@@ -53,6 +55,8 @@ export interface Served {
   stats(): BindingStats[];
   /** connections lists each binding's live connections, in stats() order, where implemented. */
   connections?(): ConnectionInfo[][];
+  /** busyPoll: the native engine thread's busy polling, where that engine serves. */
+  busyPoll?(): BusyPollStats | undefined;
 }
 
 /** LiveSource produces snapshots of one process. */
@@ -111,11 +115,13 @@ export function liveSource(options: LiveSourceOptions): LiveSource {
         bindings.push(b);
         for (const c of conns?.[i] ?? []) connections.push({ ...c, key, ...named });
       });
+      const busyPoll = options.served.busyPoll?.();
       return {
         pid,
         at: Date.now(),
         ...(options.name !== undefined ? { name: options.name } : {}),
         bindings,
+        ...(busyPoll !== undefined ? { busyPoll } : {}),
         ...(withConnections ? { connections } : {}),
       };
     },

@@ -4,6 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { joinHostPort } from '../docker/report.js';
+import type { BusyPollStats } from '../publish/publisher.js';
 import type { LiveBinding, Snapshot } from './live.js';
 
 /** LABELS every portpub metric carries: which service, which bound socket, which target. */
@@ -111,6 +112,27 @@ export function metricsHandler(
     'UDP flows ended early because --max-udp-flows was reached.',
     [],
     (b) => one(b.udp?.evictions),
+  );
+  // The engine thread's, not a binding's: one series per process, 0 without the native engine.
+  const engine = (name: string, help: string, read: (p: BusyPollStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        if (current?.busyPoll !== undefined) this.inc(read(current.busyPoll));
+      },
+    });
+  engine(
+    'portpub_engine_busy_polls_total',
+    'Busy polls the native engine thread began after request/response traffic (PORTPUB_BUSY_POLL).',
+    (p) => p.polls,
+  );
+  engine(
+    'portpub_engine_busy_poll_hits_total',
+    'Busy polls that found an event before their window ended (the others slept after it).',
+    (p) => p.hits,
   );
 
   return async (req, res) => {

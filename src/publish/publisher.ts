@@ -17,9 +17,11 @@ import {
 import { listenTcp, type TcpForwarderOptions, type TcpStats } from '../tcp/forwarder.js';
 import { bindUdp } from '../udp/bind.js';
 import {
+  busyPollStats,
   createTcpForwarder,
   createUdpForwarder,
   udpBindOptions,
+  type BusyPollStats,
   type EngineChoice,
 } from '../engine/index.js';
 import type { UdpStats } from '../udp/forwarder.js';
@@ -41,7 +43,7 @@ export interface PublishRequest {
 }
 
 /** BindingStats is a binding with its live counters. */
-export type { Binding };
+export type { Binding, BusyPollStats };
 
 /** BindingStats is a binding with its live counters. */
 export type BindingStats = Binding & ({ tcp: TcpStats } | { udp: UdpStats });
@@ -177,6 +179,11 @@ export class Publisher {
   /** connections lists each binding's live connections and flows, in stats() order. */
   connections(): ConnectionInfo[][] {
     return this.shown().flatMap((e) => e.forwarders.map((fw) => fw.connections()));
+  }
+
+  /** busyPoll is the native engine thread's busy polling, where it serves in this process. */
+  busyPoll(): BusyPollStats | undefined {
+    return busyPollStats();
   }
 
   private shown(): Entry[] {

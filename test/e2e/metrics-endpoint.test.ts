@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parsePortLine } from '../helpers/cli.js';
-import { connectTcp, echoServer, pushEcho, waitFor } from '../helpers/net.js';
+import { connectTcp, echoServer, pushEcho, roundTrip, waitFor } from '../helpers/net.js';
 import { echoServer as udpEcho, needs, request, udpSocket } from '../helpers/udp.js';
 import { loadNative } from '../../src/engine/load.js';
 import { jsonLines, loggedUrl, observeEnv } from '../fixtures/observe-env.js';
@@ -147,6 +147,42 @@ describe('--metrics', () => {
           expect(value(after, 'portpub_bytes_total', { ...labels, direction })).toBe(row[key]);
         }
       }
+    },
+  );
+
+  it.for([
+    ['200us', true],
+    ['0', false],
+  ] as const)(
+    "counts the native engine thread's busy polls (PORTPUB_BUSY_POLL=%s)",
+    async ([window, polls], t) => {
+      if (!native) t.skip('the native engine did not build');
+      const o = observeEnv();
+      o.env.PORTPUB_BUSY_POLL = window;
+      const target = await echoServer();
+      const pp = await o.start([
+        '-p',
+        `127.0.0.1::${target.port}`,
+        '--metrics',
+        '127.0.0.1:0',
+        '--engine',
+        'native',
+      ]);
+      const url = await loggedUrl(pp, 'metrics');
+      const before = await scrape(url);
+      // Before any traffic the engine thread runs (it serves the listener) and has not polled.
+      expect(value(before, 'portpub_engine_busy_polls_total', {})).toBe(0);
+      const socket = await connectTcp(parsePortLine(pp.lines[0]!).port);
+      // Small requests and replies: after each, the engine polls for the next one (engine.c).
+      for (let i = 0; i < 5; i++) expect(await roundTrip(socket, `ping ${i}`)).toBe(`ping ${i}`);
+      const m = await scrape(url);
+      expect(m.get('portpub_engine_busy_polls_total')!.type).toBe('counter');
+      const begun = value(m, 'portpub_engine_busy_polls_total', {});
+      const hits = value(m, 'portpub_engine_busy_poll_hits_total', {});
+      if (polls) expect(begun).toBeGreaterThanOrEqual(1);
+      else expect(begun).toBe(0);
+      expect(hits).toBeGreaterThanOrEqual(0);
+      expect(hits).toBeLessThanOrEqual(begun);
     },
   );
 
