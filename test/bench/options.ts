@@ -25,6 +25,8 @@ export interface Options {
   /** ports is the range to take ports from (default: 20000-32000, from a random point). */
   ports?: [number, number];
   keepLogs: boolean;
+  /** ignoreLoad: measure at once, without waiting out (or repeating for) other load. */
+  ignoreLoad: boolean;
   help: boolean;
 }
 
@@ -39,6 +41,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --portpub FILE     the bin/portpub.js to measure (default: this checkout's)
   --ports FIRST-LAST take listening ports from this range only (default 20000-32000)
   --keep-logs        keep the temp dir with the subjects' configs and logs
+  --ignore-load      do not wait for other processes to go quiet before each measurement,
+                     nor measure again when they were busy during one (--smoke implies it)
 `;
 
 function range(v: string | undefined): [number, number] {
@@ -70,6 +74,7 @@ export function parseOptions(argv: string[]): Options {
     subjects: ALL_SUBJECTS,
     clients: 'auto',
     keepLogs: false,
+    ignoreLoad: false,
     help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -85,11 +90,15 @@ export function parseOptions(argv: string[]): Options {
     else if (a === '--portpub') o.portpub = value() ?? '';
     else if (a === '--ports') o.ports = range(value());
     else if (a === '--keep-logs') o.keepLogs = true;
+    else if (a === '--ignore-load') o.ignoreLoad = true;
     else if (a === '--help' || a === '-h') o.help = true;
     else throw new Error(`unknown option ${a}\n${USAGE}`);
   }
   if (o.json === '') throw new Error('--json needs a file');
   if (o.portpub === '') throw new Error('--portpub needs a file');
-  if (mode === 'smoke') o.clients = 'node';
+  if (mode === 'smoke') {
+    o.clients = 'node';
+    o.ignoreLoad = true; // a check that every row comes out, not a measurement
+  }
   return { ...o, mode, params: PARAMS[mode] };
 }

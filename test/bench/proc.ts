@@ -227,7 +227,11 @@ export function lastJson(r: ClientRun, what: string): Record<string, unknown> {
 interface ProcEntry {
   ppid: number;
   ticks: number;
+  kthread: boolean;
 }
+
+/** PF_KTHREAD marks a kernel thread in /proc/PID/stat's flags. */
+const PF_KTHREAD = 0x00200000;
 
 /** procTable reads pid -> parent and utime+stime (+ reaped children's) from /proc/PID/stat. */
 function procTable(): Map<number, ProcEntry> {
@@ -243,7 +247,11 @@ function procTable(): Map<number, ProcEntry> {
     // Fields after the command name "(...)": f[0] is field 3 (state), f[11..14] utime..cstime.
     const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
     const n = (i: number): number => Number(f[i] ?? 0);
-    table.set(Number(d), { ppid: n(1), ticks: n(11) + n(12) + n(13) + n(14) });
+    table.set(Number(d), {
+      ppid: n(1),
+      ticks: n(11) + n(12) + n(13) + n(14),
+      kthread: (n(6) & PF_KTHREAD) !== 0,
+    });
   }
   return table;
 }
@@ -286,4 +294,76 @@ export function treeRssKiB(root: number): number {
     }
   }
   return kib;
+}
+
+/**
+ * outsideTicks is the CPU ticks so far (utime+stime, reaped children's too) of every process
+ * outside root's tree. Kernel threads are left out: they also serve the benchmark's own traffic
+ * (softirq work, for one).
+ */
+export function outsideTicks(root: number): Map<number, number> {
+  const table = procTable();
+  const mine = new Set(treePids(root, table));
+  const out = new Map<number, number>();
+  for (const [pid, e] of table) if (!mine.has(pid) && !e.kthread) out.set(pid, e.ticks);
+  return out;
+}
+
+/**
+ * ticksUsed is what the processes of `now` used since `before`: a process new since then counts
+ * whole, one that exited since is not seen (unless its parent, outside too, reaped it).
+ */
+export function ticksUsed(before: Map<number, number>, now: Map<number, number>): number {
+  let ticks = 0;
+  for (const [pid, t] of now) ticks += Math.max(0, t - (before.get(pid) ?? 0));
+  return ticks;
+}
+
+/**
+ * LoadWatch watches the CPU of every process outside this benchmark (other load spoils the
+ * numbers: busy CPUs even wake up faster): quiet() waits for it to settle before a measurement,
+ * and used() says how much there was since mark().
+ */
+export class LoadWatch {
+  private readonly first: Map<number, number>;
+  private readonly began = Date.now();
+  private from: Map<number, number>;
+  private fromAt = Date.now();
+
+  constructor(private readonly root = process.pid) {
+    this.first = outsideTicks(root);
+    this.from = this.first;
+  }
+
+  /** mark starts a measurement window. */
+  mark(): void {
+    this.from = outsideTicks(this.root);
+    this.fromAt = Date.now();
+  }
+
+  /** used is the CPU-seconds outside processes used since mark(), and over how many seconds. */
+  used(): { cpuSeconds: number; seconds: number } {
+    const ticks = ticksUsed(this.from, outsideTicks(this.root));
+    return { cpuSeconds: ticks / CLK_TCK, seconds: (Date.now() - this.fromAt) / 1000 };
+  }
+
+  /** total is the same since the watch began. */
+  total(): { cpuSeconds: number; seconds: number } {
+    const ticks = ticksUsed(this.first, outsideTicks(this.root));
+    return { cpuSeconds: ticks / CLK_TCK, seconds: (Date.now() - this.began) / 1000 };
+  }
+
+  /**
+   * quiet waits until outside processes use under `cores` of one core over a 0.5 s window, for
+   * at most maxMs, and says whether they did.
+   */
+  async quiet(cores = 0.1, maxMs = 10_000): Promise<boolean> {
+    const until = Date.now() + maxMs;
+    for (;;) {
+      const before = outsideTicks(this.root);
+      await sleep(500);
+      if (ticksUsed(before, outsideTicks(this.root)) / CLK_TCK / 0.5 < cores) return true;
+      if (Date.now() >= until) return false;
+    }
+  }
 }

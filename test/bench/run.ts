@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Context, type Tools } from './context.js';
 import { parseOptions, USAGE, type Options } from './options.js';
 import { PortPool } from './ports.js';
-import { killAllSync } from './proc.js';
+import { killAllSync, LoadWatch } from './proc.js';
 import { lines, table, type Cell } from './report.js';
 import { ROWS } from './rows.js';
 import { SCENARIOS } from './scenarios.js';
@@ -33,9 +33,18 @@ function findTools(o: Options): Tools {
   return { ...(iperf3 ? { iperf3 } : {}), ...(sockperf ? { sockperf } : {}) };
 }
 
+interface Attempt {
+  cells: Record<string, Cell>;
+  notes: string[];
+  outside: number;
+  seconds: number;
+}
+
 interface RunOutcome {
   cells: Map<string, Record<string, Cell>>;
   notes: string[];
+  /** load is the header line on other processes' CPU over the run. */
+  load: string;
 }
 
 async function measure(
@@ -46,6 +55,46 @@ async function measure(
 ): Promise<RunOutcome> {
   const cells = new Map<string, Record<string, Cell>>();
   const notes: string[] = [];
+  const watch = o.ignoreLoad ? undefined : new LoadWatch();
+  /**
+   * attempt runs one scenario for one subject once: its cells by row, its notes, and the
+   * CPU-seconds other processes used meanwhile (0 without a watch), after waiting (up to 10 s)
+   * for them to settle.
+   */
+  const attempt = async (
+    sc: (typeof SCENARIOS)[number],
+    subject: Subject,
+    rows: typeof ROWS,
+    ctx: Context,
+  ): Promise<Attempt> => {
+    const out: Attempt = { cells: {}, notes: [], outside: 0, seconds: 1 };
+    if (watch) {
+      await watch.quiet();
+      watch.mark();
+    }
+    try {
+      const res = await sc.run(ctx);
+      for (const r of rows) {
+        const m = res[r.key];
+        if (m) out.cells[r.key] = m;
+        else if (r.perProcess && subject.kind === 'direct') out.cells[r.key] = { na: 'no process' };
+        else out.cells[r.key] = { error: 'not measured' };
+      }
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      out.notes.push(why);
+      for (const r of rows) out.cells[r.key] = { error: why };
+    } finally {
+      await ctx.cleanup();
+    }
+    if (watch) {
+      const u = watch.used();
+      out.outside = u.cpuSeconds;
+      out.seconds = Math.max(u.seconds, 0.1);
+    }
+    out.notes.push(...ctx.notes);
+    return out;
+  };
   const ports = o.ports
     ? new PortPool(o.ports[0], o.ports[1])
     : new PortPool(20000, 32000, 20000 + Math.floor(Math.random() * 10000));
@@ -59,29 +108,52 @@ async function measure(
         continue;
       }
       progress(`${sc.name}: ${subject.name}`);
-      const ctx = new Context(subject, o.params, tools, ports, dir);
-      try {
-        const res = await sc.run(ctx);
-        for (const r of rows) {
-          const m = res[r.key];
-          if (m) set(r.key, m);
-          else if (r.perProcess && subject.kind === 'direct') set(r.key, { na: 'no process' });
-          else set(r.key, { error: 'not measured' });
+      const what = `${sc.name} ${subject.name}`;
+      let best = await attempt(
+        sc,
+        subject,
+        rows,
+        new Context(subject, o.params, tools, ports, dir),
+      );
+      // A measurement during which other processes used over 5 % of one core is made once
+      // more, and the quieter one kept, as the reference harness does.
+      if (watch && best.outside / best.seconds > 0.05) {
+        progress(`${what}: other processes used ${best.outside.toFixed(2)} CPU-s; again`);
+        const again = await attempt(
+          sc,
+          subject,
+          rows,
+          new Context(subject, o.params, tools, ports, dir),
+        );
+        if (again.outside < best.outside) best = again;
+        if (best.outside / best.seconds > 0.05) {
+          best.notes.push(
+            `other processes used ${best.outside.toFixed(2)} CPU-s in its ` +
+              `${best.seconds.toFixed(1)} s (measured twice, the quieter kept)`,
+          );
         }
-      } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
-        notes.push(`${sc.name} ${subject.name}: ${why}`);
-        for (const r of rows) set(r.key, { error: why });
-      } finally {
-        await ctx.cleanup();
       }
-      for (const n of ctx.notes) notes.push(`${sc.name} ${subject.name}: ${n}`);
+      for (const [key, c] of Object.entries(best.cells)) set(key, c);
+      for (const n of best.notes) notes.push(`${what}: ${n}`);
     }
   }
-  return { cells, notes };
+  let load = 'other load: not watched (--ignore-load)';
+  if (watch) {
+    const t = watch.total();
+    load =
+      `other load: processes outside this run used ${t.cpuSeconds.toFixed(1)} CPU-s in ` +
+      `${Math.round(t.seconds)} s (${((100 * t.cpuSeconds) / t.seconds).toFixed(1)} % of one core)`;
+  }
+  return { cells, notes, load };
 }
 
-function header(o: Options, subjects: Subject[], skipped: Skipped[], tools: Tools): string[] {
+function header(
+  o: Options,
+  subjects: Subject[],
+  skipped: Skipped[],
+  tools: Tools,
+  load: string,
+): string[] {
   const cpu = cpus();
   const out = [
     `portpub bench (${o.mode} mode), ${new Date().toISOString()}, ${cpu.length} x ${cpu[0]?.model ?? '?'}, ` +
@@ -92,6 +164,7 @@ function header(o: Options, subjects: Subject[], skipped: Skipped[], tools: Tool
   out.push(
     `clients: bulk rows ${tools.iperf3 ? 'iperf3' : 'node'}, ping-pong rows ${tools.sockperf ? 'sockperf' : 'node'}, ` +
       'connections, idle memory and UDP clients node (see the client column)',
+    load,
   );
   return out;
 }
@@ -135,10 +208,10 @@ async function main(): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const { cells, notes } = await measure(o, subjects, tools, dir);
+    const { cells, notes, load } = await measure(o, subjects, tools, dir);
     const ls = lines(ROWS, subjects, cells);
     const text = [
-      ...header(o, subjects, skipped, tools),
+      ...header(o, subjects, skipped, tools, load),
       '',
       table(ls, subjects),
       '',
@@ -156,6 +229,7 @@ async function main(): Promise<number> {
         tools,
         lines: ls,
         notes,
+        load,
       };
       writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
     }
