@@ -14,7 +14,9 @@ export function registerRm(program: Command, ctx: CliContext): void {
     .action(async (names: string[], opts: { force: boolean }) => {
       for (const name of names) {
         let record = findContainer(name);
-        if (opts.force && liveness(record) === 'running') {
+        // -f kills a running service first. One whose portpub died without a word (SIGKILLed)
+        // may have left its command running on the host's network: stop ends it (stop.ts).
+        if (opts.force || liveness(record) !== 'running') {
           await stopContainer(record, 0, ctx);
           record = readRecord(record.id) ?? record;
         }

@@ -4,7 +4,13 @@
 import type { ContainerRecord } from '../registry/containers.js';
 import { markRunning, removeContainer, updateState } from '../registry/containers.js';
 import { linkedEnv } from '../registry/queries.js';
-import { readStates, removeState, stateDir, writeState } from '../registry/state.js';
+import {
+  processStartTime,
+  readStates,
+  removeState,
+  stateDir,
+  writeState,
+} from '../registry/state.js';
 import { userVariables } from '../netns/env.js';
 import type { CliContext } from './context.js';
 import { requireTty, runWithEnv } from './run-with-env.js';
@@ -48,10 +54,23 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
       // Output inherited: the command writes straight to the log file, as portpub does.
       const tty = record.tty === true ? { tty: requireTty(false), stdin: false } : {};
       const cwd = record.workdir === undefined ? {} : { cwd: record.workdir };
+      let command: number | undefined;
+      let running = false;
+      const recordCommand = () => {
+        if (!running || command === undefined) return;
+        const start = processStartTime(command);
+        if (start !== undefined) {
+          updateState(record.id, { commandPid: command, commandStart: start }, dir);
+        }
+      };
       return await runWithEnv(record.command, record.args, env, {
         interactive: false,
         ...tty,
         ...cwd,
+        onCommandPid: (pid) => {
+          command = pid;
+          recordCommand();
+        },
         onSpawn: () => {
           // A state file, so that `stop` can prove this pid is this portpub before signalling.
           const startedAt = new Date().toISOString();
@@ -59,6 +78,8 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
           offExit = ctx.host.onExit(() => removeState(dir, process.pid));
           markRunning(record.id, [], dir, startedAt);
           updateState(record.id, { env: Object.entries(env), cwd: cwd.cwd ?? process.cwd() }, dir);
+          running = true;
+          recordCommand();
           tell({ t: 'running' });
         },
       });

@@ -19,6 +19,11 @@ export interface RunIo {
   interactive?: boolean;
   /** Called once the child runs (not for a command that cannot start). */
   onSpawn?: () => void;
+  /**
+   * On its own terminal (-t, not past nsenter): called with the command's pid under script once
+   * it is known. script gives the command a session of its own, out of portpub's process group.
+   */
+  onCommandPid?: (pid: number) => void;
   /** run -t: script(1)'s path, to run the command on a terminal of its own (netns/tty.ts). */
   tty?: string;
   /** Whether the child reads portpub's stdin (default); else /dev/null (-t without -i). */
@@ -128,7 +133,7 @@ export function runWithEnv(
     // Past nsenter, script's fd 3 says the command's pid in its PID namespace: of no use here.
     if (within) (child.stdio[3] as NodeJS.ReadableStream | null)?.resume();
     const killCommand = !within
-      ? signalsFor(child, onTty)
+      ? signalsFor(child, onTty, io.onCommandPid)
       : child.pid === undefined
         ? () => undefined
         : descendantSignals(

@@ -18,7 +18,13 @@ import {
   type ContainerRecord,
 } from '../registry/containers.js';
 import { ERR_NOT_PORTPUB, EXIT_RUNTIME, PortpubError } from '../errors.js';
-import { provePortpub, readStates, removeState, stateDir } from '../registry/state.js';
+import {
+  processStartTime,
+  provePortpub,
+  readStates,
+  removeState,
+  stateDir,
+} from '../registry/state.js';
 import type { CliContext } from './context.js';
 
 /** registerStop adds `portpub stop`. */
@@ -47,6 +53,7 @@ export async function stopContainer(
 ): Promise<void> {
   const pid = record.state.pid;
   if (liveness(record) !== 'running' || pid === undefined) {
+    killLeftBehind(record, ctx);
     markKilled(record);
     return;
   }
@@ -106,6 +113,7 @@ function isHostRun(record: ContainerRecord): boolean {
  * the command is in it, as a container's processes all end with docker kill.
  */
 function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
+  killCommand(record, ctx);
   if (isHostRun(record)) {
     try {
       ctx.host.kill(-pid, 'SIGKILL');
@@ -115,6 +123,40 @@ function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
     }
   }
   ctx.host.kill(pid, 'SIGKILL');
+}
+
+/**
+ * killLeftBehind ends what a `run -d --network host` portpub that died without a word (SIGKILLed
+ * by hand, by the OOM killer) left running: its command, in the dead portpub's process group (or,
+ * with -t, by its recorded pid). The group is the dead portpub's only while no process has its
+ * pid: Linux does not give out a number that still names a process group.
+ */
+function killLeftBehind(record: ContainerRecord, ctx: CliContext): void {
+  const pid = record.state.pid;
+  if (!isHostRun(record) || record.state.status !== 'running' || pid === undefined) return;
+  killCommand(record, ctx);
+  if (!processGone(pid)) return; // the pid is another process's now: its group is not ours
+  try {
+    ctx.host.kill(-pid, 'SIGKILL');
+  } catch {
+    // no such group: nothing was left
+  }
+}
+
+/**
+ * killCommand SIGKILLs a `run -t --network host` command by the pid its portpub recorded: script's
+ * session keeps it out of the group killHard kills, and one that ignores SIGHUP (the terminal's
+ * end) would outlive its portpub. Only while the start time proves the pid is still that command.
+ */
+function killCommand(record: ContainerRecord, ctx: CliContext): void {
+  const { commandPid, commandStart } = record.state;
+  if (!onOwnTerminal(record) || commandPid === undefined || commandStart === undefined) return;
+  if (processStartTime(commandPid) !== commandStart) return;
+  try {
+    ctx.host.kill(commandPid, 'SIGKILL');
+  } catch {
+    // gone meanwhile
+  }
 }
 
 /** markKilled records a service whose portpub is gone without recording its end: 137, SIGKILL. */

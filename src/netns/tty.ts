@@ -66,14 +66,17 @@ export class TtySignals {
   private pid?: number;
   private readonly waiting: NodeJS.Signals[] = [];
 
-  constructor(pidPipe: NodeJS.ReadableStream | null | undefined) {
+  /** onPid hears the command's pid once it came. */
+  constructor(pidPipe: NodeJS.ReadableStream | null | undefined, onPid?: (pid: number) => void) {
     let text = '';
     pidPipe?.setEncoding('utf8');
     pidPipe?.on('data', (chunk: string) => {
       text += chunk;
       const pid = Number(text.trim());
       if (!text.includes('\n') || !Number.isInteger(pid) || pid <= 0) return;
+      if (this.pid !== undefined) return;
       this.pid = pid;
+      onPid?.(pid);
       for (const signal of this.waiting.splice(0)) this.kill(signal);
     });
     pidPipe?.on('error', () => undefined);
@@ -95,10 +98,15 @@ export class TtySignals {
 
 /**
  * signalsFor is how to signal the command `child` runs: past script under -t (TtySignals, reading
- * the child's stdio[3]), else the child itself. Called right after the spawn.
+ * the child's stdio[3]; onPid hears its pid), else the child itself. Called right after the
+ * spawn.
  */
-export function signalsFor(child: ChildProcess, tty: boolean): (signal: NodeJS.Signals) => void {
+export function signalsFor(
+  child: ChildProcess,
+  tty: boolean,
+  onPid?: (pid: number) => void,
+): (signal: NodeJS.Signals) => void {
   if (!tty) return (signal) => child.kill(signal);
-  const signals = new TtySignals(child.stdio[3] as NodeJS.ReadableStream | null);
+  const signals = new TtySignals(child.stdio[3] as NodeJS.ReadableStream | null, onPid);
   return (signal) => signals.kill(signal);
 }

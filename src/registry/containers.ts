@@ -100,6 +100,13 @@ export interface ContainerState {
   env?: [string, string][];
   /** A `run --network host` command's working directory, where `exec` runs by default. */
   cwd?: string;
+  /**
+   * A `run -t --network host` command's own pid and kernel start time: script gives it a session
+   * of its own, out of the portpub's process group, so `stop` ends it by pid when the portpub
+   * cannot (it was SIGKILLed), once the start time proves the pid is still that command.
+   */
+  commandPid?: number;
+  commandStart?: string;
 }
 
 export type ContainerRecord = ContainerConfig & { state: ContainerState };

@@ -384,45 +384,57 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
   });
 
   it.for([
-    { how: 'stop -t 1', args: ['stop', '-t', '1'] },
-    { how: 'stop -t 0', args: ['stop', '-t', '0'] },
-    { how: 'rm -f', args: ['rm', '-f'] },
-  ])('-d --network host: $how kills the command with its portpub', async ({ how, args }) => {
-    const e = runEnv();
-    const marker = `host-deaf-${process.pid}-${Date.now()}`;
-    // Should the kill fail, the command outlives its SIGKILLed portpub: killed by mark at the end.
-    killMarkedOnFinish(marker);
-    const deaf = `// ${marker}\nprocess.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000);`;
-    const r = await cli(
-      e,
-      'run',
-      '-d',
-      '--network',
-      'host',
-      '--name',
-      'deafh',
-      '--',
-      process.execPath,
-      '-e',
-      deaf,
-    );
-    expect(r.code).toBe(0);
-    await waitFor(
-      async () => (await cli(e, 'logs', 'deafh')).stdout.includes('up\n'),
-      'up',
-      15_000,
-    );
-    expect((await cli(e, ...args, 'deafh')).code).toBe(0);
-    // Without time (-t 0, rm -f) the group was not killed before: the command stayed.
-    await waitFor(
-      () => processesWith(marker).length === 0,
-      `the command to be gone (${how})`,
-      15_000,
-    );
-    if (args[0] === 'stop') {
-      expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deafh\n$/);
-    }
-  });
+    { how: 'stop -t 1', args: ['stop', '-t', '1'], sigkill: false },
+    { how: 'stop -t 0', args: ['stop', '-t', '0'], sigkill: false },
+    { how: 'rm -f', args: ['rm', '-f'], sigkill: false },
+    { how: 'stop after a SIGKILL of the portpub', args: ['stop'], sigkill: true },
+    { how: 'rm after a SIGKILL of the portpub', args: ['rm'], sigkill: true },
+  ])(
+    '-d --network host: $how kills the command with its portpub',
+    async ({ how, args, sigkill }) => {
+      const e = runEnv();
+      const marker = `host-deaf-${process.pid}-${Date.now()}`;
+      // Should the kill fail, the command outlives its SIGKILLed portpub: killed by mark at the end.
+      killMarkedOnFinish(marker);
+      const deaf = `// ${marker}\nprocess.on("SIGTERM", () => {}); console.log("up"); setInterval(() => {}, 1000);`;
+      const r = await cli(
+        e,
+        'run',
+        '-d',
+        '--network',
+        'host',
+        '--name',
+        'deafh',
+        '--',
+        process.execPath,
+        '-e',
+        deaf,
+      );
+      expect(r.code).toBe(0);
+      await waitFor(
+        async () => (await cli(e, 'logs', 'deafh')).stdout.includes('up\n'),
+        'up',
+        15_000,
+      );
+      if (sigkill) {
+        // The portpub dies without a word (kill -9, the OOM killer); its command stays in its group.
+        const pid = record(e.dir, 'deafh').state.pid!;
+        process.kill(pid, 'SIGKILL');
+        await waitFor(() => !alive(pid), 'the portpub to be gone', 10_000);
+        expect(processesWith(marker).length).toBeGreaterThan(0);
+      }
+      expect((await cli(e, ...args, 'deafh')).code).toBe(0);
+      // Without time (-t 0, rm -f) the group was not killed before: the command stayed.
+      await waitFor(
+        () => processesWith(marker).length === 0,
+        `the command to be gone (${how})`,
+        15_000,
+      );
+      if (args[0] === 'stop') {
+        expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(137\) .+ ago +deafh\n$/);
+      }
+    },
+  );
 
   it("stop of a record whose pid is now another portpub's leaves that one's state alone", async () => {
     const e = runEnv();

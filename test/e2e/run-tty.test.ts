@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { runCli, startCli } from '../helpers/cli.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import {
+  alive,
   killMarkedOnFinish,
   onTerminal,
   processesWith,
@@ -158,9 +159,15 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
     },
   );
 
-  it.for(NETWORKS)(
-    '-d -t: stop leaves nothing of a command that ignores SIGTERM and SIGHUP: $name',
-    async ({ extra }, ctx) => {
+  // The ways a service ends at once or outright: its command must not stay behind.
+  const STOPS = [
+    { how: 'stop -t 1', sigkill: false, args: ['stop', '-t', '1'] },
+    { how: 'stop -t 0', sigkill: false, args: ['stop', '-t', '0'] },
+    { how: 'portpub SIGKILLed, then stop', sigkill: true, args: ['stop'] },
+  ];
+  it.for(NETWORKS.flatMap((n) => STOPS.map((s) => ({ ...n, ...s }))))(
+    '-d -t: $how leaves nothing of a command that ignores SIGTERM and SIGHUP: $name',
+    async ({ extra, sigkill, args }, ctx) => {
       requireNetns(ctx);
       requireScript(ctx);
       const e = runEnv();
@@ -181,7 +188,13 @@ describe('portpub run -t', { timeout: 90_000 }, () => {
         20_000,
       );
       expect(processesWith(marker).length).toBeGreaterThan(0);
-      const stop = await runCli(['stop', '-t', '1', 'stubborn'], 30_000, { env: e.env });
+      if (sigkill) {
+        // As the OOM killer or a kill -9 would: the portpub dies without a word.
+        const pid = record(e.dir, 'stubborn').state.pid!;
+        process.kill(pid, 'SIGKILL');
+        await waitFor(() => !alive(pid), 'the portpub to be gone', 10_000);
+      }
+      const stop = await runCli([...args, 'stubborn'], 30_000, { env: e.env });
       expect(stop.code, stop.stderr).toBe(0);
       expect(record(e.dir, 'stubborn').state).toMatchObject({ status: 'exited', exitCode: 137 });
       // What SIGKILL ended may take a moment to be reaped; nothing may stay.
