@@ -53,6 +53,7 @@ export const ERRORS = {
     EXIT_RUNTIME,
     'exec: the service is not running or runs no command, or its namespaces cannot be entered',
   ],
+  ERR_START: [EXIT_RUNTIME, 'start, restart: the service did not start again, or is no run'],
 } as const satisfies Record<string, readonly [number, string]>;
 
 /** ErrorCode is every code of the catalog. */
@@ -86,6 +87,7 @@ export const ERR_AGENT_GONE = 'ERR_AGENT_GONE';
 export const ERR_TTY = 'ERR_TTY';
 export const ERR_CONTROL = 'ERR_CONTROL';
 export const ERR_EXEC = 'ERR_EXEC';
+export const ERR_START = 'ERR_START';
 
 /** PortpubError is the base of every error portpub raises on purpose. */
 export class PortpubError extends Error {

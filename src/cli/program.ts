@@ -21,6 +21,7 @@ import { registerPs } from './ps.js';
 import { registerRm } from './rm.js';
 import { registerRun } from './run.js';
 import { registerStop } from './stop.js';
+import { registerStart } from './start.js';
 import { registerServe } from './serve.js';
 import { registerStats } from './stats.js';
 import { registerTop } from './top.js';
@@ -40,6 +41,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerPs,
   registerLogs,
   registerStop,
+  registerStart,
   registerRm,
   registerReload,
   registerStats,

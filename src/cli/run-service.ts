@@ -101,6 +101,9 @@ export async function runContainer(
   // -i on a terminal: the command reads it, so it stays in the terminal's process group (see
   // SandboxOptions.ownSession) and hears the terminal's Ctrl-C itself.
   const tty = !mode.detached && record.interactive && process.stdin.isTTY === true;
+  // In the background (run -d records it off; `start` runs any record there) nothing can be
+  // attached: the command's stdin is none, and under -t a pipe nobody writes (agent.ts).
+  const interactive = record.interactive && !mode.detached;
   try {
     const resolved = resolveLinks(record, dir);
     const hosts = containerPath(record.id, 'hosts', dir);
@@ -128,7 +131,7 @@ export async function runContainer(
     box = await Sandbox.start({
       hostname,
       mounts,
-      stdio: [record.interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
+      stdio: [interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
       ownSession: !tty,
     });
     const sandbox = box;
@@ -180,14 +183,7 @@ export async function runContainer(
       record.args,
       env.find(([k]) => k === 'PATH')?.[1],
     );
-    await sandbox.startCommand(
-      run.command,
-      run.args,
-      env,
-      record.interactive,
-      run.tty,
-      record.workdir,
-    );
+    await sandbox.startCommand(run.command, run.args, env, interactive, run.tty, record.workdir);
     const never = sandbox.ended;
     if (never?.error !== undefined) {
       // Not found (127) or not executable (126): the start failed, as `docker run` reports it.

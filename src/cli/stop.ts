@@ -181,7 +181,8 @@ function markKilled(record: ContainerRecord): void {
   if (done?.autoRemove) removeContainer(done);
 }
 
-function seconds(value: string): number {
+/** seconds parses -t/--time (whole seconds), for stop and restart. */
+export function seconds(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('--time takes whole seconds');
   return Number(value);
 }

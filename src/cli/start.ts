@@ -1,0 +1,105 @@
+// `portpub start NAME...` and `portpub restart [-t N] NAME...`, as docker start and docker
+// restart: a stopped `portpub run` service runs again from its record, in the background, with
+// the same command, variables, links, ports and address; its log goes on in the same file.
+import type { Command } from 'commander';
+import { ERR_START, EXIT_RUNTIME, PortpubError } from '../errors.js';
+import {
+  findContainer,
+  liveness,
+  readRecord,
+  updateState,
+  type ContainerRecord,
+} from '../registry/containers.js';
+import type { CliContext } from './context.js';
+import { spawnBackground } from './detach.js';
+import { seconds, stopContainer } from './stop.js';
+
+/** Codes raised here; defined in the one catalog, src/errors.ts. */
+export { ERR_START };
+
+/** registerStart adds `portpub start` and `portpub restart`. */
+export function registerStart(program: Command, ctx: CliContext): void {
+  program
+    .command('start')
+    .description('start stopped services again')
+    .argument('<names...>', 'service names or ids')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  portpub run -d --name web -p 8080:80 -- python3 -m http.server 80\n' +
+        '  portpub stop web && portpub start web\n',
+    )
+    .action(async (names: string[]) => {
+      for (const name of names) {
+        await startContainer(findContainer(name), name, ctx);
+        ctx.io.stdout.write(`${name}\n`);
+      }
+    });
+  program
+    .command('restart')
+    .description('stop services, then start them again')
+    .argument('<names...>', 'service names or ids')
+    .option('-t, --time <seconds>', 'seconds to wait before killing it', seconds, 10)
+    .action(async (names: string[], opts: { time: number }) => {
+      for (const name of names) {
+        const record = findContainer(name);
+        await stopContainer(record, opts.time * 1000, ctx);
+        // A --rm service is gone once stopped, as Docker removes it: nothing to start.
+        const after = readRecord(record.id);
+        if (after === undefined) {
+          throw new PortpubError(
+            ERR_START,
+            `${name} was started with --rm: stopping removed it, nothing is left to start`,
+            EXIT_RUNTIME,
+          );
+        }
+        await startContainer(after, name, ctx);
+        ctx.io.stdout.write(`${name}\n`);
+      }
+    });
+}
+
+/**
+ * startContainer runs a stopped `run` record again in the background (`run --from-record`, as
+ * `run -d` does) and returns once it serves; a running one is left as it is, as docker start
+ * leaves it. What a portpub that died without a word left behind is ended first (stop.ts).
+ */
+export async function startContainer(
+  record: ContainerRecord,
+  name: string,
+  ctx: CliContext,
+): Promise<void> {
+  if (record.kind !== undefined && record.kind !== 'run') {
+    throw new PortpubError(
+      ERR_START,
+      `${name} is a ${record.kind === 'up' ? 'portpub up -d' : 'portpub -d'} service: it serves ` +
+        'its command line, which it read where it started; run that again',
+      EXIT_RUNTIME,
+    );
+  }
+  if (liveness(record) === 'running') return;
+  if (record.state.status === 'running') await stopContainer(record, 0, ctx);
+  const now = readRecord(record.id);
+  if (now === undefined) {
+    // Its portpub had died; marking it killed removed it (--rm).
+    throw new PortpubError(ERR_START, `No such container: ${name}`, EXIT_RUNTIME);
+  }
+  // Last run's end and pids go; the next run writes its own.
+  updateState(record.id, {
+    status: 'created',
+    exitCode: undefined,
+    finishedAt: undefined,
+    pid: undefined,
+    procStart: undefined,
+    commandPid: undefined,
+    commandStart: undefined,
+    bindings: [],
+  });
+  const started = await spawnBackground(record.id, ['run', '--from-record', record.id], ctx);
+  if (!started.ok) {
+    throw new PortpubError(
+      ERR_START,
+      `failed to start ${name} (its portpub ended with ${started.code}; see portpub logs ${name})`,
+      EXIT_RUNTIME,
+    );
+  }
+}

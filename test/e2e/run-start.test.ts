@@ -1,0 +1,182 @@
+// portpub start and restart, as docker start and docker restart: a stopped `run` service runs
+// again from its record, in the background, on both networks; a running one is left alone; what
+// cannot start says why and leaves nothing running.
+import net from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { connectTcp, roundTrip, track, waitFor } from '../helpers/net.js';
+import { reservePorts } from '../helpers/ports.js';
+import {
+  alive,
+  killMarkedOnFinish,
+  processesWith,
+  record,
+  requireNetns,
+  runEnv,
+  service,
+  type RunEnv,
+} from '../fixtures/netns-run.js';
+
+const cli = (e: RunEnv, ...args: string[]) => runCli(args, 30_000, { env: e.env });
+
+/** ups counts the service's `up` lines in its log: one per run. */
+async function ups(e: RunEnv, name: string): Promise<number> {
+  const out = (await cli(e, 'logs', name)).stdout;
+  return out.split('\n').filter((l) => l === 'up').length;
+}
+
+/** hostPort is where `portpub port NAME` says the service's 5000/tcp is published. */
+async function hostPort(e: RunEnv, name: string): Promise<number> {
+  const out = (await cli(e, 'port', name, '5000')).stdout;
+  const m = /^127\.0\.0\.1:(\d+)\n$/.exec(out);
+  expect(m, out).not.toBeNull();
+  return Number(m![1]);
+}
+
+async function answers(port: number, tag: string): Promise<void> {
+  const socket = track(await connectTcp(port));
+  expect(await roundTrip(socket, 'ping')).toBe(`${tag}:ping`);
+  socket.destroy();
+}
+
+describe('portpub start, restart', { timeout: 120_000 }, () => {
+  it('starts a stopped service again: same record, address and log, ports served again', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const port = await reservePorts(1);
+    const run = await cli(
+      e,
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '-p',
+      `127.0.0.1:${port}:5000`,
+      '--',
+      ...service('tcp=5000', 'tag=web'),
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const id = run.stdout.trim();
+    await waitFor(async () => (await ups(e, 'web')) === 1, 'web up', 20_000);
+    await answers(port, 'web');
+    const first = record(e.dir, 'web');
+
+    expect(await cli(e, 'stop', 'web')).toMatchObject({ code: 0, stdout: 'web\n' });
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(0\) .+ ago +web\n$/);
+
+    const start = await cli(e, 'start', 'web');
+    expect(start).toMatchObject({ code: 0, stdout: 'web\n', stderr: '' });
+    const again = record(e.dir, 'web');
+    expect(again).toMatchObject({ id, ip: first.ip, state: { status: 'running' } });
+    expect(again.state.pid).not.toBe(first.state.pid);
+    expect(again.state.exitCode).toBeUndefined();
+    await waitFor(async () => (await ups(e, 'web')) === 2, 'web up again, in the same log', 20_000);
+    expect(await hostPort(e, 'web')).toBe(port);
+    await answers(port, 'web');
+    expect((await cli(e, 'ps')).stdout).toMatch(/Up .+ +web\n$/);
+
+    // A running service is left as it is, as docker start leaves it.
+    expect(await cli(e, 'start', 'web')).toMatchObject({ code: 0, stdout: 'web\n' });
+    expect(record(e.dir, 'web').state.pid).toBe(again.state.pid);
+
+    // restart: stopped (SIGTERM first: the service says so), then started again.
+    const restart = await cli(e, 'restart', '-t', '5', 'web');
+    expect(restart).toMatchObject({ code: 0, stdout: 'web\n' });
+    expect(alive(again.state.pid!)).toBe(false);
+    await waitFor(async () => (await ups(e, 'web')) === 3, 'web up a third time', 20_000);
+    expect((await cli(e, 'logs', 'web')).stdout).toContain('got SIGTERM\n');
+    await answers(port, 'web');
+    expect(await cli(e, 'stop', 'web')).toMatchObject({ code: 0 });
+  });
+
+  it('starts a --network host command again, and a foreground run in the background', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const marker = `start-host-${process.pid}-${Date.now()}`;
+    killMarkedOnFinish(marker);
+    const sleeper = `// ${marker}\nconsole.log("up"); setInterval(() => {}, 1000); process.on("SIGTERM", () => process.exit(0));`;
+    const host = await cli(
+      e,
+      'run',
+      '-d',
+      '--network',
+      'host',
+      '--name',
+      'onhost',
+      '--',
+      process.execPath,
+      '-e',
+      sleeper,
+    );
+    expect(host.code, host.stderr).toBe(0);
+    await waitFor(async () => (await ups(e, 'onhost')) === 1, 'onhost up', 20_000);
+    expect(await cli(e, 'stop', 'onhost')).toMatchObject({ code: 0 });
+    await waitFor(() => processesWith(marker).length === 0, 'the command gone', 10_000);
+    expect(await cli(e, 'start', 'onhost')).toMatchObject({ code: 0, stdout: 'onhost\n' });
+    await waitFor(async () => (await ups(e, 'onhost')) === 2, 'onhost up again', 20_000);
+    expect(processesWith(marker).length).toBeGreaterThan(0);
+    expect(await cli(e, 'stop', 'onhost')).toMatchObject({ code: 0 });
+    await waitFor(() => processesWith(marker).length === 0, 'the command gone again', 10_000);
+
+    // A foreground run's record stays once it ended (no --rm): start runs it in the background.
+    const fg = await cli(e, 'run', '--name', 'once', '--', 'sh', '-c', 'echo up; exit 3');
+    expect(fg).toMatchObject({ code: 3, stdout: 'up\n' });
+    expect(await cli(e, 'start', 'once')).toMatchObject({ code: 0, stdout: 'once\n' });
+    await waitFor(
+      () => record(e.dir, 'once').state.status === 'exited',
+      'the started run to end',
+      20_000,
+    );
+    expect(record(e.dir, 'once').state.exitCode).toBe(3);
+    expect(await ups(e, 'once')).toBe(2);
+  });
+
+  it('refuses what it cannot start, exit 1, and leaves nothing running', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const missing = await cli(e, 'start', 'nosuch');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('No such container: nosuch');
+
+    // Its port taken meanwhile: Docker's bind words, then which service failed.
+    const port = await reservePorts(1);
+    const run = await cli(
+      e,
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '-p',
+      `127.0.0.1:${port}:5000`,
+      '--',
+      ...service('tcp=5000', 'tag=web'),
+    );
+    expect(run.code, run.stderr).toBe(0);
+    await waitFor(async () => (await ups(e, 'web')) === 1, 'web up', 20_000);
+    expect(await cli(e, 'stop', 'web')).toMatchObject({ code: 0 });
+    const squatter = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      squatter.once('error', reject);
+      squatter.listen(port, '127.0.0.1', resolve);
+    });
+    track(squatter, (s) => s.close());
+    const busy = await cli(e, 'start', 'web');
+    expect(busy.code).toBe(1);
+    expect(busy.stdout).toBe('');
+    expect(busy.stderr).toContain(`127.0.0.1:${port}`);
+    expect(busy.stderr).toContain('address already in use');
+    expect(busy.stderr).toContain('portpub: failed to start web');
+    const failed = record(e.dir, 'web');
+    expect(failed.state.status).toBe('exited');
+    expect(failed.state.pid === undefined || !alive(failed.state.pid)).toBe(true);
+    expect(await ups(e, 'web')).toBe(1);
+
+    // A plain `portpub -d` serves its command line: start refuses it, naming what it is.
+    const plain = await cli(e, '-d', '--name', 'plain', '-p', `127.0.0.1::5000`);
+    expect(plain.code, plain.stderr).toBe(0);
+    const refused = await cli(e, 'start', 'plain');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('plain is a portpub -d service');
+    expect(await cli(e, 'stop', 'plain')).toMatchObject({ code: 0 });
+  });
+});
