@@ -22,6 +22,7 @@ import { registerRm } from './rm.js';
 import { registerRun } from './run.js';
 import { registerStop } from './stop.js';
 import { registerStart } from './start.js';
+import { registerInspect } from './inspect.js';
 import { registerServe } from './serve.js';
 import { registerStats } from './stats.js';
 import { registerTop } from './top.js';
@@ -39,6 +40,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerRun,
   registerExec,
   registerPs,
+  registerInspect,
   registerLogs,
   registerStop,
   registerStart,

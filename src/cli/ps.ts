@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { joinHostPort } from '../address.js';
+import { UsageError } from '../errors.js';
 import type { Binding } from '../docker/report.js';
 import { liveness, listContainers, type ContainerRecord } from '../registry/containers.js';
 import { readStates, stateDir } from '../registry/state.js';
@@ -34,7 +35,9 @@ export function registerPs(program: Command, ctx: CliContext): void {
       } else if (opts.format === undefined || opts.format === 'table') {
         ctx.io.stdout.write(table(rows));
       } else {
-        throw new Error(`unsupported --format: ${opts.format}`);
+        throw new UsageError(
+          `--format: ps prints 'table' or 'json', not ${JSON.stringify(opts.format)}`,
+        );
       }
     });
 }
