@@ -33,6 +33,25 @@ async function hostPort(e: RunEnv, name: string): Promise<number> {
   return Number(m![1]);
 }
 
+/** startWeb runs `web` detached, its 5000/tcp published on a port of its own, until it is up. */
+async function startWeb(e: RunEnv): Promise<{ port: number; id: string }> {
+  const port = await reservePorts(1);
+  const run = await cli(
+    e,
+    'run',
+    '-d',
+    '--name',
+    'web',
+    '-p',
+    `127.0.0.1:${port}:5000`,
+    '--',
+    ...service('tcp=5000', 'tag=web'),
+  );
+  expect(run.code, run.stderr).toBe(0);
+  await waitFor(async () => (await ups(e, 'web')) === 1, 'web up', 20_000);
+  return { port, id: run.stdout.trim() };
+}
+
 async function answers(port: number, tag: string): Promise<void> {
   const socket = track(await connectTcp(port));
   expect(await roundTrip(socket, 'ping')).toBe(`${tag}:ping`);
@@ -43,21 +62,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
   it('starts a stopped service again: same record, address and log, ports served again', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();
-    const port = await reservePorts(1);
-    const run = await cli(
-      e,
-      'run',
-      '-d',
-      '--name',
-      'web',
-      '-p',
-      `127.0.0.1:${port}:5000`,
-      '--',
-      ...service('tcp=5000', 'tag=web'),
-    );
-    expect(run.code, run.stderr).toBe(0);
-    const id = run.stdout.trim();
-    await waitFor(async () => (await ups(e, 'web')) === 1, 'web up', 20_000);
+    const { port, id } = await startWeb(e);
     await answers(port, 'web');
     const first = record(e.dir, 'web');
 
@@ -139,20 +144,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
     expect(missing.stderr).toContain('No such container: nosuch');
 
     // Its port taken meanwhile: Docker's bind words, then which service failed.
-    const port = await reservePorts(1);
-    const run = await cli(
-      e,
-      'run',
-      '-d',
-      '--name',
-      'web',
-      '-p',
-      `127.0.0.1:${port}:5000`,
-      '--',
-      ...service('tcp=5000', 'tag=web'),
-    );
-    expect(run.code, run.stderr).toBe(0);
-    await waitFor(async () => (await ups(e, 'web')) === 1, 'web up', 20_000);
+    const { port } = await startWeb(e);
     expect(await cli(e, 'stop', 'web')).toMatchObject({ code: 0 });
     const squatter = net.createServer();
     await new Promise<void>((resolve, reject) => {
