@@ -9,7 +9,7 @@ import { TcpForwarder, type TcpForwarderOptions, type TcpStats } from '../tcp/fo
 import type { BindUdpOptions, UdpListener } from '../udp/bind.js';
 import { UdpForwarder, type UdpForwarderOptions, type UdpStats } from '../udp/forwarder.js';
 import { loadNative, type Loaded } from './load.js';
-import { busyPollUs } from './native-engine.js';
+import { busyPollText, busyPollUs } from './native-engine.js';
 
 export { busyPollStats, type BusyPollStats } from './native-engine.js';
 import { NativeTcpForwarder } from './native-tcp.js';
@@ -52,7 +52,8 @@ export function engineStatus(choice: EngineChoice = 'auto', ctx: EngineContext =
   }
   // Read here, so that a bad PORTPUB_BUSY_POLL is said before anything is bound.
   const poll = busyPollUs();
-  const polling = poll === 0 ? 'busy polling off' : `busy polling ${poll}us (PORTPUB_BUSY_POLL)`;
+  const polling =
+    poll === 0 ? 'busy polling off' : `busy polling ${busyPollText(poll)} (PORTPUB_BUSY_POLL)`;
   if (ctx.tcpShared) {
     return {
       tcp: 'js',

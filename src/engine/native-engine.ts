@@ -6,8 +6,12 @@ import { parseGoDurationMs } from '../duration.js';
 import { UsageError } from '../errors.js';
 import type { NativeBinding } from './load.js';
 
-/** BUSY_POLL_US is how long the engine polls before sleeping by default (native/engine.c). */
-export const BUSY_POLL_US = 200;
+/**
+ * BUSY_POLL_US is how long the engine polls before sleeping by default (native/engine.c): 1 ms,
+ * since on a virtual machine whose idle CPU wakes slowly a reply or the next request often comes
+ * later than 200 µs, and each such miss counts against the 8 a second after which polling stops.
+ */
+export const BUSY_POLL_US = 1000;
 const BUSY_POLL_MAX_US = 10_000;
 
 /**
@@ -26,6 +30,12 @@ export function busyPollUs(env: NodeJS.ProcessEnv = process.env): number {
     );
   }
   return Math.round(ms * 1000);
+}
+
+/** busyPollText is a window as a Go duration: `1ms`, `200us`, `0` for off. */
+export function busyPollText(us: number): string {
+  if (us === 0) return '0';
+  return us % 1000 === 0 ? `${us / 1000}ms` : `${us}us`;
 }
 
 /** Event types and the record layout, as native/engine.h writes them. */

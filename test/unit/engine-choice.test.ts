@@ -56,9 +56,11 @@ describe('engineStatus and engineLine', () => {
       vi.unstubAllEnvs();
     });
     vi.stubEnv('PORTPUB_BUSY_POLL', '');
+    expect(engineLine('auto')).toMatch(/; busy polling 1ms \(PORTPUB_BUSY_POLL\)\)$/);
+    vi.stubEnv('PORTPUB_BUSY_POLL', '200us');
     expect(engineLine('auto')).toMatch(/; busy polling 200us \(PORTPUB_BUSY_POLL\)\)$/);
-    vi.stubEnv('PORTPUB_BUSY_POLL', '1ms');
-    expect(engineLine('auto')).toMatch(/; busy polling 1000us \(PORTPUB_BUSY_POLL\)\)$/);
+    vi.stubEnv('PORTPUB_BUSY_POLL', '2ms');
+    expect(engineLine('auto')).toMatch(/; busy polling 2ms \(PORTPUB_BUSY_POLL\)\)$/);
     vi.stubEnv('PORTPUB_BUSY_POLL', '0');
     expect(engineLine('auto')).toMatch(/; busy polling off\)$/);
   });
