@@ -7,9 +7,16 @@ import { parseOptions } from '../bench/options.js';
 import { outsideTicks, ticksUsed } from '../bench/proc.js';
 import { waitFor } from '../helpers/net.js';
 
+/** started spawns a process leading a group of its own, killed with its children at the end. */
 function started(cmd: string, args: string[]): ChildProcess {
-  const child = spawn(cmd, args, { stdio: 'ignore' });
-  onTestFinished(() => void child.kill('SIGKILL'));
+  const child = spawn(cmd, args, { stdio: 'ignore', detached: true });
+  onTestFinished(() => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  });
   return child;
 }
 
