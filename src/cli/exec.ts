@@ -12,7 +12,12 @@ import { ERR_EXEC, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import { agentOf, enterArgs, requireTool } from '../netns/enter.js';
 import { parseEnvFile, validateEnv } from '../netns/env.js';
 import { findExecutable } from '../netns/tty.js';
-import { findContainer, liveness, type ContainerRecord } from '../registry/containers.js';
+import {
+  findContainer,
+  isRunRecord,
+  liveness,
+  type ContainerRecord,
+} from '../registry/containers.js';
 import type { CliContext } from './context.js';
 import { requireTty, runWithEnv } from './run-with-env.js';
 import { checkWorkdir, collect, readBytes } from './run.js';
@@ -131,7 +136,7 @@ async function execCommand(
 
 /** runningPid is the pid of the portpub serving a running `run` record, or throws ERR_EXEC. */
 function runningPid(record: ContainerRecord): number {
-  if (record.kind !== undefined && record.kind !== 'run') {
+  if (!isRunRecord(record)) {
     throw new PortpubError(
       ERR_EXEC,
       `${record.name} publishes ports only (portpub ${record.kind === 'up' ? 'up ' : ''}-d): ` +

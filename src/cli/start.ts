@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { ERR_START, EXIT_RUNTIME, PortpubError } from '../errors.js';
 import {
   findContainer,
+  isRunRecord,
   liveness,
   readRecord,
   updateState,
@@ -68,7 +69,7 @@ export async function startContainer(
   name: string,
   ctx: CliContext,
 ): Promise<void> {
-  if (record.kind !== undefined && record.kind !== 'run') {
+  if (!isRunRecord(record)) {
     throw new PortpubError(
       ERR_START,
       `${name} is a ${record.kind === 'up' ? 'portpub up -d' : 'portpub -d'} service: it serves ` +

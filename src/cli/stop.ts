@@ -10,6 +10,7 @@ import { InvalidArgumentError } from 'commander';
 import { controlPath } from '../observe/control.js';
 import {
   findContainer,
+  isRunRecord,
   liveness,
   processGone,
   readRecord,
@@ -104,7 +105,7 @@ function onOwnTerminal(record: ContainerRecord): boolean {
 }
 
 function isHostRun(record: ContainerRecord): boolean {
-  return record.network === 'host' && (record.kind === undefined || record.kind === 'run');
+  return record.network === 'host' && isRunRecord(record);
 }
 
 /**

@@ -351,7 +351,12 @@ export function findContainer(ref: string, dir: string = stateDir()): ContainerR
  * link socket, an ip); not a `run -d --network host` one.
  */
 export function isRunService(record: ContainerRecord): boolean {
-  return (record.kind === undefined || record.kind === 'run') && record.network !== 'host';
+  return isRunRecord(record) && record.network !== 'host';
+}
+
+/** isRunRecord: a `portpub run` record (either network), not a plain `-d` or `up -d` one. */
+export function isRunRecord(record: ContainerRecord): boolean {
+  return record.kind === undefined || record.kind === 'run';
 }
 
 /**
