@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import type { Command } from 'commander';
 import { ERR_EXEC, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import { agentOf, enterArgs, requireTool } from '../netns/enter.js';
-import { parseEnvFile, validateEnv } from '../netns/env.js';
+import { applyUserVariables, parseEnvFile, validateEnv } from '../netns/env.js';
 import { findExecutable } from '../netns/tty.js';
 import {
   findContainer,
@@ -94,11 +94,7 @@ async function execCommand(
   const vars = new Map(record.state.env ?? []);
   // -t: TERM=xterm under the user's -e, as the daemon sets it for docker exec -t.
   if (script !== undefined && !vars.has('TERM')) vars.set('TERM', 'xterm');
-  for (const v of user) {
-    const eq = v.indexOf('=');
-    if (eq < 0) vars.delete(v);
-    else vars.set(v.slice(0, eq), v.slice(eq + 1));
-  }
+  applyUserVariables(vars, user);
   const env = Object.fromEntries(vars);
   // In a network of its own the default is nsenter's: the agent's directory, the service's.
   const workdir = opts.workdir ?? record.workdir ?? record.state.cwd;

@@ -138,11 +138,21 @@ export function serviceEnv(parts: ServiceEnvParts): [string, string][] {
 
 /** userVariables is the user's own KEY=VALUE pairs (for a linked peer's `<ALIAS>_ENV_*`). */
 export function userVariables(user: readonly string[]): [string, string][] {
-  const out = new Map<string, string>();
+  return [...applyUserVariables(new Map(), user)];
+}
+
+/**
+ * applyUserVariables sets each KEY=VALUE of `user` in `vars`, in order (a bare KEY removes it),
+ * and returns `vars`.
+ */
+export function applyUserVariables(
+  vars: Map<string, string>,
+  user: readonly string[],
+): Map<string, string> {
   for (const v of user) {
     const eq = v.indexOf('=');
-    if (eq < 0) out.delete(v);
-    else out.set(v.slice(0, eq), v.slice(eq + 1));
+    if (eq < 0) vars.delete(v);
+    else vars.set(v.slice(0, eq), v.slice(eq + 1));
   }
-  return [...out];
+  return vars;
 }
