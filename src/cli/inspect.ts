@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { parseLink } from '../docker/links.js';
 import type { Binding } from '../docker/report.js';
 import { findContainer, liveness, type ContainerRecord } from '../registry/containers.js';
 import { readStates, stateDir } from '../registry/state.js';
@@ -138,8 +139,9 @@ export function inspectDoc(
 
 /** linkEntry is HostConfig.Links' `/db:/web/db` for `--link db` (or `db:alias`). */
 function linkEntry(link: string, parent: string): string {
-  const [name, alias] = link.split(':');
-  return `/${name!.replace(/^\//, '')}:/${parent}/${alias ?? name!.replace(/^\//, '')}`;
+  const { name, alias } = parseLink(link);
+  // `--link /db` names db, as findContainer reads one leading `/`.
+  return `/${name.replace(/^\//, '')}:/${parent}/${alias.replace(/^\//, '')}`;
 }
 
 // A Go text/template subset: text and actions; an action is a pipeline of one command: a field
