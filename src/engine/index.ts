@@ -10,10 +10,10 @@ import type { BindUdpOptions, UdpListener } from '../udp/bind.js';
 import { UdpForwarder, type UdpForwarderOptions, type UdpStats } from '../udp/forwarder.js';
 import { loadNative, type Loaded } from './load.js';
 import { busyPollText, busyPollUs } from './native-engine.js';
-
-export { busyPollStats, type BusyPollStats } from './native-engine.js';
 import { NativeTcpForwarder } from './native-tcp.js';
 import { NativeUdpForwarder } from './native-udp.js';
+
+export { busyPollStats, type BusyPollStats } from './native-engine.js';
 
 /** EngineChoice is `--engine`: auto (native where it loaded, on Linux), native, or js. */
 export type EngineChoice = 'auto' | 'native' | 'js';

@@ -74,11 +74,10 @@ export interface EngineClient {
 
 /**
  * BusyPollStats: the native engine thread's busy polling (native/engine.c busy_poll) since it
- * started: its window (PORTPUB_BUSY_POLL, 0 for off), the polls it began, and those that found
- * an event before the window ended (the rest slept after it, as without polling).
+ * started: the polls it began, and those that found an event before the window ended (the rest
+ * slept after it, as without polling).
  */
 export interface BusyPollStats {
-  windowUs: number;
   polls: number;
   hits: number;
 }
@@ -88,15 +87,13 @@ export class NativeEngine {
   private readonly clients = new Map<number, EngineClient>();
   private nextId = 1;
   private started = false;
-  private pollUs = 0;
 
   constructor(readonly binding: NativeBinding) {}
 
   /** add registers a client, starting the engine and keeping the process alive, and returns its id. */
   add(client: EngineClient): number {
     if (!this.started) {
-      this.pollUs = busyPollUs();
-      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost), this.pollUs);
+      this.binding.start((nums, clients, lost) => this.dispatch(nums, clients, lost), busyPollUs());
       this.started = true;
     }
     const id = this.nextId++;
@@ -115,7 +112,7 @@ export class NativeEngine {
   busyPoll(): BusyPollStats | undefined {
     if (!this.started) return undefined;
     const [polls, hits] = this.binding.pollStats();
-    return { windowUs: this.pollUs, polls, hits };
+    return { polls, hits };
   }
 
   private dispatch(nums: Float64Array, clients: string[], lost: boolean): void {
