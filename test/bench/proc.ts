@@ -343,14 +343,17 @@ export class LoadWatch {
 
   /** used is the CPU-seconds outside processes used since mark(), and over how many seconds. */
   used(): { cpuSeconds: number; seconds: number } {
-    const ticks = ticksUsed(this.from, outsideTicks(this.root));
-    return { cpuSeconds: ticks / CLK_TCK, seconds: (Date.now() - this.fromAt) / 1000 };
+    return this.since(this.from, this.fromAt);
   }
 
   /** total is the same since the watch began. */
   total(): { cpuSeconds: number; seconds: number } {
-    const ticks = ticksUsed(this.first, outsideTicks(this.root));
-    return { cpuSeconds: ticks / CLK_TCK, seconds: (Date.now() - this.began) / 1000 };
+    return this.since(this.first, this.began);
+  }
+
+  private since(from: Map<number, number>, at: number): { cpuSeconds: number; seconds: number } {
+    const ticks = ticksUsed(from, outsideTicks(this.root));
+    return { cpuSeconds: ticks / CLK_TCK, seconds: (Date.now() - at) / 1000 };
   }
 
   /**

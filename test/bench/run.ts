@@ -55,6 +55,9 @@ async function measure(
 ): Promise<RunOutcome> {
   const cells = new Map<string, Record<string, Cell>>();
   const notes: string[] = [];
+  const ports = o.ports
+    ? new PortPool(o.ports[0], o.ports[1])
+    : new PortPool(20000, 32000, 20000 + Math.floor(Math.random() * 10000));
   const watch = o.ignoreLoad ? undefined : new LoadWatch();
   /**
    * attempt runs one scenario for one subject once: its cells by row, its notes, and the
@@ -65,13 +68,13 @@ async function measure(
     sc: (typeof SCENARIOS)[number],
     subject: Subject,
     rows: typeof ROWS,
-    ctx: Context,
   ): Promise<Attempt> => {
     const out: Attempt = { cells: {}, notes: [], outside: 0, seconds: 1 };
     if (watch) {
       await watch.quiet();
       watch.mark();
     }
+    const ctx = new Context(subject, o.params, tools, ports, dir);
     try {
       const res = await sc.run(ctx);
       for (const r of rows) {
@@ -95,9 +98,6 @@ async function measure(
     out.notes.push(...ctx.notes);
     return out;
   };
-  const ports = o.ports
-    ? new PortPool(o.ports[0], o.ports[1])
-    : new PortPool(20000, 32000, 20000 + Math.floor(Math.random() * 10000));
   for (const sc of SCENARIOS.filter((s) => o.only.includes(s.name))) {
     const rows = ROWS.filter((r) => r.scenario === sc.name);
     for (const r of rows) if (!cells.has(r.key)) cells.set(r.key, {});
@@ -109,22 +109,12 @@ async function measure(
       }
       progress(`${sc.name}: ${subject.name}`);
       const what = `${sc.name} ${subject.name}`;
-      let best = await attempt(
-        sc,
-        subject,
-        rows,
-        new Context(subject, o.params, tools, ports, dir),
-      );
+      let best = await attempt(sc, subject, rows);
       // A measurement during which other processes used over 5 % of one core is made once
       // more, and the quieter one kept, as the reference harness does.
       if (watch && best.outside / best.seconds > 0.05) {
         progress(`${what}: other processes used ${best.outside.toFixed(2)} CPU-s; again`);
-        const again = await attempt(
-          sc,
-          subject,
-          rows,
-          new Context(subject, o.params, tools, ports, dir),
-        );
+        const again = await attempt(sc, subject, rows);
         if (again.outside < best.outside) best = again;
         if (best.outside / best.seconds > 0.05) {
           best.notes.push(
