@@ -11,7 +11,7 @@ import {
   stateDir,
   writeState,
 } from '../registry/state.js';
-import { userVariables } from '../netns/env.js';
+import { applyUserVariables } from '../netns/env.js';
 import type { CliContext } from './context.js';
 import { requireTty, runWithEnv } from './run-with-env.js';
 
@@ -23,7 +23,9 @@ export interface HostRunOptions {
 
 /**
  * hostRunEnv is the environment of a `--network host` command: the links' variables (as
- * `portpub env` gives them), then the user's -e/--env-file over them. Throws for a bad link.
+ * `portpub env` gives them), then the user's -e/--env-file over them, where a bare KEY (not set
+ * in portpub's own environment) unsets a link's variable, as Docker's daemon and serviceEnv do.
+ * Throws for a bad link.
  */
 export function hostRunEnv(
   links: readonly string[],
@@ -36,8 +38,7 @@ export function hostRunEnv(
     published: opts.published,
     dir,
   });
-  for (const [k, v] of userVariables([...user])) env[k] = v;
-  return env;
+  return Object.fromEntries(applyUserVariables(new Map(Object.entries(env)), user));
 }
 
 /**
