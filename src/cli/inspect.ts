@@ -4,10 +4,15 @@
 // the tutorials' `{{.NetworkSettings.IPAddress}}` and `{{json .NetworkSettings.Ports}}`.
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { UsageError } from '../errors.js';
+import { EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import { parseLink } from '../docker/links.js';
 import type { Binding } from '../docker/report.js';
-import { findContainer, liveness, type ContainerRecord } from '../registry/containers.js';
+import {
+  ERR_NO_SUCH_CONTAINER,
+  findContainer,
+  liveness,
+  type ContainerRecord,
+} from '../registry/containers.js';
 import { readStates, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 
@@ -30,12 +35,23 @@ export function registerInspect(program: Command, ctx: CliContext): void {
       // Parsed before anything is read, so a bad template says so whatever the names.
       const template = opts.format === undefined ? undefined : parseTemplate(opts.format);
       const live = new Map(readStates(stateDir()).map((s) => [s.pid, s.bindings]));
-      const docs = names.map((name) => inspectDoc(findContainer(name), live));
-      if (template === undefined) {
-        ctx.io.stdout.write(`${JSON.stringify(docs, null, 4)}\n`);
-        return;
+      // As docker inspect: the services found are printed, then each name that is not.
+      const docs: Json[] = [];
+      const missing: string[] = [];
+      for (const name of names) {
+        try {
+          docs.push(inspectDoc(findContainer(name), live));
+        } catch (err) {
+          if (!(err instanceof PortpubError) || err.code !== ERR_NO_SUCH_CONTAINER) throw err;
+          missing.push(name);
+        }
       }
-      for (const doc of docs) ctx.io.stdout.write(`${render(template, doc)}\n`);
+      if (template === undefined) ctx.io.stdout.write(`${JSON.stringify(docs, null, 4)}\n`);
+      else for (const doc of docs) ctx.io.stdout.write(`${render(template, doc)}\n`);
+      if (missing.length > 0) {
+        const text = missing.map((name) => `No such object: ${name}`).join('\n');
+        throw new PortpubError(ERR_NO_SUCH_CONTAINER, text, EXIT_RUNTIME);
+      }
     });
 }
 

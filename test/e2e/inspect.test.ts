@@ -78,9 +78,16 @@ describe('portpub inspect', { timeout: 90_000 }, () => {
     );
     expect(hostPort).toMatchObject({ code: 0, stdout: `${port}\n` });
 
-    const missing = await cli(e, 'inspect', 'db', 'nosuch');
-    expect(missing).toMatchObject({ code: 1, stdout: '' });
-    expect(missing.stderr).toContain('No such container: nosuch');
+    // As docker inspect: what is found is printed, then each name that is not.
+    const missing = await cli(e, 'inspect', 'nosuch', 'db', 'gone');
+    expect(missing.code).toBe(1);
+    const found = JSON.parse(missing.stdout) as { Name: string }[];
+    expect(found.map((d) => d.Name)).toEqual(['/db']);
+    expect(missing.stderr).toContain('No such object: nosuch\nNo such object: gone');
+    const formatted = await cli(e, 'inspect', '-f', '{{.Name}}', 'gone', 'db');
+    expect(formatted).toMatchObject({ code: 1, stdout: '/db\n' });
+    const none = await cli(e, 'inspect', 'gone');
+    expect(none).toMatchObject({ code: 1, stdout: '[]\n' });
     const bad = await cli(e, 'inspect', '-f', '{{range .Args}}{{.}}{{end}}', 'db');
     expect(bad).toMatchObject({ code: 2, stdout: '' });
     expect(bad.stderr).toContain('"range" is not understood');
