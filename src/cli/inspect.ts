@@ -117,7 +117,7 @@ export function inspectDoc(
       Status: state === 'dead' ? 'exited' : state,
       Running: running,
       Paused: false,
-      Restarting: false,
+      Restarting: c.state.restarting === true,
       OOMKilled: false,
       Dead: false,
       Pid: running ? (c.state.pid ?? 0) : 0,

@@ -2,7 +2,7 @@
 // its link variables, as the foreground runs it, but recorded as a service (`ps`, `logs`, `stop`,
 // `rm`, `--rm`). Its output is this portpub's, so the service's log file.
 import type { ContainerRecord } from '../registry/containers.js';
-import { markRunning, removeContainer, updateState } from '../registry/containers.js';
+import { markRunning, removeIfAutoRemove, updateState } from '../registry/containers.js';
 import { linkedEnv } from '../registry/queries.js';
 import {
   processStartTime,
@@ -98,7 +98,7 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
     { status: 'exited', exitCode: code, finishedAt: new Date().toISOString(), bindings: [] },
     dir,
   );
-  if (record.autoRemove && done) removeContainer(done, dir);
+  removeIfAutoRemove(done, dir);
   return code;
 }
 

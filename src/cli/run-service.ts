@@ -20,7 +20,7 @@ import {
   findContainer,
   isRunService,
   liveness,
-  removeContainer,
+  removeIfAutoRemove,
   updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
@@ -264,7 +264,7 @@ function finish(record: ContainerRecord, dir: string, code: number): void {
     { status: 'exited', exitCode: code, finishedAt: new Date().toISOString(), bindings: [] },
     dir,
   );
-  if (record.autoRemove && done) removeContainer(done, dir);
+  removeIfAutoRemove(done, dir);
 }
 
 function procStart(): { procStart?: string } {

@@ -43,20 +43,33 @@ export function registerStart(program: Command, ctx: CliContext): void {
     .action(async (names: string[], opts: { time: number }) => {
       for (const name of names) {
         const record = findContainer(name);
-        await stopContainer(record, opts.time * 1000, ctx);
-        // A --rm service is gone once stopped, as Docker removes it: nothing to start.
-        const after = readRecord(record.id);
-        if (after === undefined) {
-          throw new PortpubError(
-            ERR_START,
-            `${name} was started with --rm: stopping removed it, nothing is left to start`,
-            EXIT_RUNTIME,
-          );
+        // Refused before the stop, so that what cannot start again is left serving.
+        refuseNonRun(record, name);
+        // Kept through the stop even if run with --rm, as Docker's daemon keeps it.
+        updateState(record.id, { restarting: true });
+        try {
+          await stopContainer(record, opts.time * 1000, ctx);
+        } catch (err) {
+          updateState(record.id, { restarting: undefined });
+          throw err;
         }
+        const after = readRecord(record.id);
+        if (after === undefined) throw new PortpubError(ERR_START, `No such container: ${name}`);
         await startContainer(after, name, ctx);
         ctx.io.stdout.write(`${name}\n`);
       }
     });
+}
+
+/** refuseNonRun throws for a record start cannot run again: a plain -d or up -d service. */
+function refuseNonRun(record: ContainerRecord, name: string): void {
+  if (isRunRecord(record)) return;
+  throw new PortpubError(
+    ERR_START,
+    `${name} is a ${record.kind === 'up' ? 'portpub up -d' : 'portpub -d'} service: it serves ` +
+      'its command line, which it read where it started; run that again',
+    EXIT_RUNTIME,
+  );
 }
 
 /**
@@ -69,14 +82,7 @@ export async function startContainer(
   name: string,
   ctx: CliContext,
 ): Promise<void> {
-  if (!isRunRecord(record)) {
-    throw new PortpubError(
-      ERR_START,
-      `${name} is a ${record.kind === 'up' ? 'portpub up -d' : 'portpub -d'} service: it serves ` +
-        'its command line, which it read where it started; run that again',
-      EXIT_RUNTIME,
-    );
-  }
+  refuseNonRun(record, name);
   if (liveness(record) === 'running') return;
   if (record.state.status === 'running') await stopContainer(record, 0, ctx);
   const now = readRecord(record.id);
@@ -93,6 +99,7 @@ export async function startContainer(
     procStart: undefined,
     commandPid: undefined,
     commandStart: undefined,
+    restarting: undefined,
     bindings: [],
   });
   const started = await spawnBackground(record.id, ['run', '--from-record', record.id], ctx);

@@ -14,7 +14,7 @@ import {
   liveness,
   processGone,
   readRecord,
-  removeContainer,
+  removeIfAutoRemove,
   updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
@@ -179,7 +179,7 @@ function markKilled(record: ContainerRecord): void {
     finishedAt: new Date().toISOString(),
     bindings: [],
   });
-  if (done?.autoRemove) removeContainer(done);
+  removeIfAutoRemove(done);
 }
 
 /** seconds parses -t/--time (whole seconds), for stop and restart. */

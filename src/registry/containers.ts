@@ -107,6 +107,11 @@ export interface ContainerState {
    */
   commandPid?: number;
   commandStart?: string;
+  /**
+   * Set by `restart` from before its stop until its start: a `--rm` service is then kept through
+   * the stop, as Docker's daemon keeps it through a restart.
+   */
+  restarting?: boolean;
 }
 
 export type ContainerRecord = ContainerConfig & { state: ContainerState };
@@ -392,6 +397,17 @@ function uniquePrefix(
 ): ContainerRecord | undefined {
   const matches = all.filter((c) => c.id.startsWith(prefix));
   return matches.length === 1 ? matches[0] : undefined;
+}
+
+/**
+ * removeIfAutoRemove removes a service that ended, if it was run with --rm and no `restart` is
+ * under way.
+ */
+export function removeIfAutoRemove(
+  done: ContainerRecord | undefined,
+  dir: string = stateDir(),
+): void {
+  if (done?.autoRemove === true && done.state.restarting !== true) removeContainer(done, dir);
 }
 
 /** removeContainer deletes a record and its files; a running one is refused (Docker's text). */

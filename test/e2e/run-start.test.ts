@@ -11,6 +11,7 @@ import {
   killMarkedOnFinish,
   processesWith,
   record,
+  records,
   requireNetns,
   runEnv,
   service,
@@ -134,6 +135,62 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
     );
     expect(record(e.dir, 'once').state.exitCode).toBe(3);
     expect(await ups(e, 'once')).toBe(2);
+  });
+
+  it('restarts a --rm service, on either network, and removes it only when it stops', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const marker = `restart-rm-${process.pid}-${Date.now()}`;
+    killMarkedOnFinish(marker);
+    const sleeper = `// ${marker}\nconsole.log("up"); setInterval(() => {}, 1000); process.on("SIGTERM", () => process.exit(0));`;
+    for (const [name, network] of [
+      ['rmown', []],
+      ['rmhost', ['--network', 'host']],
+    ] as const) {
+      const run = await cli(
+        e,
+        'run',
+        '-d',
+        '--rm',
+        ...network,
+        '--name',
+        name,
+        '--',
+        process.execPath,
+        '-e',
+        sleeper,
+      );
+      expect(run.code, run.stderr).toBe(0);
+      await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
+      const first = record(e.dir, name);
+
+      // Docker's daemon keeps a --rm container through a restart: so does portpub.
+      expect(await cli(e, 'restart', '-t', '5', name)).toMatchObject({
+        code: 0,
+        stdout: `${name}\n`,
+      });
+      await waitFor(async () => (await ups(e, name)) === 2, `${name} up again`, 20_000);
+      const again = record(e.dir, name);
+      expect(again).toMatchObject({ id: first.id, state: { status: 'running' } });
+      expect(again.state.pid).not.toBe(first.state.pid);
+      expect((again.state as { restarting?: boolean }).restarting).toBeUndefined();
+      expect(alive(first.state.pid!)).toBe(false);
+
+      // A stop is still the end of it.
+      expect(await cli(e, 'stop', name)).toMatchObject({ code: 0 });
+      expect(records(e.dir).some((r) => r.name === name)).toBe(false);
+    }
+    await waitFor(() => processesWith(marker).length === 0, 'the commands gone', 10_000);
+
+    // What start cannot run again is refused before the stop, so it goes on serving.
+    const plain = await cli(e, '-d', '--name', 'plain', '-p', `127.0.0.1::5000`);
+    expect(plain.code, plain.stderr).toBe(0);
+    const refused = await cli(e, 'restart', 'plain');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('plain is a portpub -d service');
+    expect(record(e.dir, 'plain').state.status).toBe('running');
+    expect(alive(record(e.dir, 'plain').state.pid!)).toBe(true);
+    expect(await cli(e, 'stop', 'plain')).toMatchObject({ code: 0 });
   });
 
   it('refuses what it cannot start, exit 1, and leaves nothing running', async (ctx) => {
