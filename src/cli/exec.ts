@@ -16,8 +16,10 @@ import {
   findContainer,
   isRunRecord,
   liveness,
+  readRecord,
   type ContainerRecord,
 } from '../registry/containers.js';
+import { killExecs, recordExec } from '../registry/execs.js';
 import type { CliContext } from './context.js';
 import { requireTty, runWithEnv } from './run-with-env.js';
 import { checkWorkdir, collect, readBytes } from './run.js';
@@ -115,10 +117,14 @@ async function execCommand(
     ctx.io.stderr.write(`portpub: ${command}: ${missing.why}\n`);
     return missing.code;
   }
+  // On the host's network nothing ties the command to the service: it is recorded, and the
+  // service's end kills it (registry/execs.ts), as a PID namespace ends it in a network of its own.
+  const note =
+    within === undefined ? (started: number) => noteExec(record, started) : () => undefined;
   if (opts.detach) {
     const program = within?.program ?? command;
     const programArgs = within ? [...within.args, '--', command, ...args] : args;
-    return detached(program, programArgs, childEnv, cwd.cwd);
+    return detached(program, programArgs, childEnv, cwd.cwd, note);
   }
   const tty = script === undefined ? {} : { tty: script };
   return runWithEnv(command, args, env, {
@@ -127,7 +133,22 @@ async function execCommand(
     ...tty,
     ...cwd,
     ...(within !== undefined ? { within } : {}),
+    onSpawn: note,
+    // On a terminal of its own the command is in script's session, out of script's group.
+    onCommandPid: note,
   });
+}
+
+/**
+ * noteExec records a process exec started in a --network host service; if the service ended
+ * meanwhile (before the record could say so), what it recorded is killed now.
+ */
+function noteExec(record: ContainerRecord, started: number): void {
+  recordExec(record.id, started);
+  const now = readRecord(record.id);
+  if (now === undefined || liveness(now) !== 'running' || now.state.pid !== record.state.pid) {
+    killExecs(record.id);
+  }
 }
 
 /** runningPid is the pid of the portpub serving a running `run` record, or throws ERR_EXEC. */
@@ -166,6 +187,7 @@ function detached(
   args: string[],
   env: NodeJS.ProcessEnv,
   cwd: string | undefined,
+  onSpawn: (pid: number) => void,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, {
@@ -183,6 +205,7 @@ function detached(
     });
     child.once('spawn', () => {
       child.unref();
+      onSpawn(child.pid!);
       resolve(0);
     });
   });

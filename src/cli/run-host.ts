@@ -12,6 +12,7 @@ import {
   writeState,
 } from '../registry/state.js';
 import { applyUserVariables } from '../netns/env.js';
+import { killExecs } from '../registry/execs.js';
 import type { CliContext } from './context.js';
 import { requireTty, runWithEnv } from './run-with-env.js';
 
@@ -92,6 +93,8 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
   // Never started (127, 126): the starter prints the `portpub:` line runWithEnv logged.
   if (offExit === undefined) tell({ t: 'failed', code });
   offExit?.();
+  // What exec started in it ends with it, as every process of a container ends with it.
+  killExecs(record.id, dir);
   removeState(dir, process.pid);
   const done = updateState(
     record.id,

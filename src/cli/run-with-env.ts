@@ -17,8 +17,8 @@ export interface RunIo {
    * inTerminalForeground().
    */
   interactive?: boolean;
-  /** Called once the child runs (not for a command that cannot start). */
-  onSpawn?: () => void;
+  /** Called with the child's pid once it runs (not for a command that cannot start). */
+  onSpawn?: (pid: number) => void;
   /**
    * On its own terminal (-t, not past nsenter): called with the command's pid under script once
    * it is known. script gives the command a session of its own, out of portpub's process group.
@@ -165,7 +165,7 @@ export function runWithEnv(
     child.once('spawn', () => {
       spawned = true;
       try {
-        io.onSpawn?.();
+        io.onSpawn?.(child.pid!);
       } catch (err) {
         // What the caller does once the command runs failed (a state file it could not write):
         // the command must not run on unrecorded.

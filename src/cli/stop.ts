@@ -19,6 +19,7 @@ import {
   type ContainerRecord,
 } from '../registry/containers.js';
 import { ERR_NOT_PORTPUB, EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { killExecs } from '../registry/execs.js';
 import {
   processStartTime,
   provePortpub,
@@ -111,11 +112,13 @@ function isHostRun(record: ContainerRecord): boolean {
 /**
  * killHard SIGKILLs the portpub. A `run -d --network host` command has no namespace to end with
  * it, so its whole process group goes: the background portpub leads one of its own (detached) and
- * the command is in it, as a container's processes all end with docker kill.
+ * the command is in it, as a container's processes all end with docker kill; so does what exec
+ * started there (registry/execs.ts).
  */
 function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
   killCommand(record, ctx);
   if (isHostRun(record)) {
+    killExecs(record.id, stateDir(), (p, signal) => ctx.host.kill(p, signal));
     try {
       ctx.host.kill(-pid, 'SIGKILL');
       return;
@@ -129,13 +132,14 @@ function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
 /**
  * killLeftBehind ends what a `run -d --network host` portpub that died without a word (SIGKILLed
  * by hand, by the OOM killer) left running: its command, in the dead portpub's process group (or,
- * with -t, by its recorded pid). The group is the dead portpub's only while no process has its
+ * with -t, by its recorded pid), and what exec started there. The group is the dead portpub's only while no process has its
  * pid: Linux does not give out a number that still names a process group.
  */
 function killLeftBehind(record: ContainerRecord, ctx: CliContext): void {
   const pid = record.state.pid;
   if (!isHostRun(record) || record.state.status !== 'running' || pid === undefined) return;
   killCommand(record, ctx);
+  killExecs(record.id, stateDir(), (p, signal) => ctx.host.kill(p, signal));
   if (!processGone(pid)) return; // the pid is another process's now: its group is not ours
   try {
     ctx.host.kill(-pid, 'SIGKILL');

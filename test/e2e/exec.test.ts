@@ -315,6 +315,62 @@ describe('portpub exec', { timeout: 90_000 }, () => {
     await waitFor(() => processesWith(marker).length === 0, 'the services to end', 15_000);
   });
 
+  it('on a --network host service, what exec started ends with the service, however it ends', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const base = `exec-host-end-${process.pid}-${Date.now()}`;
+    killMarkedOnFinish(base);
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-exec-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const loop = 'while :; do sleep 0.1; done';
+    const execs = async (name: string, tag: string) => {
+      const d = await cli(e, 'exec', '-d', name, 'sh', '-c', loop, `${base}-${tag}-d`);
+      expect(d.code, d.stderr).toBe(0);
+      // In the foreground too: `portpub exec` waits for it, and says how it ended.
+      const fg = cli(e, 'exec', name, 'sh', '-c', loop, `${base}-${tag}-fg`);
+      await waitFor(
+        () =>
+          processesWith(`${base}-${tag}-d`).length > 0 &&
+          processesWith(`${base}-${tag}-fg`).length > 1,
+        `${tag}: both execs running`,
+        10_000,
+      );
+      return { fg };
+    };
+    const ended = (tag: string) =>
+      waitFor(
+        () => processesWith(`${base}-${tag}-`).length === 0,
+        `${tag}: the execs ended`,
+        10_000,
+      );
+
+    // Stopped: SIGTERM, the portpub ends its command, then what exec started.
+    await started(e, 'hstop', ['--network', 'host', '--', ...IDLE, `${base}-svc`]);
+    const { fg: stopFg } = await execs('hstop', 'stop');
+    expect((await cli(e, 'stop', 'hstop')).code).toBe(0);
+    await ended('stop');
+    expect((await stopFg).code).toBe(137);
+
+    // Its command ended by itself.
+    const flag = join(dir, 'end');
+    const until = `echo up; while [ ! -e '${flag}' ]; do sleep 0.1; done`;
+    await started(e, 'hself', ['--network', 'host', '--', 'sh', '-c', until, `${base}-svc`]);
+    const { fg: selfFg } = await execs('hself', 'self');
+    writeFileSync(flag, '');
+    await waitFor(() => record(e.dir, 'hself').state.status === 'exited', 'hself to end', 10_000);
+    await ended('self');
+    expect((await selfFg).code).toBe(137);
+
+    // Its portpub SIGKILLed: nothing is left to end them but stop.
+    await started(e, 'hkill', ['--network', 'host', '--', ...IDLE, `${base}-svc`]);
+    const { fg: killFg } = await execs('hkill', 'kill');
+    process.kill(record(e.dir, 'hkill').state.pid!, 'SIGKILL');
+    expect((await cli(e, 'stop', 'hkill')).code).toBe(0);
+    await ended('kill');
+    expect((await killFg).code).toBe(137);
+    await waitFor(() => processesWith(base).length === 0, 'the services to end', 10_000);
+  });
+
   it.for([
     { as: 'nobody', uidMap: '0 65534 1' },
     { as: 'root, PORTPUB_USERNS=always', uidMap: '0 0 1' },
