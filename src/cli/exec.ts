@@ -165,6 +165,13 @@ function runningPid(record: ContainerRecord): number {
   if (liveness(record) !== 'running' || pid === undefined) {
     throw new PortpubError(ERR_EXEC, `container ${record.id} is not running`, EXIT_RUNTIME);
   }
+  if (record.state.restarting === true) {
+    throw new PortpubError(
+      ERR_EXEC,
+      `Container ${record.id} is restarting, wait until the container is running`,
+      EXIT_RUNTIME,
+    );
+  }
   return pid;
 }
 

@@ -108,16 +108,18 @@ export function inspectDoc(
   const exposed: { [key: string]: Json } = {};
   for (const p of c.exposed) exposed[portKey(p.port, p.protocol)] = struct({});
   const ip = host ? '' : c.ip;
+  // Waiting out its --restart delay: Docker's state then is running and restarting both.
+  const restarting = running && c.state.restarting === true;
   return {
     Id: c.id,
     Created: c.created,
     Path: c.command,
     Args: [...c.args],
     State: {
-      Status: state === 'dead' ? 'exited' : state,
+      Status: restarting ? 'restarting' : state === 'dead' ? 'exited' : state,
       Running: running,
       Paused: false,
-      Restarting: c.state.restarting === true,
+      Restarting: restarting,
       OOMKilled: false,
       Dead: false,
       Pid: running ? (c.state.pid ?? 0) : 0,
@@ -127,8 +129,12 @@ export function inspectDoc(
       FinishedAt: running ? ZERO_TIME : (c.state.finishedAt ?? ZERO_TIME),
     },
     Name: `/${c.name}`,
-    RestartCount: 0,
+    RestartCount: c.state.restartCount ?? 0,
     HostConfig: {
+      RestartPolicy: struct({
+        Name: c.restart?.name ?? 'no',
+        MaximumRetryCount: c.restart?.maximumRetryCount ?? 0,
+      }),
       NetworkMode: host ? 'host' : 'bridge',
       PortBindings: portBindings,
       AutoRemove: c.autoRemove,

@@ -97,6 +97,11 @@ export function goTimeString(d: Date): string {
 
 function status(c: ContainerRecord, state: string, now: number): string {
   const s = c.state;
+  if (state === 'running' && s.restarting === true) {
+    // Waiting out its --restart delay, as Docker shows it.
+    const at = Date.parse(s.finishedAt ?? c.created);
+    return `Restarting (${s.exitCode ?? -1}) ${humanDuration(now - at)} ago`;
+  }
   if (state === 'running') return `Up ${humanDuration(now - Date.parse(s.startedAt ?? c.created))}`;
   if (state === 'created') return 'Created';
   if (state === 'dead') return 'Dead';

@@ -46,10 +46,19 @@ export function hostRunEnv(
  * runHostRecord runs the record's command on the host until it ends; resolves its exit code. The
  * starter hears 'running' once the command runs, or 'failed' when it cannot start (127, 126).
  */
-export async function runHostRecord(record: ContainerRecord, ctx: CliContext): Promise<number> {
+export async function runHostRecord(
+  record: ContainerRecord,
+  ctx: CliContext,
+  again?: (code: number) => boolean,
+): Promise<number> {
   const dir = stateDir();
   const opts = record.serve as unknown as HostRunOptions;
   let offExit: (() => void) | undefined;
+  // runWithEnv relays the stop to the command; this only notes that the end was asked for.
+  let stopRequested = false;
+  const offStop = ctx.host.onStop(() => {
+    stopRequested = true;
+  });
   const code = await (async () => {
     try {
       const env = hostRunEnv(record.links, record.userEnv, opts, dir);
@@ -79,7 +88,11 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
           writeState(dir, { pid: process.pid, startedAt, name: record.name, bindings: [] });
           offExit = ctx.host.onExit(() => removeState(dir, process.pid));
           markRunning(record.id, [], dir, startedAt);
-          updateState(record.id, { env: Object.entries(env), cwd: cwd.cwd ?? process.cwd() }, dir);
+          updateState(
+            record.id,
+            { env: Object.entries(env), cwd: cwd.cwd ?? process.cwd(), restarting: undefined },
+            dir,
+          );
           running = true;
           recordCommand();
           tell({ t: 'running' });
@@ -90,11 +103,13 @@ export async function runHostRecord(record: ContainerRecord, ctx: CliContext): P
       throw err;
     }
   })();
+  offStop();
   // Never started (127, 126): the starter prints the `portpub:` line runWithEnv logged.
   if (offExit === undefined) tell({ t: 'failed', code });
   offExit?.();
   // What exec started in it ends with it, as every process of a container ends with it.
   killExecs(record.id, dir);
+  if (offExit !== undefined && !stopRequested && again?.(code) === true) return code;
   removeState(dir, process.pid);
   const done = updateState(
     record.id,

@@ -51,6 +51,11 @@ const OUTPUT_GRACE_MS = 2_000;
 export interface RunMode {
   /** The background half of -d: tells its starter over IPC when the service runs. */
   detached: boolean;
+  /**
+   * --restart (cli/restarts.ts): asked at an end no stop asked for; true leaves the record and
+   * the state file to the wait before the next run.
+   */
+  again?: (code: number) => boolean;
 }
 
 /** ResolvedLink is one --link: what the recipient sees, and how to reach the service. */
@@ -214,6 +219,7 @@ export async function runContainer(
       startedAt,
       bindings,
       env,
+      restarting: undefined,
     },
     dir,
   );
@@ -248,12 +254,16 @@ export async function runContainer(
   } else {
     log.info({ exitCode: code }, 'service exited');
   }
+  const again = !stopRequested && !killed && mode.again?.(code) === true;
+  if (again) log.info({ exitCode: code }, 'restarting: its --restart policy runs it again');
   links.close();
   if (forwarding) await forwarding.close(opts.drainTimeout);
   await teardown();
   offExit();
-  removeState(dir, process.pid);
-  finish(record, dir, code);
+  if (!again) {
+    removeState(dir, process.pid);
+    finish(record, dir, code);
+  }
   return code;
 }
 

@@ -7,6 +7,7 @@ import { isAbsolute } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkName, checkNameFree } from '../docker/names.js';
 import type { PortMapping } from '../docker/spec.js';
+import { parseRestartPolicy, type RestartPolicy } from '../docker/restart.js';
 import { EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
 import { checkHostname, parseAddHost } from '../netns/hosts.js';
@@ -35,12 +36,16 @@ import {
 import { hostRunEnv, runHostRecord, type HostRunOptions } from './run-host.js';
 import { mentionsHostIp, warnHostIpIgnored } from './host-ip.js';
 import { logToFile } from './run-output.js';
+import { superviseRestarts } from './restarts.js';
 import { runContainer } from './run-service.js';
 
 const EXAMPLES = `
 Examples:
   # a web server in a network of its own, published on the host's port 5000
   $ portpub run -d -p 5000:5000 --name web -- python3 -m http.server 5000
+
+  # a service run again whenever it ends, until portpub stop
+  $ portpub run -d --restart unless-stopped -p 8080:80 --name site -- python3 -m http.server 80
 
   # a shell on a terminal of its own, in a network of its own, removed when it exits
   $ portpub run -it --rm -- bash
@@ -62,6 +67,7 @@ interface RunOptions extends ServeOptions {
   link: string[];
   detach: boolean;
   rm: boolean;
+  restart?: RestartPolicy;
   interactive: boolean;
   tty: boolean;
   hostname?: string;
@@ -108,6 +114,11 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--link <name[:alias]>', 'link a running service (repeatable)', collect, [])
     .option('-d, --detach', 'run in the background and print the service id', false)
     .option('--rm', 'remove the service when it exits', false)
+    .option(
+      '--restart <policy>',
+      'run it again when its command ends: no, on-failure[:max-retries], always, unless-stopped',
+      checkedArg(parseRestartPolicy),
+    )
     .option('-i, --interactive', 'keep stdin attached to the command', false)
     .option('-t, --tty', "run the command on a terminal of its own (util-linux's script)", false)
     .option(
@@ -177,14 +188,32 @@ async function runCommand(
     // The background half of -d: the record says everything.
     const record = readRecord(opts.fromRecord, dir);
     if (!record) throw new UsageError(`no such service record: ${opts.fromRecord}`);
-    if (record.network === 'host') return runHostRecord(record, ctx);
+    if (record.network === 'host') {
+      return superviseRestarts(
+        record.restart,
+        ctx,
+        (again) => runHostRecord(record, ctx, again),
+        record.id,
+        dir,
+      );
+    }
     const serve = record.serve as unknown as ServeOptions;
-    return runContainer(record, serve, ctx, makeLogger(serve, ctx.io), { detached: true });
+    const logger = makeLogger(serve, ctx.io);
+    return superviseRestarts(
+      record.restart,
+      ctx,
+      (again) => runContainer(record, serve, ctx, logger, { detached: true, again }),
+      record.id,
+      dir,
+    );
   }
   if (command === undefined) {
     throw new UsageError("'portpub run' requires at least 1 argument: the command to run");
   }
   if (opts.workdir !== undefined) checkWorkdir(opts.workdir);
+  if (opts.rm && opts.restart !== undefined && opts.restart.name !== 'no') {
+    throw new UsageError('conflicting options: cannot specify both --restart and --rm');
+  }
   // Checked before anything starts, as docker run checks it.
   const script = opts.tty ? requireTty(opts.interactive && !opts.detach) : undefined;
   const hostEnv = process.env;
@@ -220,7 +249,19 @@ async function runCommand(
     if (opts.detach) return detachOnHost(command, args, { ...opts, name }, user, ctx);
     // In the foreground no record holds the name, but one in use is refused, as Docker would.
     if (name !== undefined) checkNameFree(name, nameHolders(dir));
-    return runOnHost(command, args, opts, user, ctx, script);
+    return superviseRestarts(opts.restart, ctx, async (again) => {
+      let stopped = false;
+      const off = ctx.host.onStop(() => {
+        stopped = true;
+      });
+      try {
+        const code = await runOnHost(command, args, opts, user, ctx, script);
+        if (!stopped) again(code);
+        return code;
+      } finally {
+        off();
+      }
+    });
   }
 
   const exposed = [...opts.expose.flat()];
@@ -256,6 +297,7 @@ async function runCommand(
     ip: pickIp(id, dir),
     detach: opts.detach,
     autoRemove: opts.rm,
+    ...(opts.restart !== undefined ? { restart: opts.restart } : {}),
     interactive: opts.interactive && !opts.detach,
     tty: opts.tty,
     ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
@@ -270,7 +312,13 @@ async function runCommand(
     try {
       const logger = makeLogger(serve, logged.io);
       warnHostIpIgnored(hostIpIgnored, logger);
-      return await runContainer(record, serve, ctx, logger, { detached: false });
+      return await superviseRestarts(
+        record.restart,
+        ctx,
+        (again) => runContainer(record, serve, ctx, logger, { detached: false, again }),
+        record.id,
+        dir,
+      );
     } finally {
       logged.close();
     }
@@ -329,6 +377,7 @@ async function detachOnHost(
       ip: '',
       detach: true,
       autoRemove: opts.rm,
+      ...(opts.restart !== undefined ? { restart: opts.restart } : {}),
       interactive: false,
       tty: opts.tty,
       ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),

@@ -46,11 +46,11 @@ export function registerStart(program: Command, ctx: CliContext): void {
         // Refused before the stop, so that what cannot start again is left serving.
         refuseNonRun(record, name);
         // Kept through the stop even if run with --rm, as Docker's daemon keeps it.
-        updateState(record.id, { restarting: true });
+        updateState(record.id, { keepOnStop: true });
         try {
           await stopContainer(record, opts.time * 1000, ctx);
         } catch (err) {
-          updateState(record.id, { restarting: undefined });
+          updateState(record.id, { keepOnStop: undefined });
           throw err;
         }
         const after = readRecord(record.id);
@@ -99,7 +99,9 @@ export async function startContainer(
     procStart: undefined,
     commandPid: undefined,
     commandStart: undefined,
+    keepOnStop: undefined,
     restarting: undefined,
+    restartCount: undefined,
     bindings: [],
   });
   const started = await spawnBackground(record.id, ['run', '--from-record', record.id], ctx);

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import { linkEnv, type EnvVar } from '../docker/links.js';
 import type { Binding } from '../docker/report.js';
+import type { RestartPolicy } from '../docker/restart.js';
 import type { PortMapping } from '../docker/spec.js';
 import { checkNameFree } from '../docker/names.js';
 import { checkStateDir, ensureStateDir, processStartTime, stateDir } from './state.js';
@@ -79,6 +80,8 @@ export interface ContainerConfig {
   hostname?: string;
   addHosts?: [string, string][];
   workdir?: string;
+  /** run --restart (absent: no). */
+  restart?: RestartPolicy;
   /** The serving options, for a detached portpub to pick up. */
   serve: Record<string, unknown>;
 }
@@ -111,7 +114,14 @@ export interface ContainerState {
    * Set by `restart` from before its stop until its start: a `--rm` service is then kept through
    * the stop, as Docker's daemon keeps it through a restart.
    */
+  keepOnStop?: boolean;
+  /**
+   * Its command ended and its --restart policy starts it again: its portpub (pid, still running,
+   * status still `running`, so that `stop` signals it) waits out the delay. Docker's Restarting.
+   */
   restarting?: boolean;
+  /** How many times the policy started it again since it was last started. Docker's RestartCount. */
+  restartCount?: number;
 }
 
 export type ContainerRecord = ContainerConfig & { state: ContainerState };
@@ -407,7 +417,7 @@ export function removeIfAutoRemove(
   done: ContainerRecord | undefined,
   dir: string = stateDir(),
 ): void {
-  if (done?.autoRemove === true && done.state.restarting !== true) removeContainer(done, dir);
+  if (done?.autoRemove === true && done.state.keepOnStop !== true) removeContainer(done, dir);
 }
 
 /** removeContainer deletes a record and its files; a running one is refused (Docker's text). */

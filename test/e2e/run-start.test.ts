@@ -173,7 +173,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       const again = record(e.dir, name);
       expect(again).toMatchObject({ id: first.id, state: { status: 'running' } });
       expect(again.state.pid).not.toBe(first.state.pid);
-      expect((again.state as { restarting?: boolean }).restarting).toBeUndefined();
+      expect(again.state.keepOnStop).toBeUndefined();
       expect(alive(first.state.pid!)).toBe(false);
 
       // A stop is still the end of it.
