@@ -140,15 +140,20 @@ async function execCommand(
 }
 
 /**
- * noteExec records a process exec started in a --network host service; if the service ended
- * meanwhile (before the record could say so), what it recorded is killed now.
+ * noteExec records a process exec started in a --network host service. The service records its
+ * run's end before it kills what exec started: if the record says the run exec joined has ended
+ * (its portpub gone, or another run, or a restart's wait), what it recorded is killed now.
  */
 function noteExec(record: ContainerRecord, started: number): void {
   recordExec(record.id, started);
   const now = readRecord(record.id);
-  if (now === undefined || liveness(now) !== 'running' || now.state.pid !== record.state.pid) {
-    killExecs(record.id);
-  }
+  const same =
+    now !== undefined &&
+    liveness(now) === 'running' &&
+    now.state.pid === record.state.pid &&
+    now.state.startedAt === record.state.startedAt &&
+    now.state.restarting !== true;
+  if (!same) killExecs(record.id);
 }
 
 /** runningPid is the pid of the portpub serving a running `run` record, or throws ERR_EXEC. */

@@ -49,8 +49,15 @@ export function registerInspect(program: Command, ctx: CliContext): void {
       if (template === undefined) ctx.io.stdout.write(`${JSON.stringify(docs, null, 4)}\n`);
       else for (const doc of docs) ctx.io.stdout.write(`${render(template, doc)}\n`);
       if (missing.length > 0) {
-        const text = missing.map((name) => `No such object: ${name}`).join('\n');
-        throw new PortpubError(ERR_NO_SUCH_CONTAINER, text, EXIT_RUNTIME);
+        // One line each, as Docker's; the last one is the error main prints.
+        for (const name of missing.slice(0, -1)) {
+          ctx.io.stderr.write(`portpub: No such object: ${name}\n`);
+        }
+        throw new PortpubError(
+          ERR_NO_SUCH_CONTAINER,
+          `No such object: ${missing.at(-1)!}`,
+          EXIT_RUNTIME,
+        );
       }
     });
 }
@@ -122,11 +129,12 @@ export function inspectDoc(
       Restarting: restarting,
       OOMKilled: false,
       Dead: false,
-      Pid: running ? (c.state.pid ?? 0) : 0,
-      ExitCode: running ? 0 : (c.state.exitCode ?? (state === 'dead' ? 137 : 0)),
+      // Waiting, as Docker's SetRestarting leaves it: no pid, the last run's end.
+      Pid: running && !restarting ? (c.state.pid ?? 0) : 0,
+      ExitCode: running && !restarting ? 0 : (c.state.exitCode ?? (state === 'dead' ? 137 : 0)),
       Error: '',
       StartedAt: c.state.startedAt ?? ZERO_TIME,
-      FinishedAt: running ? ZERO_TIME : (c.state.finishedAt ?? ZERO_TIME),
+      FinishedAt: running && !restarting ? ZERO_TIME : (c.state.finishedAt ?? ZERO_TIME),
     },
     Name: `/${c.name}`,
     RestartCount: c.state.restartCount ?? 0,

@@ -64,7 +64,7 @@ function row(c: ContainerRecord, now: number, live: ReadonlyMap<number, Binding[
     Command: goQuote(ellipsis([c.command, ...c.args].join(' '), 20)),
     CreatedAt: goTimeString(new Date(c.created)),
     RunningFor: `${humanDuration(now - Date.parse(c.created))} ago`,
-    State: state,
+    State: state === 'running' && c.state.restarting === true ? 'restarting' : state,
     Status: status(c, state, now),
     Ports: state === 'running' ? displayablePorts(bindings ?? [], c.exposed) : '',
     // A network of its own, published with -p and linked: what `docker run` gives without

@@ -50,6 +50,7 @@ export async function runHostRecord(
   record: ContainerRecord,
   ctx: CliContext,
   again?: (code: number) => boolean,
+  stopped?: () => boolean,
 ): Promise<number> {
   const dir = stateDir();
   const opts = record.serve as unknown as HostRunOptions;
@@ -96,6 +97,8 @@ export async function runHostRecord(
           running = true;
           recordCommand();
           tell({ t: 'running' });
+          // A stop that came while this run was being set up: runWithEnv relays it now.
+          if (stopped?.() === true) process.kill(process.pid, 'SIGTERM');
         },
       });
     } catch (err) {
@@ -107,15 +110,26 @@ export async function runHostRecord(
   // Never started (127, 126): the starter prints the `portpub:` line runWithEnv logged.
   if (offExit === undefined) tell({ t: 'failed', code });
   offExit?.();
-  // What exec started in it ends with it, as every process of a container ends with it.
+  // The end is recorded first (a restart's wait, or exited), then what exec started in it ends
+  // with it, as every process of a container ends with it: an exec recorded after the record
+  // says so ends itself (exec.ts).
+  const restart = offExit !== undefined && !stopRequested && again?.(code) === true;
+  let done: ContainerRecord | undefined;
+  if (!restart) {
+    removeState(dir, process.pid);
+    done = updateState(
+      record.id,
+      {
+        status: 'exited',
+        exitCode: code,
+        finishedAt: new Date().toISOString(),
+        bindings: [],
+        restarting: undefined,
+      },
+      dir,
+    );
+  }
   killExecs(record.id, dir);
-  if (offExit !== undefined && !stopRequested && again?.(code) === true) return code;
-  removeState(dir, process.pid);
-  const done = updateState(
-    record.id,
-    { status: 'exited', exitCode: code, finishedAt: new Date().toISOString(), bindings: [] },
-    dir,
-  );
   removeIfAutoRemove(done, dir);
   return code;
 }

@@ -56,6 +56,8 @@ export interface RunMode {
    * the state file to the wait before the next run.
    */
   again?: (code: number) => boolean;
+  /** --restart: whether a stop came since the first restart (while no run listened for one). */
+  stopped?: () => boolean;
 }
 
 /** ResolvedLink is one --link: what the recipient sees, and how to reach the service. */
@@ -239,6 +241,12 @@ export async function runContainer(
     log.info({ signal }, 'stopping: signal passed to the service');
     if (!(signal === 'SIGINT' && tty)) sandbox.signal(signal);
   });
+  if (mode.stopped?.() === true) {
+    // A stop came while this run was being set up: it is this run's.
+    stopRequested = true;
+    log.info({ signal: 'SIGTERM' }, 'stopping: signal passed to the service');
+    sandbox.signal('SIGTERM');
+  }
   notify(mode, { t: 'running' });
 
   const exit = await sandbox.exited;
@@ -260,7 +268,10 @@ export async function runContainer(
   if (forwarding) await forwarding.close(opts.drainTimeout);
   await teardown();
   offExit();
-  if (!again) {
+  if (again) {
+    // Still provable by stop while it waits, with no ports: they are closed.
+    writeState(dir, { pid: process.pid, startedAt, name: record.name, bindings: [] });
+  } else {
     removeState(dir, process.pid);
     finish(record, dir, code);
   }
@@ -271,7 +282,13 @@ export async function runContainer(
 function finish(record: ContainerRecord, dir: string, code: number): void {
   const done = updateState(
     record.id,
-    { status: 'exited', exitCode: code, finishedAt: new Date().toISOString(), bindings: [] },
+    {
+      status: 'exited',
+      exitCode: code,
+      finishedAt: new Date().toISOString(),
+      bindings: [],
+      restarting: undefined,
+    },
     dir,
   );
   removeIfAutoRemove(done, dir);

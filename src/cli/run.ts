@@ -192,7 +192,7 @@ async function runCommand(
       return superviseRestarts(
         record.restart,
         ctx,
-        (again) => runHostRecord(record, ctx, again),
+        (again, stopped) => runHostRecord(record, ctx, again, stopped),
         record.id,
         dir,
       );
@@ -202,7 +202,8 @@ async function runCommand(
     return superviseRestarts(
       record.restart,
       ctx,
-      (again) => runContainer(record, serve, ctx, logger, { detached: true, again }),
+      (again, stopped) =>
+        runContainer(record, serve, ctx, logger, { detached: true, again, stopped }),
       record.id,
       dir,
     );
@@ -254,9 +255,13 @@ async function runCommand(
       const off = ctx.host.onStop(() => {
         stopped = true;
       });
+      let spawned = false;
       try {
-        const code = await runOnHost(command, args, opts, user, ctx, script);
-        if (!stopped) again(code);
+        const code = await runOnHost(command, args, opts, user, ctx, script, () => {
+          spawned = true;
+        });
+        // A command that never started (127, 126) is not run again, as Docker does not.
+        if (!stopped && spawned) again(code);
         return code;
       } finally {
         off();
@@ -315,7 +320,8 @@ async function runCommand(
       return await superviseRestarts(
         record.restart,
         ctx,
-        (again) => runContainer(record, serve, ctx, logger, { detached: false, again }),
+        (again, stopped) =>
+          runContainer(record, serve, ctx, logger, { detached: false, again, stopped }),
         record.id,
         dir,
       );
@@ -336,12 +342,14 @@ async function runOnHost(
   user: string[],
   ctx: CliContext,
   script: string | undefined,
+  onSpawn?: () => void,
 ): Promise<number> {
   const env = hostRunEnv(opts.link, user, opts);
   // Without -t, stdin stays the command's as before; on a terminal of its own, only with -i.
   const tty = script === undefined ? {} : { tty: script, stdin: opts.interactive };
   const cwd = opts.workdir === undefined ? {} : { cwd: opts.workdir };
-  return runWithEnv(command, args, env, { stderr: ctx.io.stderr, ...tty, ...cwd });
+  const spawn = onSpawn === undefined ? {} : { onSpawn };
+  return runWithEnv(command, args, env, { stderr: ctx.io.stderr, ...tty, ...cwd, ...spawn });
 }
 
 /**

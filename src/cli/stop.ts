@@ -117,16 +117,18 @@ function isHostRun(record: ContainerRecord): boolean {
  */
 function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
   killCommand(record, ctx);
+  let group = false;
   if (isHostRun(record)) {
-    killExecs(record.id, stateDir(), (p, signal) => ctx.host.kill(p, signal));
     try {
       ctx.host.kill(-pid, 'SIGKILL');
-      return;
+      group = true;
     } catch {
       // Not a group leader after all: the portpub alone, below.
     }
   }
-  ctx.host.kill(pid, 'SIGKILL');
+  if (!group) ctx.host.kill(pid, 'SIGKILL');
+  // After the portpub: an exec recorded from now on finds its service gone and ends itself.
+  if (isHostRun(record)) killExecs(record.id, stateDir(), (p, signal) => ctx.host.kill(p, signal));
 }
 
 /**
@@ -182,6 +184,7 @@ function markKilled(record: ContainerRecord): void {
     exitCode: 137,
     finishedAt: new Date().toISOString(),
     bindings: [],
+    restarting: undefined,
   });
   removeIfAutoRemove(done);
 }

@@ -15,9 +15,17 @@ function execsDir(id: string, dir: string): string {
 /** Kill is process.kill's shape, so that tests and callers may pass their own. */
 type Kill = (pid: number, signal: NodeJS.Signals) => void;
 
+/** Entry is one recorded process: its kernel start time, and whether it led a process group. */
+interface Entry {
+  pid: number;
+  start: string;
+  leader: boolean;
+  path: string;
+}
+
 /**
  * recordExec notes that exec started `pid` in service `id` (nothing if it has ended already, or
- * the service's record is gone), and forgets the ones that have ended since.
+ * the service's record is gone), and forgets those that cannot matter any more.
  */
 export function recordExec(id: string, pid: number, dir: string = stateDir()): void {
   const start = processStartTime(pid);
@@ -30,16 +38,21 @@ export function recordExec(id: string, pid: number, dir: string = stateDir()): v
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return;
   }
   for (const entry of recorded(d)) {
-    if (processStartTime(entry.pid) !== entry.start) rmSync(entry.path, { force: true });
+    const now = processStartTime(entry.pid);
+    // Its number given to another process, or a lone process gone: nothing left of it.
+    if (now !== entry.start && (now !== undefined || !entry.leader))
+      rmSync(entry.path, { force: true });
   }
-  writeFileSync(join(d, String(pid)), start);
+  writeFileSync(join(d, String(pid)), `${start}\n${processGroup(pid) === pid ? 'leader' : ''}\n`);
 }
 
 /**
  * killExecs SIGKILLs what exec started in service `id`, and forgets it: each process whose start
- * time still proves it (a pid given to another process since is left alone), with the process
- * group it leads (exec -d starts it in a session of its own), as docker stop ends a container's
- * every process.
+ * time still proves it, with the process group it leads (exec -d starts it in a session of its
+ * own), as docker stop ends a container's every process. A leader that has ended may have left
+ * its group (a `sh -c 'worker &'`): while any process is in that group, Linux gives its number to
+ * no new process, so with no process of that number alive the group, if any, is still this one.
+ * A number another process has now is left alone.
  */
 export function killExecs(
   id: string,
@@ -47,12 +60,13 @@ export function killExecs(
   kill: Kill = (pid, signal) => process.kill(pid, signal),
 ): void {
   for (const entry of recorded(execsDir(id, dir))) {
-    if (processStartTime(entry.pid) === entry.start) {
+    const now = processStartTime(entry.pid);
+    if (now === entry.start || (now === undefined && entry.leader)) {
       try {
         kill(-entry.pid, 'SIGKILL');
       } catch {
         try {
-          kill(entry.pid, 'SIGKILL'); // it leads no group: the process alone
+          if (now !== undefined) kill(entry.pid, 'SIGKILL'); // it leads no group: it alone
         } catch {
           // gone meanwhile
         }
@@ -62,19 +76,33 @@ export function killExecs(
   }
 }
 
-function recorded(d: string): { pid: number; start: string; path: string }[] {
+/** processGroup is field 5 (pgrp) of /proc/<pid>/stat, or undefined. */
+function processGroup(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const group = Number(fields[2]);
+    return Number.isSafeInteger(group) ? group : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function recorded(d: string): Entry[] {
   let names: string[];
   try {
     names = readdirSync(d);
   } catch {
     return [];
   }
-  return names.flatMap((name) => {
+  return names.flatMap((name): Entry[] => {
     const pid = Number(name);
     const path = join(d, name);
     if (!Number.isSafeInteger(pid) || pid <= 0) return [];
     try {
-      return [{ pid, start: readFileSync(path, 'utf8'), path }];
+      const [start = '', leader = ''] = readFileSync(path, 'utf8').split('\n');
+      return [{ pid, start, leader: leader === 'leader', path }];
     } catch {
       return [];
     }

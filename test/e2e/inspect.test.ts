@@ -83,7 +83,9 @@ describe('portpub inspect', { timeout: 90_000 }, () => {
     expect(missing.code).toBe(1);
     const found = JSON.parse(missing.stdout) as { Name: string }[];
     expect(found.map((d) => d.Name)).toEqual(['/db']);
-    expect(missing.stderr).toContain('No such object: nosuch\nNo such object: gone');
+    expect(missing.stderr).toContain(
+      'portpub: No such object: nosuch\nportpub: No such object: gone\n',
+    );
     const formatted = await cli(e, 'inspect', '-f', '{{.Name}}', 'gone', 'db');
     expect(formatted).toMatchObject({ code: 1, stdout: '/db\n' });
     const none = await cli(e, 'inspect', 'gone');

@@ -1,9 +1,13 @@
 // portpub run --restart, as docker run --restart: a service whose command ends is run again by the
 // same portpub after Docker's delays, on either network, in the foreground and the background;
 // a stop ends it, during a run or a wait, and nothing restarts it after.
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/net.js';
+import { reservePorts } from '../helpers/ports.js';
 import { alive, record, requireNetns, runEnv, type RunEnv } from '../fixtures/netns-run.js';
 
 const cli = (e: RunEnv, ...args: string[]) => runCli(args, 30_000, { env: e.env });
@@ -109,6 +113,29 @@ describe('portpub run --restart', { timeout: 120_000 }, () => {
         20_000,
       );
       expect(waiting.state).toMatchObject({ status: 'running', pid: first });
+      // As Docker's: inspect says restarting, with no pid; exec is refused with its words.
+      await waitFor(
+        async () =>
+          (
+            await cli(
+              e,
+              'inspect',
+              '-f',
+              '{{.State.Status}} {{.State.Restarting}} {{.State.Pid}}',
+              'loop',
+            )
+          ).stdout === 'restarting true 0\n',
+        'inspect to show the wait',
+        20_000,
+      );
+      await waitFor(
+        async () =>
+          (await cli(e, 'exec', 'loop', 'true')).stderr.includes(
+            'is restarting, wait until the container is running',
+          ),
+        'exec to be refused during the wait',
+        20_000,
+      );
       // One run before each restart: the one it waits to start has not written yet.
       expect(await runs(e, 'loop')).toBeGreaterThanOrEqual(waiting.state.restartCount!);
 
@@ -124,6 +151,41 @@ describe('portpub run --restart', { timeout: 120_000 }, () => {
       expect(await cli(e, 'stop', 'loop')).toMatchObject({ code: 0 });
     },
   );
+
+  it('binds a fixed -p port again for the next run', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const port = await reservePorts(1);
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-restart-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    // The first run fails at once; the second one stays.
+    const flag = join(dir, 'ran');
+    const script = `echo run; if [ -e '${flag}' ]; then exec sleep 60; fi; : > '${flag}'; exit 3`;
+    const d = await cli(
+      e,
+      'run',
+      '-d',
+      '--restart',
+      'on-failure',
+      '-p',
+      `127.0.0.1:${port}:5000`,
+      '--name',
+      'rebind',
+      '--',
+      'sh',
+      '-c',
+      script,
+    );
+    expect(d.code, d.stderr).toBe(0);
+    await waitFor(async () => (await runs(e, 'rebind')) === 2, 'the second run', 20_000);
+    await waitFor(
+      async () => (await cli(e, 'port', 'rebind', '5000')).stdout === `127.0.0.1:${port}\n`,
+      'the port bound again',
+      20_000,
+    );
+    expect(record(e.dir, 'rebind').state).toMatchObject({ status: 'running', restartCount: 1 });
+    expect(await cli(e, 'stop', 'rebind')).toMatchObject({ code: 0 });
+  });
 
   it('refuses --restart with --rm, and a policy Docker does not know, exit 2', async () => {
     const e = runEnv();

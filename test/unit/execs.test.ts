@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { killExecs, recordExec } from '../../src/registry/execs.js';
+import { alive } from '../fixtures/netns-run.js';
 import { waitFor } from '../helpers/net.js';
 
 /** sleeper starts a process to be recorded, killed when the test ends whatever happens. */
@@ -13,15 +14,6 @@ function sleeper(detached: boolean): number {
     child.kill('SIGKILL');
   });
   return child.pid!;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('recordExec, killExecs', () => {
@@ -55,6 +47,44 @@ describe('recordExec, killExecs', () => {
     expect(sent).toContainEqual([member, 'SIGKILL']);
     expect(sent.some(([pid]) => Math.abs(pid) === process.pid)).toBe(false);
     await waitFor(() => !alive(leader) && !alive(member), 'both killed', 5_000);
+    expect(readdirSync(execs)).toEqual([]);
+  });
+
+  it("kills the group a leader left behind (sh -c 'worker &'), and forgets a lone process gone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portpub-execs-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const id = 'b'.repeat(64);
+    mkdirSync(join(dir, 'containers', id), { recursive: true });
+    const execs = join(dir, 'containers', id, 'execs');
+    // A session leader that starts a worker in its group, says its pid and waits to be told to end.
+    const sh = spawn('sh', ['-c', 'sleep 30 & echo $!; read x'], {
+      detached: true,
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    let worker = 0;
+    onTestFinished(() => {
+      sh.kill('SIGKILL');
+      if (worker > 0 && alive(worker)) process.kill(worker, 'SIGKILL');
+    });
+    const said = await new Promise<string>((resolve) =>
+      sh.stdout.once('data', (d) => resolve(String(d))),
+    );
+    worker = Number(said.trim());
+    recordExec(id, sh.pid!, dir);
+    const lone = sleeper(false);
+    recordExec(id, lone, dir);
+    sh.stdin.end('\n');
+    await waitFor(() => !alive(sh.pid!), 'the leader to end', 5_000);
+    process.kill(lone, 'SIGKILL');
+    // Reaped, not only dead: a zombie still shows its start time.
+    await waitFor(() => !existsSync(`/proc/${lone}`), 'the lone one to be reaped', 5_000);
+    expect(alive(worker)).toBe(true);
+    // A later exec forgets the lone one (nothing of it is left) but keeps the leader's group.
+    recordExec(id, process.pid, dir);
+    expect(readdirSync(execs).sort()).toEqual([sh.pid!, process.pid].map(String).sort());
+    rmSync(join(execs, String(process.pid)));
+    killExecs(id, dir);
+    await waitFor(() => !alive(worker), 'the worker killed with its group', 5_000);
     expect(readdirSync(execs)).toEqual([]);
   });
 });
