@@ -6,7 +6,7 @@
 // teardown, the next one's setup) is noted here and honoured by the run or the loop.
 import { Restarts, type RestartPolicy } from '../docker/restart.js';
 import { PortpubError } from '../errors.js';
-import { removeIfAutoRemove, updateState } from '../registry/containers.js';
+import { markExited, removeIfAutoRemove, updateState } from '../registry/containers.js';
 import { removeState, stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 
@@ -34,15 +34,10 @@ export async function superviseRestarts(
   let stopped = false;
   let wake: (() => void) | undefined;
   let offStop: (() => void) | undefined;
-  const end = (fields: { exitCode?: number }) => {
+  const end = (code?: number) => {
     if (id === undefined) return;
     removeState(dir, process.pid);
-    const done = updateState(
-      id,
-      { status: 'exited', restarting: undefined, bindings: [], ...fields },
-      dir,
-    );
-    removeIfAutoRemove(done, dir);
+    removeIfAutoRemove(markExited(id, code, dir), dir);
   };
   try {
     for (;;) {
@@ -76,7 +71,7 @@ export async function superviseRestarts(
         code = await runOnce(again, () => stopped);
       } catch (err) {
         // A run after a restart that could not start: the service is down, not waiting.
-        if (restarts.count > 0) end({ exitCode: err instanceof PortpubError ? err.exitCode : 1 });
+        if (restarts.count > 0) end(err instanceof PortpubError ? err.exitCode : 1);
         throw err;
       }
       if (delay === undefined) return code;
@@ -93,7 +88,7 @@ export async function superviseRestarts(
         offExit();
       }
       if (stopped) {
-        end({});
+        end();
         return code;
       }
     }

@@ -2,7 +2,12 @@
 // its link variables, as the foreground runs it, but recorded as a service (`ps`, `logs`, `stop`,
 // `rm`, `--rm`). Its output is this portpub's, so the service's log file.
 import type { ContainerRecord } from '../registry/containers.js';
-import { markRunning, removeIfAutoRemove, updateState } from '../registry/containers.js';
+import {
+  markExited,
+  markRunning,
+  removeIfAutoRemove,
+  updateState,
+} from '../registry/containers.js';
 import { linkedEnv } from '../registry/queries.js';
 import {
   processStartTime,
@@ -117,17 +122,7 @@ export async function runHostRecord(
   let done: ContainerRecord | undefined;
   if (!restart) {
     removeState(dir, process.pid);
-    done = updateState(
-      record.id,
-      {
-        status: 'exited',
-        exitCode: code,
-        finishedAt: new Date().toISOString(),
-        bindings: [],
-        restarting: undefined,
-      },
-      dir,
-    );
+    done = markExited(record.id, code, dir);
   }
   killExecs(record.id, dir);
   removeIfAutoRemove(done, dir);

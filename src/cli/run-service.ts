@@ -20,6 +20,7 @@ import {
   findContainer,
   isRunService,
   liveness,
+  markExited,
   removeIfAutoRemove,
   updateState,
   type ContainerRecord,
@@ -280,18 +281,7 @@ export async function runContainer(
 
 /** finish records how the service ended, or removes it (--rm). */
 function finish(record: ContainerRecord, dir: string, code: number): void {
-  const done = updateState(
-    record.id,
-    {
-      status: 'exited',
-      exitCode: code,
-      finishedAt: new Date().toISOString(),
-      bindings: [],
-      restarting: undefined,
-    },
-    dir,
-  );
-  removeIfAutoRemove(done, dir);
+  removeIfAutoRemove(markExited(record.id, code, dir), dir);
 }
 
 function procStart(): { procStart?: string } {

@@ -12,10 +12,10 @@ import {
   findContainer,
   isRunRecord,
   liveness,
+  markExited,
   processGone,
   readRecord,
   removeIfAutoRemove,
-  updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
 import { ERR_NOT_PORTPUB, EXIT_RUNTIME, PortpubError } from '../errors.js';
@@ -179,14 +179,7 @@ function markKilled(record: ContainerRecord): void {
     // A portpub killed outright left its control socket; the pid's, only if nothing has it now.
     if (processGone(pid)) rmSync(controlPath(stateDir(), pid), { force: true });
   }
-  const done = updateState(record.id, {
-    status: 'exited',
-    exitCode: 137,
-    finishedAt: new Date().toISOString(),
-    bindings: [],
-    restarting: undefined,
-  });
-  removeIfAutoRemove(done);
+  removeIfAutoRemove(markExited(record.id, 137));
 }
 
 /** seconds parses -t/--time (whole seconds), for stop and restart. */

@@ -410,6 +410,19 @@ function uniquePrefix(
 }
 
 /**
+ * markExited records that a service's run ended with `code` (now), or, without one, that it stays
+ * down after the end already recorded (a stop during a restart's wait).
+ */
+export function markExited(
+  id: string,
+  code: number | undefined,
+  dir: string = stateDir(),
+): ContainerRecord | undefined {
+  const end = code === undefined ? {} : { exitCode: code, finishedAt: new Date().toISOString() };
+  return updateState(id, { status: 'exited', ...end, bindings: [], restarting: undefined }, dir);
+}
+
+/**
  * removeIfAutoRemove removes a service that ended, if it was run with --rm and no `restart` is
  * under way.
  */
