@@ -73,6 +73,10 @@ export function buildProgram(ctx: CliContext): Command {
   registerServe(program, ctx);
   program.enablePositionalOptions();
   for (const register of COMMANDS) register(program, ctx);
+  // A subcommand's usage error points at that subcommand's help.
+  for (const command of program.commands) {
+    command.showHelpAfterError(`(run portpub ${command.name()} --help for usage)`);
+  }
   addHelpCommand(program);
   refuseUnknownCommands(program);
   return program;

@@ -136,6 +136,18 @@ describe("portpub rejects what Docker rejects, with Docker's text (exit 2)", () 
     }
   });
 
+  it("a subcommand's usage error points at that subcommand's help", async () => {
+    for (const args of [
+      ['run', '--restart', 'sometimes', '--', 'true'],
+      ['stop', '--time', 'soon', 'x'],
+      ['logs', '--tail', 'many', 'x'],
+    ]) {
+      const r = await runMain(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toContain(`(run portpub ${args[0]} --help for usage)`);
+    }
+  });
+
   it('--version and --help exit 0', async () => {
     const v = await runMain(['--version']);
     expect(v.code).toBe(0);
