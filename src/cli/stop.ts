@@ -134,8 +134,9 @@ function killHard(record: ContainerRecord, pid: number, ctx: CliContext): void {
 /**
  * killLeftBehind ends what a `run -d --network host` portpub that died without a word (SIGKILLed
  * by hand, by the OOM killer) left running: its command, in the dead portpub's process group (or,
- * with -t, by its recorded pid), and what exec started there. The group is the dead portpub's only while no process has its
- * pid: Linux does not give out a number that still names a process group.
+ * with -t, by its recorded pid), and what exec started there. The group is the dead portpub's
+ * only while no process has its pid: Linux does not give out a number that still names a process
+ * group.
  */
 function killLeftBehind(record: ContainerRecord, ctx: CliContext): void {
   const pid = record.state.pid;

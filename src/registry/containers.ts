@@ -23,7 +23,7 @@ import type { Binding } from '../docker/report.js';
 import type { RestartPolicy } from '../docker/restart.js';
 import type { PortMapping } from '../docker/spec.js';
 import { checkNameFree } from '../docker/names.js';
-import { checkStateDir, ensureStateDir, processStartTime, stateDir } from './state.js';
+import { checkStateDir, ensureStateDir, processStartTime, processStat, stateDir } from './state.js';
 import {
   ERR_NO_SUCH_CONTAINER,
   ERR_NAME_IN_USE,
@@ -337,12 +337,7 @@ export function processGone(pid: number): boolean {
 }
 
 function zombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return false;
-  }
+  return processStat(pid)?.[0] === 'Z';
 }
 
 /**

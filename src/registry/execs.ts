@@ -6,7 +6,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { containersDir } from './containers.js';
-import { processStartTime, stateDir } from './state.js';
+import { processStartTime, processStat, stateDir } from './state.js';
 
 function execsDir(id: string, dir: string): string {
   return join(containersDir(dir), id, 'execs');
@@ -28,8 +28,9 @@ interface Entry {
  * the service's record is gone), and forgets those that cannot matter any more.
  */
 export function recordExec(id: string, pid: number, dir: string = stateDir()): void {
-  const start = processStartTime(pid);
-  if (start === undefined) return;
+  const stat = processStat(pid);
+  const start = stat?.[19];
+  if (stat === undefined || start === undefined) return;
   const d = execsDir(id, dir);
   try {
     // Not recursive: a record removed meanwhile must not come back as a stray directory.
@@ -43,7 +44,8 @@ export function recordExec(id: string, pid: number, dir: string = stateDir()): v
     if (now !== entry.start && (now !== undefined || !entry.leader))
       rmSync(entry.path, { force: true });
   }
-  writeFileSync(join(d, String(pid)), `${start}\n${processGroup(pid) === pid ? 'leader' : ''}\n`);
+  const leader = Number(stat[2]) === pid;
+  writeFileSync(join(d, String(pid)), `${start}\n${leader ? 'leader' : ''}\n`);
 }
 
 /**
@@ -73,19 +75,6 @@ export function killExecs(
       }
     }
     rmSync(entry.path, { force: true });
-  }
-}
-
-/** processGroup is field 5 (pgrp) of /proc/<pid>/stat, or undefined. */
-function processGroup(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: fields follow the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const group = Number(fields[2]);
-    return Number.isSafeInteger(group) ? group : undefined;
-  } catch {
-    return undefined;
   }
 }
 

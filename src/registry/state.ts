@@ -378,19 +378,23 @@ function sameProcess(state: State): boolean {
 }
 
 /**
- * processStartTime reads field 22 (starttime, clock ticks since boot) of `/proc/<pid>/stat`.
+ * processStat is `/proc/<pid>/stat` from field 3 (state) on: [0] state, [2] pgrp, [19] starttime.
  * The command name (field 2) may contain spaces and parentheses, so fields are counted from the
- * last ')'. Undefined where there is no /proc.
+ * last ')'. Undefined for no such process, or where there is no /proc.
  */
-export function processStartTime(pid: number): string | undefined {
+export function processStat(pid: number): string[] | undefined {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return undefined;
   }
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19]; // fields[0] is field 3 (state)
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** processStartTime is field 22 (starttime, clock ticks since boot) of `/proc/<pid>/stat`. */
+export function processStartTime(pid: number): string | undefined {
+  return processStat(pid)?.[19];
 }
 
 /** processCommandLine reads `/proc/<pid>/cmdline` as its arguments; undefined without /proc. */
