@@ -18,6 +18,12 @@ async function runs(e: RunEnv, name: string): Promise<number> {
   return out.split('\n').filter((l) => l === 'run').length;
 }
 
+/** detach runs `run -d ARGS --name NAME -- sh -c SCRIPT` and expects it to start. */
+async function detach(e: RunEnv, name: string, args: string[], script: string): Promise<void> {
+  const d = await cli(e, 'run', '-d', ...args, '--name', name, '--', 'sh', '-c', script);
+  expect(d.code, d.stderr).toBe(0);
+}
+
 const NETWORKS = [
   { name: 'a network of its own', args: [] as string[] },
   { name: '--network host', args: ['--network', 'host'] },
@@ -27,21 +33,7 @@ describe('portpub run --restart', { timeout: 120_000 }, () => {
   it.for(NETWORKS)('on-failure:N runs a failing command N more times: $name', async (net, ctx) => {
     if (net.args.length === 0) requireNetns(ctx);
     const e = runEnv();
-    const d = await cli(
-      e,
-      'run',
-      '-d',
-      '--restart',
-      'on-failure:2',
-      ...net.args,
-      '--name',
-      'flaky',
-      '--',
-      'sh',
-      '-c',
-      'echo run; exit 3',
-    );
-    expect(d.code, d.stderr).toBe(0);
+    await detach(e, 'flaky', ['--restart', 'on-failure:2', ...net.args], 'echo run; exit 3');
     await waitFor(
       () => record(e.dir, 'flaky').state.status === 'exited',
       'flaky to stay down',
@@ -78,21 +70,7 @@ describe('portpub run --restart', { timeout: 120_000 }, () => {
     async (net, ctx) => {
       if (net.args.length === 0) requireNetns(ctx);
       const e = runEnv();
-      const d = await cli(
-        e,
-        'run',
-        '-d',
-        '--restart',
-        'always',
-        ...net.args,
-        '--name',
-        'loop',
-        '--',
-        'sh',
-        '-c',
-        'echo run; exit 0',
-      );
-      expect(d.code, d.stderr).toBe(0);
+      await detach(e, 'loop', ['--restart', 'always', ...net.args], 'echo run; exit 0');
       const first = record(e.dir, 'loop').state.pid!;
       // From the fifth restart on it waits 1.6 s and more: ps catches it waiting, as Docker shows it.
       await waitFor(
@@ -161,22 +139,7 @@ describe('portpub run --restart', { timeout: 120_000 }, () => {
     // The first run fails at once; the second one stays.
     const flag = join(dir, 'ran');
     const script = `echo run; if [ -e '${flag}' ]; then exec sleep 60; fi; : > '${flag}'; exit 3`;
-    const d = await cli(
-      e,
-      'run',
-      '-d',
-      '--restart',
-      'on-failure',
-      '-p',
-      `127.0.0.1:${port}:5000`,
-      '--name',
-      'rebind',
-      '--',
-      'sh',
-      '-c',
-      script,
-    );
-    expect(d.code, d.stderr).toBe(0);
+    await detach(e, 'rebind', ['--restart', 'on-failure', '-p', `127.0.0.1:${port}:5000`], script);
     await waitFor(async () => (await runs(e, 'rebind')) === 2, 'the second run', 20_000);
     await waitFor(
       async () => (await cli(e, 'port', 'rebind', '5000')).stdout === `127.0.0.1:${port}\n`,
