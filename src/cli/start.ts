@@ -106,9 +106,11 @@ export async function startContainer(
   });
   const started = await spawnBackground(record.id, ['run', '--from-record', record.id], ctx);
   if (!started.ok) {
+    // The reason is already on stderr; a --rm record went with its log (spawnBackground).
+    const more = record.autoRemove ? 'run with --rm, it was removed' : `see portpub logs ${name}`;
     throw new PortpubError(
       ERR_START,
-      `failed to start ${name} (its portpub ended with ${started.code}; see portpub logs ${name})`,
+      `failed to start ${name} (its portpub ended with ${started.code}; ${more})`,
       EXIT_RUNTIME,
     );
   }

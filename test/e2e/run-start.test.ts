@@ -1,7 +1,9 @@
 // portpub start and restart, as docker start and docker restart: a stopped `run` service runs
 // again from its record, in the background, on both networks; a running one is left alone; what
 // cannot start says why and leaves nothing running.
+import { unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { connectTcp, roundTrip, track, waitFor } from '../helpers/net.js';
@@ -227,5 +229,21 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('plain is a portpub -d service');
     expect(await cli(e, 'stop', 'plain')).toMatchObject({ code: 0 });
+
+    // A --rm service that cannot run again after restart's stop is removed, log and all: the
+    // error says so, where it would point at the log of any other service.
+    const script = join(dirname(e.dir), 'gone.sh');
+    writeFileSync(script, '#!/bin/sh\necho up\nexec sleep 1000\n', { mode: 0o755 });
+    const rm = await cli(e, 'run', '-d', '--rm', '--name', 'rmgone', '--', script);
+    expect(rm.code, rm.stderr).toBe(0);
+    await waitFor(async () => (await ups(e, 'rmgone')) === 1, 'rmgone up', 20_000);
+    unlinkSync(script);
+    const gone = await cli(e, 'restart', '-t', '5', 'rmgone');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(`${script}: command not found`);
+    expect(gone.stderr).toContain(
+      'portpub: failed to start rmgone (its portpub ended with 127; run with --rm, it was removed)',
+    );
+    expect(records(e.dir).some((r) => r.name === 'rmgone')).toBe(false);
   });
 });
