@@ -1,7 +1,7 @@
 // `portpub logs [-f] [--tail N] NAME`: a service's output from its log file (the command's and
 // portpub's own lines: a detached one's whole output, a foreground one's kept by
 // src/cli/run-output.ts); -f follows it until the service ends, as docker logs -f does.
-import { closeSync, openSync, readSync, statSync, watch } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { containerPath, findContainer, liveness, readRecord } from '../registry/containers.js';
@@ -23,53 +23,73 @@ export function registerLogs(program: Command, ctx: CliContext): void {
     )
     .action(async (name: string, opts: { follow: boolean; tail: number }) => {
       const record = findContainer(name);
-      const path = containerPath(record.id, 'log');
-      let offset = 0;
-      const read = (): string => {
-        let fd: number;
-        try {
-          fd = openSync(path, 'r');
-        } catch {
-          return '';
-        }
-        try {
-          const size = statSync(path).size;
-          if (size <= offset) return '';
-          const buf = Buffer.alloc(size - offset);
-          const n = readSync(fd, buf, 0, buf.length, offset);
-          offset += n;
-          return buf.subarray(0, n).toString('utf8');
-        } finally {
-          closeSync(fd);
-        }
-      };
+      const read = logReader(containerPath(record.id, 'log'));
       const first = read();
       ctx.io.stdout.write(lastLines(first, opts.tail));
       if (!opts.follow) return;
-      const running = () => {
+      await followLog(record.id, read, ctx.io.stdout, () => {
         const r = readRecord(record.id);
         return r !== undefined && liveness(r) === 'running';
-      };
-      // Woken by the file changing, and every 250 ms to see whether the service has ended.
-      let wake: (() => void) | undefined;
-      const watcher = watch(path, () => wake?.());
-      try {
-        for (;;) {
-          const alive = running();
-          ctx.io.stdout.write(read());
-          if (!alive) break;
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, 250);
-            wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-        }
-      } finally {
-        watcher.close();
-      }
+      });
     });
+}
+
+/** logReader returns a function that reads what was added to the file at `path` since its last
+ * call (from byte `offset` the first time); a file not there yet reads as nothing. */
+export function logReader(path: string, offset = 0): () => string {
+  return () => {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch {
+      return '';
+    }
+    try {
+      const size = statSync(path).size;
+      if (size <= offset) return '';
+      const buf = Buffer.alloc(size - offset);
+      const n = readSync(fd, buf, 0, buf.length, offset);
+      offset += n;
+      return buf.subarray(0, n).toString('utf8');
+    } finally {
+      closeSync(fd);
+    }
+  };
+}
+
+/**
+ * followLog writes what `read` gives to `out` while `going()` holds, and once more after: woken
+ * by the service's log changing, and every 250 ms to ask `going()` again.
+ */
+export async function followLog(
+  id: string,
+  read: () => string,
+  out: NodeJS.WritableStream,
+  going: () => boolean,
+): Promise<void> {
+  let wake: (() => void) | undefined;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(containerPath(id, 'log'), () => wake?.());
+  } catch {
+    // No log to watch (removed meanwhile): the 250 ms turns alone.
+  }
+  try {
+    for (;;) {
+      const more = going();
+      out.write(read());
+      if (!more) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 250);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    watcher?.close();
+  }
 }
 
 function lastLines(text: string, n: number): string {

@@ -2,7 +2,7 @@
 // restart: a stopped `portpub run` service runs again from its record, in the background, with
 // the same command, variables, links, ports and address; its log goes on in the same file.
 import type { Command } from 'commander';
-import { ERR_START, EXIT_RUNTIME, PortpubError } from '../errors.js';
+import { ERR_START, EXIT_RUNTIME, PortpubError, UsageError } from '../errors.js';
 import {
   findContainer,
   isRunRecord,
@@ -11,6 +11,7 @@ import {
   updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
+import { startAttached } from './attach.js';
 import type { CliContext } from './context.js';
 import { spawnBackground } from './detach.js';
 import { seconds, stopContainer } from './stop.js';
@@ -24,12 +25,37 @@ export function registerStart(program: Command, ctx: CliContext): void {
     .command('start')
     .description('start stopped services again')
     .argument('<names...>', 'service names or ids')
+    .option(
+      '-a, --attach',
+      "show the service's output and pass it the signals portpub gets, until it ends; exit " +
+        'with its exit code',
+      false,
+    )
+    .option(
+      '-i, --interactive',
+      "attach the service's stdin (not supported: see the README)",
+      false,
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  portpub run -d --name web -p 8080:80 -- python3 -m http.server 80\n' +
-        '  portpub stop web && portpub start web\n',
+        '  portpub stop web && portpub start web\n' +
+        '  portpub start -a web          # its output here; Ctrl-C stops it\n',
     )
-    .action(async (names: string[]) => {
+    .action(async (names: string[], opts: { attach: boolean; interactive: boolean }) => {
+      if (opts.interactive) {
+        throw new UsageError(
+          "-i: a service started again runs in the background, with no stdin to attach; run it in the foreground with 'portpub run -i'",
+        );
+      }
+      if (opts.attach) {
+        // docker start's words; the attached run's exit code is portpub's.
+        if (names.length > 1) {
+          throw new UsageError('you cannot start and attach multiple containers at once');
+        }
+        ctx.setExit(await startAttached(names[0]!, ctx));
+        return;
+      }
       for (const name of names) {
         await startContainer(findContainer(name), name, ctx);
         ctx.io.stdout.write(`${name}\n`);

@@ -53,24 +53,12 @@ export async function stopContainer(
   timeoutMs: number,
   ctx: CliContext,
 ): Promise<void> {
-  const pid = record.state.pid;
-  if (liveness(record) !== 'running' || pid === undefined) {
+  const pid = provenPid(record);
+  if (pid === undefined) {
     killLeftBehind(record, ctx);
     markKilled(record);
     return;
   }
-  // A reused pid must never get the signal: the record's start time (liveness) and the state
-  // file's command line must both be that portpub's.
-  const state = readStates(stateDir()).find((s) => s.pid === pid);
-  if (!state) {
-    throw new PortpubError(
-      ERR_NOT_PORTPUB,
-      `pid ${pid} of ${record.name} is not a portpub that can be proven: it left no state file; ` +
-        'nothing was signalled',
-      EXIT_RUNTIME,
-    );
-  }
-  provePortpub(state);
   const gone = () => processGone(pid);
   const waitGone = async (ms: number) => {
     const deadline = Date.now() + ms;
@@ -95,6 +83,27 @@ export async function stopContainer(
     }
   }
   markKilled(record);
+}
+
+/**
+ * provenPid is the pid of the portpub serving `record`, undefined if none runs. A reused pid must
+ * never get a signal: the record's start time (liveness) and the state file's command line must
+ * both be that portpub's, or this throws ERR_NOT_PORTPUB.
+ */
+export function provenPid(record: ContainerRecord): number | undefined {
+  const pid = record.state.pid;
+  if (liveness(record) !== 'running' || pid === undefined) return undefined;
+  const state = readStates(stateDir()).find((s) => s.pid === pid);
+  if (!state) {
+    throw new PortpubError(
+      ERR_NOT_PORTPUB,
+      `pid ${pid} of ${record.name} is not a portpub that can be proven: it left no state file; ` +
+        'nothing was signalled',
+      EXIT_RUNTIME,
+    );
+  }
+  provePortpub(state);
+  return pid;
 }
 
 /** SECOND_SIGNAL_MS is how long a portpub has to end once its second signal killed the command. */

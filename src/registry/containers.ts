@@ -425,7 +425,49 @@ export function removeIfAutoRemove(
   done: ContainerRecord | undefined,
   dir: string = stateDir(),
 ): void {
-  if (done?.autoRemove === true && done.state.keepOnStop !== true) removeContainer(done, dir);
+  if (done?.autoRemove !== true || done.state.keepOnStop === true) return;
+  if (attached(done.id, dir)) return; // the attacher removes it once it has read the exit code
+  removeContainer(done, dir);
+}
+
+/**
+ * attach registers this process as attached to service `id` (`portpub start -a`), as a file
+ * containers/ID/attached/PID holding its start time, and returns the function that ends that.
+ * While one is attached a --rm service that ends is not removed (removeIfAutoRemove): the
+ * attacher reads its exit code first, as docker start -a learns the code of a container the
+ * daemon removes, and removes it then.
+ */
+export function attach(id: string, dir: string = stateDir()): () => void {
+  const d = join(containersDir(dir), id, 'attached');
+  const path = join(d, String(process.pid));
+  try {
+    mkdirSync(d, { recursive: false, mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  writeFileSync(path, `${processStartTime(process.pid) ?? ''}\n`, { mode: 0o600 });
+  return () => rmSync(path, { force: true });
+}
+
+/** attached says whether a live process (proven by its start time) is attached to service id. */
+function attached(id: string, dir: string): boolean {
+  const d = join(containersDir(dir), id, 'attached');
+  let names: string[];
+  try {
+    names = readdirSync(d);
+  } catch {
+    return false;
+  }
+  return names.some((name) => {
+    const pid = Number(name);
+    if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+    try {
+      const start = readFileSync(join(d, name), 'utf8').trim();
+      return start !== '' && processStartTime(pid) === start;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** removeContainer deletes a record and its files; a running one is refused (Docker's text). */

@@ -1,11 +1,12 @@
 // portpub start and restart, as docker start and docker restart: a stopped `run` service runs
 // again from its record, in the background, on both networks; a running one is left alone; what
 // cannot start says why and leaves nothing running.
+import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/cli.js';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { BIN, runCli, withTimeout } from '../helpers/cli.js';
 import { connectTcp, roundTrip, track, waitFor } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
 import {
@@ -193,6 +194,75 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
     expect(record(e.dir, 'plain').state.status).toBe('running');
     expect(alive(record(e.dir, 'plain').state.pid!)).toBe(true);
     expect(await cli(e, 'stop', 'plain')).toMatchObject({ code: 0 });
+  });
+
+  it("start -a: this run's output, the signals passed on, its exit code, --rm too", async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    // A stopped service: only this run's output, none of portpub's own lines, its exit code.
+    const fg = await cli(e, 'run', '--name', 'once', '--', 'sh', '-c', 'echo up; exit 3');
+    expect(fg).toMatchObject({ code: 3, stdout: 'up\n' });
+    const attached = await cli(e, 'start', '-a', 'once');
+    expect(attached).toMatchObject({ code: 3, stdout: 'up\n', stderr: '' });
+    expect(await ups(e, 'once')).toBe(2);
+
+    // docker start's refusal, and no stdin to attach: usage errors, nothing started.
+    const two = await cli(e, 'start', '-a', 'once', 'once');
+    expect(two.code).toBe(2);
+    expect(two.stderr).toContain('you cannot start and attach multiple containers at once');
+    const stdin = await cli(e, 'start', '-i', 'once');
+    expect(stdin.code).toBe(2);
+    expect(stdin.stderr).toContain("run it in the foreground with 'portpub run -i'");
+    expect(await ups(e, 'once')).toBe(2);
+
+    // Joining a running --rm service, on either network: SIGINT reaches the command, which
+    // exits 5; the record, kept until the exit code was read, is gone after.
+    const marker = `attach-${process.pid}-${Date.now()}`;
+    killMarkedOnFinish(marker);
+    const script =
+      `// ${marker}\nconsole.log("up"); setInterval(() => console.log("tick"), 200);\n` +
+      'process.on("SIGINT", () => { console.log("got SIGINT"); process.exit(5); });';
+    for (const [name, network] of [
+      ['attown', []],
+      ['atthost', ['--network', 'host']],
+    ] as const) {
+      const run = await cli(
+        e,
+        'run',
+        '-d',
+        '--rm',
+        ...network,
+        '--name',
+        name,
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      );
+      expect(run.code, run.stderr).toBe(0);
+      await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
+      const child = spawn(process.execPath, [BIN, 'start', '-a', name], {
+        env: { ...process.env, ...e.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      onTestFinished(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      // A tick shown: attached, its signal handlers in place.
+      await waitFor(() => out.includes('tick\n'), `${name} attached`, 20_000);
+      child.kill('SIGINT');
+      const code = await withTimeout(exited, 20_000, `start -a ${name} to exit`);
+      expect(code, err).toBe(5);
+      expect(out).toMatch(/^(tick\n)+got SIGINT\n$/);
+      expect(err).toBe('');
+      expect(records(e.dir).some((r) => r.name === name)).toBe(false);
+    }
+    await waitFor(() => processesWith(marker).length === 0, 'the commands gone', 10_000);
   });
 
   it('refuses what it cannot start, exit 1, and leaves nothing running', async (ctx) => {
