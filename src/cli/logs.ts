@@ -34,8 +34,10 @@ export function registerLogs(program: Command, ctx: CliContext): void {
     });
 }
 
-/** logReader returns a function that reads what was added to the file at `path` since its last
- * call (from byte `offset` the first time); a file not there yet reads as nothing. */
+/**
+ * logReader returns a function that reads what was added to the file at `path` since its last
+ * call (from byte `offset` the first time); a file not there yet reads as nothing.
+ */
 export function logReader(path: string, offset = 0): () => string {
   return () => {
     let fd: number;

@@ -443,7 +443,12 @@ export function attach(id: string, dir: string = stateDir()): () => void {
   try {
     mkdirSync(d, { recursive: false, mode: 0o700 });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    // Its record removed since it was found (an rm, its --rm end): Docker's words.
+    if (code === 'ENOENT') {
+      throw new PortpubError(ERR_NO_SUCH_CONTAINER, `No such container: ${id}`, EXIT_RUNTIME);
+    }
+    if (code !== 'EEXIST') throw err;
   }
   writeFileSync(path, `${processStartTime(process.pid) ?? ''}\n`, { mode: 0o600 });
   return () => rmSync(path, { force: true });

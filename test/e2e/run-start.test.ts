@@ -1,12 +1,11 @@
 // portpub start and restart, as docker start and docker restart: a stopped `run` service runs
 // again from its record, in the background, on both networks; a running one is left alone; what
 // cannot start says why and leaves nothing running.
-import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { BIN, runCli, withTimeout } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { runCli, spawnCli, withTimeout } from '../helpers/cli.js';
 import { connectTcp, roundTrip, track, waitFor } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
 import {
@@ -54,6 +53,25 @@ async function startWeb(e: RunEnv): Promise<{ port: number; id: string }> {
   expect(run.code, run.stderr).toBe(0);
   await waitFor(async () => (await ups(e, 'web')) === 1, 'web up', 20_000);
   return { port, id: run.stdout.trim() };
+}
+
+/** runRm runs `name` detached with --rm (on `network`), a node script, until it is up. */
+async function runRm(e: RunEnv, name: string, network: readonly string[], script: string) {
+  const run = await cli(
+    e,
+    'run',
+    '-d',
+    '--rm',
+    ...network,
+    '--name',
+    name,
+    '--',
+    process.execPath,
+    '-e',
+    script,
+  );
+  expect(run.code, run.stderr).toBe(0);
+  await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
 }
 
 async function answers(port: number, tag: string): Promise<void> {
@@ -150,21 +168,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       ['rmown', []],
       ['rmhost', ['--network', 'host']],
     ] as const) {
-      const run = await cli(
-        e,
-        'run',
-        '-d',
-        '--rm',
-        ...network,
-        '--name',
-        name,
-        '--',
-        process.execPath,
-        '-e',
-        sleeper,
-      );
-      expect(run.code, run.stderr).toBe(0);
-      await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
+      await runRm(e, name, network, sleeper);
       const first = record(e.dir, name);
 
       // Docker's daemon keeps a --rm container through a restart: so does portpub.
@@ -226,40 +230,15 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       ['attown', []],
       ['atthost', ['--network', 'host']],
     ] as const) {
-      const run = await cli(
-        e,
-        'run',
-        '-d',
-        '--rm',
-        ...network,
-        '--name',
-        name,
-        '--',
-        process.execPath,
-        '-e',
-        script,
-      );
-      expect(run.code, run.stderr).toBe(0);
-      await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
-      const child = spawn(process.execPath, [BIN, 'start', '-a', name], {
-        env: { ...process.env, ...e.env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      onTestFinished(() => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      });
-      let out = '';
-      let err = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+      await runRm(e, name, network, script);
+      const attach = spawnCli(['start', '-a', name], { env: e.env });
       // A tick shown: attached, its signal handlers in place.
-      await waitFor(() => out.includes('tick\n'), `${name} attached`, 20_000);
-      child.kill('SIGINT');
-      const code = await withTimeout(exited, 20_000, `start -a ${name} to exit`);
-      expect(code, err).toBe(5);
-      expect(out).toMatch(/^(tick\n)+got SIGINT\n$/);
-      expect(err).toBe('');
+      await waitFor(() => attach.stdout().includes('tick\n'), `${name} attached`, 20_000);
+      attach.child.kill('SIGINT');
+      const end = await withTimeout(attach.exited, 20_000, `start -a ${name} to exit`);
+      expect(end.code, end.stderr).toBe(5);
+      expect(end.stdout).toMatch(/^(tick\n)+got SIGINT\n$/);
+      expect(end.stderr).toBe('');
       expect(records(e.dir).some((r) => r.name === name)).toBe(false);
     }
     await waitFor(() => processesWith(marker).length === 0, 'the commands gone', 10_000);

@@ -28,34 +28,62 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Spawned is a portpub child process with its output so far and its end. */
+export interface Spawned {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves once it has exited and its output is read. */
+  exited: Promise<CliResult>;
+}
+
+/** spawnCli starts the CLI with its output collected; it is SIGKILLed in cleanup if still there. */
+export function spawnCli(args: string[], opts: SpawnOpts = {}): Spawned {
+  const [program, ...first] = opts.argv0 ?? [process.execPath, BIN];
+  const child = spawn(program!, [...first, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...spawnEnv(opts),
+  });
+  onTestFinished(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  // Handled here too, so that a caller that never waits for the end meets no unhandled rejection.
+  exited.catch(() => undefined);
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
 /** runCli runs a command that is expected to exit by itself within timeoutMs. */
 export function runCli(
   args: string[],
   timeoutMs = 15_000,
   opts: SpawnOpts = {},
 ): Promise<CliResult> {
+  const run = spawnCli(args, opts);
   return new Promise((resolve, reject) => {
-    const [program, ...first] = opts.argv0 ?? [process.execPath, BIN];
-    const child = spawn(program!, [...first, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...spawnEnv(opts),
-    });
-    onTestFinished(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`portpub ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}`));
+      run.child.kill('SIGKILL');
+      reject(
+        new Error(`portpub ${args.join(' ')} did not exit within ${timeoutMs} ms\n${run.stderr()}`),
+      );
     }, timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
+    run.exited.then(
+      (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
   });
 }
 
@@ -80,37 +108,34 @@ export function startCli(
   timeoutMs = 15_000,
   opts: SpawnOpts = {},
 ): Promise<Running> {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...spawnEnv(opts),
-  });
-  onTestFinished(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<CliResult>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+  const run = spawnCli(args, opts);
+  const { child, exited } = run;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new Error(`portpub did not print ${expectLines} lines in ${timeoutMs} ms\n${stderr}`));
+      reject(
+        new Error(`portpub did not print ${expectLines} lines in ${timeoutMs} ms\n${run.stderr()}`),
+      );
     }, timeoutMs);
-    child.on('error', reject);
-    void exited.then((r) => {
-      clearTimeout(timer);
-      reject(new Error(`portpub exited early (${r.code ?? r.signal})\n${r.stdout}\n${r.stderr}`));
-    });
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
+    exited.then(
+      (r) => {
+        clearTimeout(timer);
+        reject(new Error(`portpub exited early (${r.code ?? r.signal})\n${r.stdout}\n${r.stderr}`));
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+    // After spawnCli's own listener: run.stdout() already holds this chunk.
+    child.stdout!.on('data', () => {
+      const stdout = run.stdout();
       const lines = stdout.split('\n').filter((l) => l !== '');
       if (lines.length >= expectLines && stdout.endsWith('\n')) {
         clearTimeout(timer);
         resolve({
           child,
           lines,
-          stderr: () => stderr,
+          stderr: () => run.stderr(),
           exited,
           stop: (signal = 'SIGTERM', ms = 15_000) => {
             child.kill(signal);
