@@ -23,7 +23,14 @@ import type { Binding } from '../docker/report.js';
 import type { RestartPolicy } from '../docker/restart.js';
 import type { PortMapping } from '../docker/spec.js';
 import { checkNameFree } from '../docker/names.js';
-import { checkStateDir, ensureStateDir, processStartTime, processStat, stateDir } from './state.js';
+import {
+  checkStateDir,
+  ensureStateDir,
+  pidFiles,
+  processStartTime,
+  processStat,
+  stateDir,
+} from './state.js';
 import {
   ERR_NO_SUCH_CONTAINER,
   ERR_NAME_IN_USE,
@@ -456,23 +463,9 @@ export function attach(id: string, dir: string = stateDir()): () => void {
 
 /** attached says whether a live process (proven by its start time) is attached to service id. */
 function attached(id: string, dir: string): boolean {
-  const d = join(containersDir(dir), id, 'attached');
-  let names: string[];
-  try {
-    names = readdirSync(d);
-  } catch {
-    return false;
-  }
-  return names.some((name) => {
-    const pid = Number(name);
-    if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-    try {
-      const start = readFileSync(join(d, name), 'utf8').trim();
-      return start !== '' && processStartTime(pid) === start;
-    } catch {
-      return false;
-    }
-  });
+  return pidFiles(join(containersDir(dir), id, 'attached')).some(
+    ({ pid, lines: [start = ''] }) => start !== '' && processStartTime(pid) === start,
+  );
 }
 
 /** removeContainer deletes a record and its files; a running one is refused (Docker's text). */

@@ -3,10 +3,10 @@
 // process of a container ends with it; on the host's network nothing ties them to the service.
 // So each is recorded here, as a file containers/ID/execs/PID holding its kernel start time (one
 // file per process: execs started at once need no lock), and the service's end SIGKILLs them.
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { containersDir } from './containers.js';
-import { processStartTime, processStat, stateDir } from './state.js';
+import { pidFiles, processStartTime, processStat, stateDir } from './state.js';
 
 function execsDir(id: string, dir: string): string {
   return join(containersDir(dir), id, 'execs');
@@ -79,21 +79,10 @@ export function killExecs(
 }
 
 function recorded(d: string): Entry[] {
-  let names: string[];
-  try {
-    names = readdirSync(d);
-  } catch {
-    return [];
-  }
-  return names.flatMap((name): Entry[] => {
-    const pid = Number(name);
-    const path = join(d, name);
-    if (!Number.isSafeInteger(pid) || pid <= 0) return [];
-    try {
-      const [start = '', leader = ''] = readFileSync(path, 'utf8').split('\n');
-      return [{ pid, start, leader: leader === 'leader', path }];
-    } catch {
-      return [];
-    }
-  });
+  return pidFiles(d).map(({ pid, lines: [start = '', leader = ''], path }) => ({
+    pid,
+    start,
+    leader: leader === 'leader',
+    path,
+  }));
 }

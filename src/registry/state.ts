@@ -392,6 +392,36 @@ export function processStat(pid: number): string[] | undefined {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
+/** PidFile is one file named after a process's pid in a directory of them: its lines. */
+export interface PidFile {
+  pid: number;
+  lines: string[];
+  path: string;
+}
+
+/**
+ * pidFiles reads a directory of files named by pid (what `exec` started, who is attached with
+ * `start -a`): each one's lines; a missing directory, other names and unreadable files are none.
+ */
+export function pidFiles(d: string): PidFile[] {
+  let names: string[];
+  try {
+    names = readdirSync(d);
+  } catch {
+    return [];
+  }
+  return names.flatMap((name): PidFile[] => {
+    const pid = Number(name);
+    const path = join(d, name);
+    if (!Number.isSafeInteger(pid) || pid <= 0) return [];
+    try {
+      return [{ pid, lines: readFileSync(path, 'utf8').split('\n'), path }];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** processStartTime is field 22 (starttime, clock ticks since boot) of `/proc/<pid>/stat`. */
 export function processStartTime(pid: number): string | undefined {
   return processStat(pid)?.[19];
