@@ -23,6 +23,7 @@ import type { Binding } from '../docker/report.js';
 import type { RestartPolicy } from '../docker/restart.js';
 import type { PortMapping } from '../docker/spec.js';
 import { checkNameFree } from '../docker/names.js';
+import { claimFile, pause, releaseFile } from './pid-claim.js';
 import {
   checkStateDir,
   ensureStateDir,
@@ -36,6 +37,7 @@ import {
   ERR_NAME_IN_USE,
   ERR_BAD_NAME,
   ERR_CONTAINER_RUNNING,
+  ERR_STATE_DIR,
 } from '../errors.js';
 
 /** Codes raised here; defined in the one catalog, src/errors.ts. */
@@ -245,17 +247,59 @@ export function writeRecord(record: ContainerRecord, dir: string = stateDir()): 
   renameSync(tmp, final);
 }
 
-/** updateState merges `state` into a record's state and writes it back. */
+/**
+ * updateState merges `state` into a record's state and writes it back, holding the record's lock:
+ * undefined if the record is gone.
+ */
 export function updateState(
   id: string,
   state: Partial<ContainerState>,
   dir: string = stateDir(),
 ): ContainerRecord | undefined {
-  const record = readRecord(id, dir);
-  if (!record) return undefined;
-  const next = { ...record, state: { ...record.state, ...state } };
-  writeRecord(next, dir);
-  return next;
+  return locked(id, dir, () => {
+    const record = readRecord(id, dir);
+    if (!record) return undefined;
+    const next = { ...record, state: { ...record.state, ...state } };
+    writeRecord(next, dir);
+    return next;
+  });
+}
+
+/** How long a writer waits for a record's lock; a holder holds it for one read and one write. */
+const LOCK_WAIT_MS = 10_000;
+
+/**
+ * locked runs `fn` holding the lock of record `id` (containers/ID/lock, a pid claim), so that two
+ * processes updating one record at once (a service's portpub marking it running while `restart`
+ * marks it kept through the stop) do not lose one's change to the other's read-modify-write.
+ * Undefined, without running `fn`, once the record's directory is gone (removed under the lock).
+ */
+function locked<T>(id: string, dir: string, fn: () => T): T | undefined {
+  const path = join(containersDir(dir), id, 'lock');
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  try {
+    claimFile(path, process.pid, {
+      busy: (holder) => {
+        if (Date.now() > deadline) {
+          throw new PortpubError(
+            ERR_STATE_DIR,
+            `the record of service ${id.slice(0, 12)} stays locked by process ` +
+              `${holder?.pid ?? 'unknown'} (${path})`,
+            EXIT_RUNTIME,
+          );
+        }
+        pause(2);
+      },
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return fn();
+  } finally {
+    releaseFile(path, process.pid);
+  }
 }
 
 /**
@@ -477,7 +521,17 @@ export function removeContainer(record: ContainerRecord, dir: string = stateDir(
       EXIT_RUNTIME,
     );
   }
-  rmSync(join(containersDir(dir), record.id), { recursive: true, force: true });
+  // Under its lock, so that no update is half-way through; the lock goes with the directory, and
+  // a writer waiting for it finds the record gone. Retried: a waiting writer's claim file may
+  // appear in it while it is emptied.
+  locked(record.id, dir, () =>
+    rmSync(join(containersDir(dir), record.id), {
+      recursive: true,
+      force: true,
+      maxRetries: 5,
+      retryDelay: 10,
+    }),
+  );
   rmSync(containerPath(record.id, 'link.sock', dir), { force: true });
   const lock = join(containersDir(dir), `${record.name}.name`);
   try {
