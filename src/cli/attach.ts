@@ -25,16 +25,26 @@ export async function startAttached(name: string, ctx: CliContext): Promise<numb
   const log = containerPath(record.id, 'log');
   // What the log already holds is an earlier run's (or, joining a running one, its past): not shown.
   const read = logReader(log, size(log));
-  // A --rm service whose portpub died is removed by the start below, as by a plain start: not
-  // kept for an attacher.
-  const detach =
-    record.autoRemove === true && liveness(record) !== 'running' ? () => {} : attach(record.id);
   // Each signal is the service's, as docker start -a forwards them (sig-proxy), to its portpub,
-  // which passes it to the command (a second SIGINT or SIGTERM kills it, as under run).
-  const offStop = ctx.host.onStop((signal) => forward(record.id, signal, ctx));
-  const offReload = ctx.host.onReload(() => forward(record.id, 'SIGHUP', ctx));
+  // which passes it to the command (a second SIGINT or SIGTERM kills it, as under run). One that
+  // comes while the service is still starting waits until it runs, where Docker's would be lost
+  // (its kill fails on a container not yet running) and a Ctrl-C would leave it running.
+  let pending: NodeJS.Signals[] | undefined = [];
+  const send = (signal: NodeJS.Signals): void => {
+    if (pending !== undefined) pending.push(signal);
+    else forward(record.id, signal, ctx);
+  };
+  const offStop = ctx.host.onStop(send);
+  const offReload = ctx.host.onReload(() => send('SIGHUP'));
+  let detach = (): void => {};
   try {
+    // A --rm service whose portpub died is removed by the start below, as by a plain start: not
+    // kept for an attacher.
+    if (record.autoRemove !== true || liveness(record) === 'running') detach = attach(record.id);
     await startContainer(record, name, ctx);
+    const queued = pending;
+    pending = undefined;
+    for (const signal of queued) forward(record.id, signal, ctx);
     const started = readRecord(record.id);
     const out = serviceOutput(record.id, ctx);
     await followLog(record.id, read, out, () => {

@@ -1,7 +1,7 @@
 // portpub start and restart, as docker start and docker restart: a stopped `run` service runs
 // again from its record, in the background, on both networks; a running one is left alone; what
 // cannot start says why and leaves nothing running.
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -240,6 +240,48 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       expect(end.stdout).toMatch(/^(tick\n)+got SIGINT\n$/);
       expect(end.stderr).toBe('');
       expect(records(e.dir).some((r) => r.name === name)).toBe(false);
+    }
+    await waitFor(() => processesWith(marker).length === 0, 'the commands gone', 10_000);
+  });
+
+  it('start -a: a signal that comes while the service starts reaches it once it runs', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    const marker = `attach-early-${process.pid}-${Date.now()}`;
+    killMarkedOnFinish(marker);
+    const script =
+      'process.on("SIGINT", () => { console.log("got SIGINT"); process.exit(5); });\n' +
+      `// ${marker}\nconsole.log("up"); setInterval(() => {}, 1000);\n`;
+    for (const [name, network] of [
+      ['early', []],
+      ['earlyhost', ['--network', 'host']],
+    ] as const) {
+      const run = await cli(
+        e,
+        'run',
+        '-d',
+        ...network,
+        '--name',
+        name,
+        '--',
+        process.execPath,
+        '-e',
+        script,
+      );
+      expect(run.code, run.stderr).toBe(0);
+      await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
+      expect(await cli(e, 'stop', name)).toMatchObject({ code: 0 });
+      const { id } = record(e.dir, name);
+      const attach = spawnCli(['start', '-a', name], { env: e.env });
+      // Its attacher's file is written once its signal handlers are in place, before the start:
+      // the SIGINT lands while the service is starting (its portpub, a new node, is not up yet).
+      const registered = join(e.dir, 'containers', id, 'attached', String(attach.child.pid));
+      await waitFor(() => existsSync(registered), `${name}'s attacher registered`, 20_000);
+      attach.child.kill('SIGINT');
+      const end = await withTimeout(attach.exited, 20_000, `start -a ${name} to exit`);
+      // The command got it: by its handler (5), or, still loading, by the signal itself (130).
+      expect([5, 130], `${end.code} ${end.stdout} ${end.stderr}`).toContain(end.code);
+      expect(record(e.dir, name).state).toMatchObject({ status: 'exited', exitCode: end.code });
     }
     await waitFor(() => processesWith(marker).length === 0, 'the commands gone', 10_000);
   });
