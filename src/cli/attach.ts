@@ -5,7 +5,7 @@
 // container's next exit.
 import { statSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { EXIT_RUNTIME } from '../errors.js';
+import { ERR_START, EXIT_RUNTIME, PortpubError } from '../errors.js';
 import {
   attach,
   containerPath,
@@ -22,6 +22,14 @@ import { provenPid } from './stop.js';
 /** startAttached runs `start -a NAME` and resolves the exit code. */
 export async function startAttached(name: string, ctx: CliContext): Promise<number> {
   const record = findContainer(name);
+  // In its restart policy's wait it has no run to attach to: Docker's daemon refuses the attach.
+  if (liveness(record) === 'running' && record.state.restarting === true) {
+    throw new PortpubError(
+      ERR_START,
+      `container ${name} is restarting, wait until the container is running`,
+      EXIT_RUNTIME,
+    );
+  }
   const log = containerPath(record.id, 'log');
   // What the log already holds is an earlier run's (or, joining a running one, its past): not shown.
   const read = logReader(log, size(log));

@@ -114,6 +114,19 @@ describe('portpub run --restart', { timeout: 120_000 }, () => {
         'exec to be refused during the wait',
         20_000,
       );
+      // start -a too, as Docker's daemon refuses an attach then: exit 1, nothing else done.
+      await waitFor(
+        async () => {
+          const r = await cli(e, 'start', '-a', 'loop');
+          return (
+            r.code === 1 &&
+            r.stdout === '' &&
+            r.stderr.includes('container loop is restarting, wait until the container is running')
+          );
+        },
+        'start -a to be refused during the wait',
+        20_000,
+      );
       // One run before each restart: the one it waits to start has not written yet.
       expect(await runs(e, 'loop')).toBeGreaterThanOrEqual(waiting.state.restartCount!);
 
