@@ -148,6 +148,8 @@ export function inspectDoc(
       AutoRemove: c.autoRemove,
       Links: c.links.length === 0 ? null : c.links.map((l) => linkEntry(l, c.name)),
       ExtraHosts: (c.addHosts ?? []).length === 0 ? null : c.addHosts!.map(([h, a]) => `${h}:${a}`),
+      // Docker's is omitted unless --init was given.
+      ...(c.init === true ? { Init: true } : {}),
     },
     Config: {
       // On the host's network the host's, as Docker gives a host-network container.

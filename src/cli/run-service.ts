@@ -13,7 +13,7 @@ import { hostsFile } from '../netns/hosts.js';
 import { ttyCommand } from '../netns/tty.js';
 import { dialLink, dialLinkUdp, relay, serveLinks, type LinkServer } from '../netns/relay.js';
 import { hostPeer, udpConduit, type OpenPeer } from '../netns/udp-link.js';
-import { exitStatus, Sandbox, UNSHARE_NOISE } from '../netns/sandbox.js';
+import { exitStatus, findInit, noInit, Sandbox, UNSHARE_NOISE } from '../netns/sandbox.js';
 import { startPublisher, type Publisher, type PublishRequest } from '../publish/publisher.js';
 import {
   containerPath,
@@ -136,9 +136,13 @@ export async function runContainer(
     }
     // The output is relayed (unshare's noise dropped) and, in the foreground, kept for
     // `portpub logs`; in the background portpub's own stdout and stderr are the log file already.
+    // --init: looked up at each start (a record started again may find it gone).
+    const init = record.init === true ? findInit(process.env.PATH) : undefined;
+    if (record.init === true && init === undefined) throw noInit();
     box = await Sandbox.start({
       hostname,
       mounts,
+      ...(init !== undefined ? { init } : {}),
       stdio: [interactive ? 'inherit' : 'ignore', 'pipe', 'pipe'],
       ownSession: !tty,
     });

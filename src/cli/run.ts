@@ -11,6 +11,7 @@ import { parseRestartPolicy, type RestartPolicy } from '../docker/restart.js';
 import { EXIT_USAGE, PortpubError, UsageError } from '../errors.js';
 import { parseEnvFile, userVariables, validateEnv } from '../netns/env.js';
 import { checkHostname, parseAddHost } from '../netns/hosts.js';
+import { findInit, noInit } from '../netns/sandbox.js';
 import {
   containerPath,
   createContainer,
@@ -70,6 +71,7 @@ interface RunOptions extends ServeOptions {
   restart?: RestartPolicy;
   interactive: boolean;
   tty: boolean;
+  init: boolean;
   hostname?: string;
   addHost: [string, string][];
   workdir?: string;
@@ -121,6 +123,11 @@ export function registerRun(program: Command, ctx: CliContext): void {
     )
     .option('-i, --interactive', 'keep stdin attached to the command', false)
     .option('-t, --tty', "run the command on a terminal of its own (util-linux's script)", false)
+    .option(
+      '--init',
+      'run an init (tini) as PID 1 inside, reaping the processes orphaned there, as docker run --init',
+      false,
+    )
     .option(
       '--hostname <name>',
       "the service's hostname (default: its short id)",
@@ -269,6 +276,8 @@ async function runCommand(
     });
   }
 
+  // Found before anything starts; on the host's network the host's own init reaps orphans.
+  if (opts.init && findInit(process.env.PATH) === undefined) throw noInit();
   const exposed = [...opts.expose.flat()];
   const publish = opts.publish.flat();
   for (const m of publish) {
@@ -305,6 +314,7 @@ async function runCommand(
     ...(opts.restart !== undefined ? { restart: opts.restart } : {}),
     interactive: opts.interactive && !opts.detach,
     tty: opts.tty,
+    ...(opts.init ? { init: true } : {}),
     ...(opts.hostname !== undefined ? { hostname: opts.hostname } : {}),
     addHosts: opts.addHost,
     ...(opts.workdir !== undefined ? { workdir: opts.workdir } : {}),

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { EXIT_RUNTIME, PortpubError } from '../errors.js';
 import type { FromAgent, SetupMessage, ToAgent } from './protocol.js';
 import { unshareFailed, userNamespaceProblem, wantUserNamespace } from './userns.js';
+import { findExecutable } from './tty.js';
 import { ERR_NAMESPACE, ERR_AGENT_GONE } from '../errors.js';
 
 /** Codes raised here; defined in the one catalog, src/errors.ts. */
@@ -45,6 +46,29 @@ export interface SandboxOptions {
    * terminal's SIGINT then reaches the command itself.
    */
   ownSession?: boolean;
+  /**
+   * run --init: PID 1 inside is this init (tini, as docker run --init runs it), the agent its
+   * child, so that processes orphaned inside are reaped, not left as zombies under the agent.
+   */
+  init?: string;
+}
+
+/**
+ * findInit is the init `run --init` puts at PID 1 inside: tini, as Docker's docker-init is, from
+ * `path`; undefined when neither is installed.
+ */
+export function findInit(path: string | undefined): string | undefined {
+  return findExecutable('tini', path) ?? findExecutable('docker-init', path);
+}
+
+/** noInit is the error of `run --init` where findInit finds none: what to install. */
+export function noInit(): PortpubError {
+  return new PortpubError(
+    ERR_NAMESPACE,
+    '--init: no init found in PATH: install tini (Debian and Ubuntu: apt install tini), ' +
+      'the init docker run --init runs',
+    EXIT_RUNTIME,
+  );
 }
 
 /**
@@ -158,7 +182,10 @@ export class Sandbox {
       '--fork',
       '--kill-child=SIGKILL',
     ];
-    const child = spawn('unshare', [...flags, '--', process.execPath, agent], {
+    // Under --init, tini as PID 1 reaps orphans and passes its signals to the agent (none are
+    // sent to it: the agent hears portpub over its IPC channel, which tini leaves open).
+    const init = opts.init === undefined ? [] : [opts.init, '--'];
+    const child = spawn('unshare', [...flags, '--', ...init, process.execPath, agent], {
       stdio: [...(opts.stdio ?? ['inherit', 'inherit', 'inherit']), 'ipc'] as StdioOptions,
       env,
       detached: opts.ownSession ?? true,

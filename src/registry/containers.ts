@@ -85,6 +85,8 @@ export interface ContainerConfig {
   interactive: boolean;
   /** run -t: the command runs on a terminal of its own (absent in older records: no). */
   tty?: boolean;
+  /** run --init: tini is PID 1 in its namespaces (absent: no). */
+  init?: boolean;
   /** run --hostname (else the short id), --add-host entries and -w (absent in older records). */
   hostname?: string;
   addHosts?: [string, string][];
