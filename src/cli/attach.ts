@@ -39,8 +39,11 @@ export async function startAttached(name: string, ctx: CliContext): Promise<numb
   // (its kill fails on a container not yet running) and a Ctrl-C would leave it running.
   let pending: NodeJS.Signals[] | undefined = [];
   const send = (signal: NodeJS.Signals): void => {
-    if (pending !== undefined) pending.push(signal);
-    else forward(record.id, signal, ctx);
+    // A repeat while it starts is one request: two SIGINTs sent back to back would be merged by
+    // the kernel, or taken as the second one that kills.
+    if (pending !== undefined) {
+      if (!pending.includes(signal)) pending.push(signal);
+    } else forward(record.id, signal, ctx);
   };
   const offStop = ctx.host.onStop(send);
   const offReload = ctx.host.onReload(() => send('SIGHUP'));

@@ -278,6 +278,15 @@ async function runCommand(
 
   // Found before anything starts; on the host's network the host's own init reaps orphans.
   if (opts.init && findInit(process.env.PATH) === undefined) throw noInit();
+  // tini hands the terminal to the agent's process group, away from portpub's: the terminal's
+  // Ctrl-C would no longer reach portpub, and a Ctrl-Z would stop the service alone, leaving
+  // the shell waiting on a portpub that still runs.
+  if (opts.init && opts.interactive && !opts.detach && process.stdin.isTTY === true) {
+    throw new UsageError(
+      '--init cannot be used with -i on a terminal: tini would take the terminal from portpub; ' +
+        'run without --init, or detached (-d)',
+    );
+  }
   const exposed = [...opts.expose.flat()];
   const publish = opts.publish.flat();
   for (const m of publish) {

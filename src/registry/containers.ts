@@ -523,17 +523,16 @@ export function removeContainer(record: ContainerRecord, dir: string = stateDir(
       EXIT_RUNTIME,
     );
   }
-  // Under its lock, so that no update is half-way through; the lock goes with the directory, and
-  // a writer waiting for it finds the record gone. Retried: a waiting writer's claim file may
-  // appear in it while it is emptied.
-  locked(record.id, dir, () =>
-    rmSync(join(containersDir(dir), record.id), {
-      recursive: true,
-      force: true,
-      maxRetries: 5,
-      retryDelay: 10,
-    }),
-  );
+  // Under its lock, so that no update is half-way through: the directory is first moved out of
+  // the way whole (a recursive rm would unlink the lock before the record, letting a waiting
+  // writer in), so a writer waiting for the lock finds the record gone; then it is deleted.
+  const trash = join(containersDir(dir), `.removing-${record.id}-${process.pid}`);
+  const moved = locked(record.id, dir, () => {
+    renameSync(join(containersDir(dir), record.id), trash);
+    return true;
+  });
+  if (moved === true)
+    rmSync(trash, { recursive: true, force: true, maxRetries: 5, retryDelay: 10 });
   rmSync(containerPath(record.id, 'link.sock', dir), { force: true });
   const lock = join(containersDir(dir), `${record.name}.name`);
   try {

@@ -48,7 +48,10 @@ export function claimFile(
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
-      const holder = readClaim(path);
+      const holder = readAt(path);
+      // Released between the link and the read: nothing to take over (removing by path now
+      // could remove a claim linked since), so try again at once.
+      if (holder === ABSENT) continue;
       if (holder?.pid === pid) return true;
       if (holder !== undefined && alive(holder.pid, holder.start)) busy(holder);
       else if (!takeOver(path, holder, pid, alive)) busy(undefined);
@@ -66,14 +69,25 @@ export function releaseFile(path: string, pid: number): void {
 
 /** readClaim reads a claim file; undefined if it is gone or says no pid. */
 export function readClaim(path: string): Claim | undefined {
+  const claim = readAt(path);
+  return claim === ABSENT ? undefined : claim;
+}
+
+/** ABSENT is readAt's word for no file at the path, told apart from a file that says no pid. */
+const ABSENT = 'absent';
+
+/** readAt reads a claim file: the claim, undefined if it says no pid, ABSENT if there is none. */
+function readAt(path: string): Claim | undefined | typeof ABSENT {
+  let text: string;
   try {
-    const [p, start] = readFileSync(path, 'utf8').trim().split(/\s+/);
-    const n = Number(p);
-    if (!Number.isInteger(n) || n <= 0) return undefined;
-    return start === undefined ? { pid: n } : { pid: n, start };
-  } catch {
-    return undefined;
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? ABSENT : undefined;
   }
+  const [p, start] = text.trim().split(/\s+/);
+  const n = Number(p);
+  if (!Number.isInteger(n) || n <= 0) return undefined;
+  return start === undefined ? { pid: n } : { pid: n, start };
 }
 
 /** pause blocks the thread for ms. */
@@ -102,17 +116,26 @@ function claimText(pid: number): string {
  */
 function takeOver(path: string, dead: Claim | undefined, pid: number, alive: Alive): boolean {
   const lock = `${path}.takeover`;
+  // Written whole, then linked into place as a claim is: a reader never finds it without its pid
+  // (and removes it as a dead taker's).
+  const mine = `${lock}.${pid}.new`;
+  writeFileSync(mine, claimText(pid), { mode: 0o600 });
   try {
-    writeFileSync(lock, claimText(pid), { flag: 'wx', mode: 0o600 });
+    linkSync(mine, lock);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    const taker = readClaim(lock);
-    if (taker === undefined || !alive(taker.pid, taker.start)) unlinkQuietly(lock);
+    const taker = readAt(lock);
+    if (taker !== ABSENT && (taker === undefined || !alive(taker.pid, taker.start))) {
+      unlinkQuietly(lock);
+    }
     return false;
+  } finally {
+    unlinkQuietly(mine);
   }
   try {
-    const now = readClaim(path);
-    if (now?.pid === dead?.pid && now?.start === dead?.start) unlinkQuietly(path);
+    // Gone already (its owner was alive after all, or another taker was first): nothing to do.
+    const now = readAt(path);
+    if (now !== ABSENT && now?.pid === dead?.pid && now?.start === dead?.start) unlinkQuietly(path);
   } finally {
     unlinkQuietly(lock);
   }

@@ -76,6 +76,9 @@ describe('the lock on a record', () => {
       const [id, dir, w, n] = process.argv.slice(1);
       for (let i = 0; i < Number(n); i++) {
         if (updateState(id, { ['w' + w + '_' + i]: i }, dir) === undefined) process.exit(3);
+        // A breath between updates: a writer that took the lock back at once could keep the
+        // others (polling every 2 ms) waiting for all its updates.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       }
     `;
       const children = Array.from({ length: writers }, (_, w) => {
@@ -161,7 +164,12 @@ describe('the lock on a record', () => {
     expect(writer.exitCode).toBe(null);
     expect(readRecord(record.id, dir)?.state.exitCode).toBe(undefined);
     // The holder removes the record (as rm does, under the lock) and dies.
-    rmSync(join(containersDir(dir), record.id), { recursive: true, force: true });
+    rmSync(join(containersDir(dir), record.id), {
+      recursive: true,
+      force: true,
+      maxRetries: 5,
+      retryDelay: 10,
+    });
     holder.kill('SIGKILL');
     expect(await withDeadline(exited, 20_000, 'the waiting writer')).toBe(0);
     expect(out).toBe('true');
