@@ -134,11 +134,11 @@ export async function runContainer(
     if (existsSync('/etc/hostname')) {
       mounts.push({ source: hostnameFile, target: '/etc/hostname' });
     }
-    // The output is relayed (unshare's noise dropped) and, in the foreground, kept for
-    // `portpub logs`; in the background portpub's own stdout and stderr are the log file already.
     // --init: looked up at each start (a record started again may find it gone).
     const init = record.init === true ? findInit(process.env.PATH) : undefined;
     if (record.init === true && init === undefined) throw noInit();
+    // The output is relayed (unshare's noise dropped) and, in the foreground, kept for
+    // `portpub logs`; in the background portpub's own stdout and stderr are the log file already.
     box = await Sandbox.start({
       hostname,
       mounts,

@@ -55,14 +55,13 @@ async function startWeb(e: RunEnv): Promise<{ port: number; id: string }> {
   return { port, id: run.stdout.trim() };
 }
 
-/** runRm runs `name` detached with --rm (on `network`), a node script, until it is up. */
-async function runRm(e: RunEnv, name: string, network: readonly string[], script: string) {
+/** runScript runs `name` detached with `flags` (--rm, a network), a node script, until it is up. */
+async function runScript(e: RunEnv, name: string, flags: readonly string[], script: string) {
   const run = await cli(
     e,
     'run',
     '-d',
-    '--rm',
-    ...network,
+    ...flags,
     '--name',
     name,
     '--',
@@ -168,7 +167,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       ['rmown', []],
       ['rmhost', ['--network', 'host']],
     ] as const) {
-      await runRm(e, name, network, sleeper);
+      await runScript(e, name, ['--rm', ...network], sleeper);
       const first = record(e.dir, name);
 
       // Docker's daemon keeps a --rm container through a restart: so does portpub.
@@ -230,7 +229,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       ['attown', []],
       ['atthost', ['--network', 'host']],
     ] as const) {
-      await runRm(e, name, network, script);
+      await runScript(e, name, ['--rm', ...network], script);
       const attach = spawnCli(['start', '-a', name], { env: e.env });
       // A tick shown: attached, its signal handlers in place.
       await waitFor(() => attach.stdout().includes('tick\n'), `${name} attached`, 20_000);
@@ -256,20 +255,7 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
       ['early', []],
       ['earlyhost', ['--network', 'host']],
     ] as const) {
-      const run = await cli(
-        e,
-        'run',
-        '-d',
-        ...network,
-        '--name',
-        name,
-        '--',
-        process.execPath,
-        '-e',
-        script,
-      );
-      expect(run.code, run.stderr).toBe(0);
-      await waitFor(async () => (await ups(e, name)) === 1, `${name} up`, 20_000);
+      await runScript(e, name, network, script);
       expect(await cli(e, 'stop', name)).toMatchObject({ code: 0 });
       const { id } = record(e.dir, name);
       const attach = spawnCli(['start', '-a', name], { env: e.env });
