@@ -64,13 +64,8 @@ export function claimFile(
 
 /** releaseFile removes the claim at `path` if `pid` still holds it. */
 export function releaseFile(path: string, pid: number): void {
-  if (readClaim(path)?.pid === pid) unlinkQuietly(path);
-}
-
-/** readClaim reads a claim file; undefined if it is gone or says no pid. */
-export function readClaim(path: string): Claim | undefined {
-  const claim = readAt(path);
-  return claim === ABSENT ? undefined : claim;
+  const holder = readAt(path);
+  if (holder !== ABSENT && holder?.pid === pid) unlinkQuietly(path);
 }
 
 /** ABSENT is readAt's word for no file at the path, told apart from a file that says no pid. */
