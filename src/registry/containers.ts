@@ -350,11 +350,49 @@ export function listContainers(dir: string = stateDir()): ContainerRecord[] {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
+  for (const name of ids) if (name.startsWith('.removing-')) removeAbandoned(name, dir);
   return ids
     .filter((id) => /^[0-9a-f]{64}$/.test(id))
     .map((id) => readRecord(id, dir))
-    .filter((r): r is ContainerRecord => r !== undefined)
+    .filter((r): r is ContainerRecord => r !== undefined && !removedLeftover(r, dir))
     .sort((a, b) => a.created.localeCompare(b.created));
+}
+
+/**
+ * removedLeftover removes, and says so, a --rm service that exited but was kept for an attacher
+ * that died before it could remove it (`start -a` killed with SIGKILL after the end): Docker's
+ * daemon removes a --rm container whoever was attached, so no listing shows one. One that a
+ * `restart` keeps, or whose attacher lives, stays; so does one that cannot be removed now (its
+ * lock held), until the next listing.
+ */
+function removedLeftover(record: ContainerRecord, dir: string): boolean {
+  if (record.autoRemove !== true || record.state.status !== 'exited') return false;
+  if (record.state.keepOnStop === true || attached(record.id, dir)) return false;
+  try {
+    removeContainer(record, dir);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * removeAbandoned finishes a removal whose process died between moving the directory aside
+ * (`.removing-ID-PID`, removeContainer) and deleting it.
+ */
+function removeAbandoned(name: string, dir: string): void {
+  const pid = Number(name.slice(name.lastIndexOf('-') + 1));
+  if (!Number.isSafeInteger(pid) || pid <= 0 || !processGone(pid)) return;
+  try {
+    rmSync(join(containersDir(dir), name), {
+      recursive: true,
+      force: true,
+      maxRetries: 5,
+      retryDelay: 10,
+    });
+  } catch {
+    // left for the next listing
+  }
 }
 
 /** Liveness is what a record's state means now: its portpub may have died without a word. */

@@ -7,11 +7,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createContainer, newId, updateState } from '../../src/registry/containers.js';
+import { createContainer, updateState } from '../../src/registry/containers.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import net from 'node:net';
 import { echoServer, track, waitFor, withDeadline } from '../helpers/net.js';
 import { reservePorts } from '../helpers/ports.js';
+import { bareConfig } from '../fixtures/records.js';
 import {
   alive,
   killMarkedOnFinish,
@@ -446,27 +447,8 @@ describe('portpub run -d and --link', { timeout: 90_000 }, () => {
     const stateFile = join(e.dir, `${pid}.json`);
     expect(existsSync(stateFile)).toBe(true);
     // A record from a portpub long gone whose pid the live one got since (another start time).
-    const id = newId();
-    createContainer(
-      {
-        kind: 'serve',
-        id,
-        name: 'ghost',
-        command: 'portpub',
-        args: [],
-        created: new Date().toISOString(),
-        network: 'host',
-        env: [],
-        userEnv: [],
-        publish: [],
-        exposed: [],
-        links: [],
-        ip: '',
-        detach: true,
-        autoRemove: false,
-        interactive: false,
-        serve: {},
-      },
+    const { id } = createContainer(
+      bareConfig({ kind: 'serve', name: 'ghost', command: 'portpub' }),
       e.dir,
     );
     updateState(

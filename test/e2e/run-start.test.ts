@@ -272,6 +272,30 @@ describe('portpub start, restart', { timeout: 120_000 }, () => {
     await waitFor(() => processesWith(marker).length === 0, 'the commands gone', 10_000);
   });
 
+  it('start -a killed after a --rm service ended: the record goes at the next listing', async () => {
+    const e = runEnv();
+    const marker = `attach-killed-${process.pid}-${Date.now()}`;
+    killMarkedOnFinish(marker);
+    const script = `// ${marker}\nconsole.log("up"); setInterval(() => console.log("tick"), 200);`;
+    await runScript(e, 'left', ['--rm', '--network', 'host'], script);
+    const attach = spawnCli(['start', '-a', 'left'], { env: e.env });
+    await waitFor(() => attach.stdout().includes('tick\n'), 'left attached', 20_000);
+    // The attacher, stopped, cannot read the exit code: the service that ends is kept for it.
+    attach.child.kill('SIGSTOP');
+    expect(await cli(e, 'stop', 'left')).toMatchObject({ code: 0 });
+    expect(record(e.dir, 'left').state).toMatchObject({ status: 'exited', exitCode: 143 });
+    expect((await cli(e, 'ps', '-a')).stdout).toMatch(/Exited \(143\) .+ ago +left\n$/);
+    // Killed before it removed it: no listing shows it after, as none shows a --rm one in Docker.
+    attach.child.kill('SIGKILL');
+    await withTimeout(attach.exited, 20_000, 'start -a to die');
+    expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(records(e.dir).some((r) => r.name === 'left')).toBe(false);
+    expect(await cli(e, 'logs', 'left')).toMatchObject({
+      code: 1,
+      stderr: 'portpub: No such container: left\n',
+    });
+  });
+
   it('refuses what it cannot start, exit 1, and leaves nothing running', async (ctx) => {
     requireNetns(ctx);
     const e = runEnv();

@@ -10,13 +10,13 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import {
   containersDir,
   createContainer,
-  newId,
   readRecord,
   removeContainer,
   updateState,
   type ContainerRecord,
 } from '../../src/registry/containers.js';
 import { processStartTime } from '../../src/registry/state.js';
+import { bareConfig } from '../fixtures/records.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import { buildForChild } from '../helpers/udp.js';
 
@@ -27,28 +27,7 @@ function stateDir(): string {
 }
 
 function newRecord(dir: string): ContainerRecord {
-  return createContainer(
-    {
-      kind: 'run',
-      id: newId(),
-      name: 'web',
-      command: 'true',
-      args: [],
-      created: new Date().toISOString(),
-      network: 'host',
-      env: [],
-      userEnv: [],
-      publish: [],
-      exposed: [],
-      links: [],
-      ip: '',
-      detach: true,
-      autoRemove: false,
-      interactive: false,
-      serve: {},
-    },
-    dir,
-  );
+  return createContainer(bareConfig(), dir);
 }
 
 const lockPath = (dir: string, id: string) => join(containersDir(dir), id, 'lock');

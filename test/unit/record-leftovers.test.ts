@@ -1,0 +1,95 @@
+// What a killed process leaves of a --rm service (registry/containers.ts): a record kept for an
+// attacher that died, and a removal cut off half-way, are removed by the next listing, as
+// Docker's daemon removes a --rm container whoever was attached; what someone still needs stays.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import {
+  attach,
+  containersDir,
+  createContainer,
+  findContainer,
+  listContainers,
+  markExited,
+  updateState,
+  type ContainerRecord,
+} from '../../src/registry/containers.js';
+import { processStartTime } from '../../src/registry/state.js';
+import { bareConfig } from '../fixtures/records.js';
+
+function stateDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'portpub-leftovers-'));
+  onTestFinished(() => rmSync(d, { recursive: true, force: true }));
+  return join(d, 'state');
+}
+
+/** exitedRm is a --rm service named `name` whose command ended with 0. */
+function exitedRm(dir: string, name: string): ContainerRecord {
+  const r = createContainer(bareConfig({ name, autoRemove: true }), dir);
+  markExited(r.id, 0, dir);
+  return r;
+}
+
+/** A child's pid and start time, once it has ended and been reaped: a process that is gone. */
+function deadProcess(): { pid: number; start: string } {
+  const child = spawnSync(
+    process.execPath,
+    ['-e', 'console.log(require("fs").readFileSync("/proc/self/stat", "utf8"))'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  const fields = child.stdout.slice(child.stdout.lastIndexOf(')') + 2).split(' ');
+  return { pid: child.pid, start: fields[19]! };
+}
+
+const names = (dir: string) => listContainers(dir).map((r) => r.name);
+
+describe('leftovers of a --rm service', () => {
+  it('a record kept for an attacher that died is removed by the next listing', () => {
+    const dir = stateDir();
+    const r = exitedRm(dir, 'gone');
+    const { pid, start } = deadProcess();
+    mkdirSync(join(containersDir(dir), r.id, 'attached'));
+    writeFileSync(join(containersDir(dir), r.id, 'attached', String(pid)), `${start}\n`);
+    expect(names(dir)).toEqual([]);
+    expect(existsSync(join(containersDir(dir), r.id))).toBe(false);
+    expect(() => findContainer('gone', dir)).toThrow('No such container: gone');
+    // Its name is free again.
+    expect(createContainer(bareConfig({ name: 'gone' }), dir).name).toBe('gone');
+  });
+
+  it('what is still needed stays: a live attacher, a restart, a plain record, one not ended', () => {
+    const dir = stateDir();
+    const watched = exitedRm(dir, 'watched');
+    const detach = attach(watched.id, dir); // this process, alive, has not read the exit code
+    const restarting = exitedRm(dir, 'restarting');
+    updateState(restarting.id, { keepOnStop: true }, dir);
+    markExited(createContainer(bareConfig({ name: 'plain' }), dir).id, 0, dir);
+    createContainer(bareConfig({ name: 'fresh', autoRemove: true }), dir);
+    const self = { pid: process.pid, procStart: processStartTime(process.pid)! };
+    const running = createContainer(bareConfig({ name: 'running', autoRemove: true }), dir);
+    updateState(running.id, { status: 'running', ...self }, dir);
+    expect(names(dir).sort()).toEqual(['fresh', 'plain', 'restarting', 'running', 'watched']);
+    // The attacher reads the code and goes; the next listing removes the record.
+    detach();
+    expect(names(dir).sort()).toEqual(['fresh', 'plain', 'restarting', 'running']);
+  });
+
+  it('finishes a removal whose process died half-way; one under way is left to it', () => {
+    const dir = stateDir();
+    exitedRm(dir, 'keep'); // a listing's own removal, beside
+    const { pid } = deadProcess();
+    const abandoned = join(containersDir(dir), `.removing-${'a'.repeat(64)}-${pid}`);
+    const busy = join(containersDir(dir), `.removing-${'b'.repeat(64)}-${process.pid}`);
+    for (const d of [abandoned, busy]) {
+      mkdirSync(d);
+      writeFileSync(join(d, 'config.json'), '{}\n');
+    }
+    expect(names(dir)).toEqual([]);
+    expect(existsSync(abandoned)).toBe(false);
+    expect(existsSync(busy)).toBe(true);
+  });
+});
