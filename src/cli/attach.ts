@@ -16,6 +16,7 @@ import {
 } from '../registry/containers.js';
 import type { CliContext } from './context.js';
 import { followLog, logReader } from './logs.js';
+import { EXIT_PIPE, watchReader } from './reader-gone.js';
 import { startContainer } from './start.js';
 import { provenPid } from './stop.js';
 
@@ -46,6 +47,7 @@ export async function startAttached(name: string, ctx: CliContext): Promise<numb
     } else forward(record.id, signal, ctx);
   };
   const offStop = ctx.host.onStop(send);
+  const reader = watchReader(ctx.io.stdout);
   const offReload = ctx.host.onReload(() => send('SIGHUP'));
   let detach = (): void => {};
   try {
@@ -58,7 +60,7 @@ export async function startAttached(name: string, ctx: CliContext): Promise<numb
     for (const signal of queued) forward(record.id, signal, ctx);
     const started = readRecord(record.id);
     const out = serviceOutput(record.id, ctx);
-    await followLog(record.id, read, out, () => {
+    const going = () => {
       const now = readRecord(record.id);
       return (
         now !== undefined &&
@@ -66,8 +68,12 @@ export async function startAttached(name: string, ctx: CliContext): Promise<numb
         now.state.restarting !== true &&
         now.state.startedAt === started?.state.startedAt
       );
-    });
+    };
+    await followLog(record.id, read, out, going, reader.signal);
     await new Promise<void>((resolve) => out.end(resolve));
+    // Its reader gone, it detaches: the service runs on, as Docker's does when its CLI dies of
+    // SIGPIPE (a --rm one is then removed by its own end: nobody is attached).
+    if (reader.signal.aborted) return EXIT_PIPE;
     const end = readRecord(record.id);
     if (end === undefined) {
       ctx.io.stderr.write(`portpub: ${name} was removed while attached: its exit code is lost\n`);
@@ -78,6 +84,7 @@ export async function startAttached(name: string, ctx: CliContext): Promise<numb
   } finally {
     offStop();
     offReload();
+    reader.off();
     detach();
     const now = readRecord(record.id);
     if (now !== undefined && liveness(now) !== 'running') removeIfAutoRemove(now);

@@ -1,11 +1,13 @@
 // `portpub logs [-f] [--tail N] NAME`: a service's output from its log file (the command's and
 // portpub's own lines: a detached one's whole output, a foreground one's kept by
-// src/cli/run-output.ts); -f follows it until the service ends, as docker logs -f does.
+// src/cli/run-output.ts); -f follows it until the service ends, as docker logs -f does, or until
+// its reader goes away (reader-gone.ts).
 import { closeSync, openSync, readSync, statSync, watch, type FSWatcher } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { containerPath, findContainer, liveness, readRecord } from '../registry/containers.js';
 import type { CliContext } from './context.js';
+import { EXIT_PIPE, watchReader } from './reader-gone.js';
 
 /** registerLogs adds `portpub logs`. */
 export function registerLogs(program: Command, ctx: CliContext): void {
@@ -24,13 +26,20 @@ export function registerLogs(program: Command, ctx: CliContext): void {
     .action(async (name: string, opts: { follow: boolean; tail: number }) => {
       const record = findContainer(name);
       const read = logReader(containerPath(record.id, 'log'));
-      const first = read();
-      ctx.io.stdout.write(lastLines(first, opts.tail));
-      if (!opts.follow) return;
-      await followLog(record.id, read, ctx.io.stdout, () => {
-        const r = readRecord(record.id);
-        return r !== undefined && liveness(r) === 'running';
-      });
+      const reader = opts.follow ? watchReader(ctx.io.stdout) : undefined;
+      try {
+        const first = read();
+        ctx.io.stdout.write(lastLines(first, opts.tail));
+        if (reader === undefined) return;
+        const going = () => {
+          const r = readRecord(record.id);
+          return r !== undefined && liveness(r) === 'running';
+        };
+        await followLog(record.id, read, ctx.io.stdout, going, reader.signal);
+        if (reader.signal.aborted) ctx.setExit(EXIT_PIPE);
+      } finally {
+        reader?.off();
+      }
     });
 }
 
@@ -61,13 +70,15 @@ export function logReader(path: string, offset = 0): () => string {
 
 /**
  * followLog writes what `read` gives to `out` while `going()` holds, and once more after: woken
- * by the service's log changing, and every 250 ms to ask `going()` again.
+ * by the service's log changing, and every 250 ms to ask `going()` again. It ends at once when
+ * `gone` is aborted (the reader of the output went away: reader-gone.ts).
  */
 export async function followLog(
   id: string,
   read: () => string,
   out: NodeJS.WritableStream,
   going: () => boolean,
+  gone?: AbortSignal,
 ): Promise<void> {
   let wake: (() => void) | undefined;
   let watcher: FSWatcher | undefined;
@@ -77,17 +88,23 @@ export async function followLog(
     // No log to watch (removed meanwhile): the 250 ms turns alone.
   }
   try {
-    for (;;) {
-      const more = going();
-      out.write(read());
-      if (!more) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 250);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+    const onGone = () => wake?.();
+    gone?.addEventListener('abort', onGone);
+    try {
+      while (gone?.aborted !== true) {
+        const more = going();
+        out.write(read());
+        if (!more) break;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 250);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    } finally {
+      gone?.removeEventListener('abort', onGone);
     }
   } finally {
     watcher?.close();

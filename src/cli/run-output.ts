@@ -7,6 +7,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { Writable, type Readable } from 'node:stream';
 import type { CliIo } from './context.js';
+import { watchReader } from './reader-gone.js';
 
 /** KeptOutput is the command's output on its way to the terminal and the log. */
 export interface KeptOutput {
@@ -19,14 +20,18 @@ export interface KeptOutput {
 
 /**
  * keepOutput relays stdout and stderr to io, appends both to the file at logPath when given, and
- * drops each of `noise` (whole lines) from stderr.
+ * drops each of `noise` (whole lines) from stderr. When a reader of io goes away (`portpub run --
+ * yes | head -1`), `readerGone` is called once: the command should get the SIGPIPE its own write
+ * to that reader would have got; it resolves once the command has had it.
  */
 export function keepOutput(
   streams: { stdout: Readable | null; stderr: Readable | null },
   io: CliIo,
   logPath: string | undefined,
   noise: readonly string[] = [],
+  readerGone: () => Promise<void> = () => Promise.resolve(),
 ): KeptOutput {
+  let told: Promise<void> | undefined;
   let fd: number | undefined = logPath === undefined ? undefined : openSync(logPath, 'a', 0o600);
   const sources: Readable[] = [];
   const ended: Promise<void>[] = [];
@@ -38,6 +43,20 @@ export function keepOutput(
     if (source === null) continue;
     sources.push(source);
     const filter = new LineFilter(sink === io.stderr ? noise : []);
+    // Its reader gone, the command's write would have met SIGPIPE had it written there itself
+    // (as under --network host, where it has portpub's stdout): it is sent one (readerGone), and
+    // its output is still read meanwhile (for the log), so that it is not held up, or told
+    // otherwise, by its pipe to portpub: a socket pair, whose write fails with ECONNRESET once
+    // closed unread. Output that comes after it had the signal is from a command that ignores
+    // SIGPIPE: the pipe is closed then, and its next write fails. Relayed on, it would wait for a
+    // drain that never comes, and the pipeline with it.
+    const reader = watchReader(sink);
+    let signalled = false;
+    reader.signal.addEventListener('abort', () => {
+      told ??= readerGone();
+      void told.then(() => (signalled = true));
+      source.resume();
+    });
     const pass = (chunk: Buffer) => {
       if (chunk.length === 0) return;
       if (fd !== undefined) {
@@ -46,6 +65,10 @@ export function keepOutput(
         } catch {
           // The log is kept as well as it can be (a full disk); the terminal still gets it all.
         }
+      }
+      if (reader.signal.aborted) {
+        if (signalled) source.destroy();
+        return;
       }
       // The terminal's pace is the command's: a slow reader holds it up, as it would directly.
       if (!sink.write(chunk)) {
@@ -57,6 +80,7 @@ export function keepOutput(
       new Promise<void>((resolve) => {
         const end = () => {
           pass(filter.flush());
+          reader.off();
           resolve();
         };
         source.once('end', end);

@@ -152,6 +152,7 @@ export async function runContainer(
       ctx.io,
       mode.detached ? undefined : containerPath(record.id, 'log', dir),
       [UNSHARE_NOISE],
+      () => sandbox.signalled('SIGPIPE'),
     );
     const publish: PublishRequest[] = record.publish.map((mapping) => ({
       mapping,

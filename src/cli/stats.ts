@@ -9,6 +9,7 @@ import { ERR_NOT_RUNNING } from '../registry/queries.js';
 import { stateDir } from '../registry/state.js';
 import type { CliContext } from './context.js';
 import { durationOption } from './options.js';
+import { EXIT_PIPE, watchReader } from './reader-gone.js';
 
 /** WatchOptions are the options stats and top share. */
 export interface WatchOptions {
@@ -57,7 +58,7 @@ export function registerStats(program: Command, ctx: CliContext): void {
 }
 
 /**
- * watch prints frames until a stop signal (or once, with --no-stream). Stats frames need two
+ * watch prints frames until a stop signal or its reader goes away (or once, with --no-stream). Stats frames need two
  * snapshots for the rates, so the first comes one interval after the start.
  */
 export async function watch(
@@ -72,6 +73,13 @@ export async function watch(
   let wake: (() => void) | undefined;
   const off = ctx.host.onStop(() => {
     stopped = true;
+    wake?.();
+  });
+  // A reader gone (`portpub stats | head -3`) ends it too, as a stop does, with SIGPIPE's status.
+  const reader = watchReader(io.stdout);
+  reader.signal.addEventListener('abort', () => {
+    stopped = true;
+    ctx.setExit(EXIT_PIPE);
     wake?.();
   });
   const pause = () =>
@@ -101,6 +109,7 @@ export async function watch(
     }
   } finally {
     off();
+    reader.off();
     collector.close();
   }
 }

@@ -190,6 +190,7 @@ function onMessage(m: ToAgent): void {
       return;
     case 'signal':
       signalCommand(m.signal);
+      send({ t: 'signalled' });
       return;
   }
 }

@@ -75,4 +75,6 @@ export type FromAgent =
   | { t: 'listening'; id: number }
   | { t: 'listen-failed'; id: number; code: string; message: string }
   /** A connection accepted by listener `id`: the socket comes with this message. */
-  | { t: 'accepted'; id: number };
+  | { t: 'accepted'; id: number }
+  /** A SignalMessage was acted on: the command has had the signal (or had ended already). */
+  | { t: 'signalled' };

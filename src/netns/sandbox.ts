@@ -108,6 +108,8 @@ export class Sandbox {
     { onConnection: (s: net.Socket) => void; ready?: (err?: Error) => void }
   >();
   private nextId = 1;
+  /** What waits for the agent's answer to each signal message sent, in order. */
+  private readonly acks: (() => void)[] = [];
   private started?: { resolve: () => void; reject: (err: Error) => void };
   private exit?: CommandExit;
   private gone = false;
@@ -287,7 +289,19 @@ export class Sandbox {
 
   /** signal sends a signal to the command (if it runs). */
   signal(signal: NodeJS.Signals): void {
+    this.acks.push(() => undefined);
     this.send({ t: 'signal', signal });
+  }
+
+  /**
+   * signalled sends a signal to the command and resolves once the agent has sent it (or the
+   * command had ended); it never resolves if the agent is gone first.
+   */
+  signalled(signal: NodeJS.Signals): Promise<void> {
+    return new Promise((resolve) => {
+      this.acks.push(resolve);
+      this.send({ t: 'signal', signal });
+    });
   }
 
   /** dialTcp resolves with a socket connected to 127.0.0.1:port inside the namespace. */
@@ -380,6 +394,10 @@ export class Sandbox {
 
   private onMessage(m: FromAgent, handle?: net.Socket | dgram.Socket): void {
     switch (m.t) {
+      case 'signalled':
+        // In order: the agent answers each signal message, whether signal() or signalled() sent it.
+        this.acks.shift()?.();
+        return;
       case 'started':
         this.started?.resolve();
         this.started = undefined;
