@@ -58,8 +58,8 @@ export function registerStats(program: Command, ctx: CliContext): void {
 }
 
 /**
- * watch prints frames until a stop signal or its reader goes away (or once, with --no-stream). Stats frames need two
- * snapshots for the rates, so the first comes one interval after the start.
+ * watch prints frames until a stop signal or its reader goes away (or once, with --no-stream).
+ * Stats frames need two snapshots for the rates, so the first comes one interval after the start.
  */
 export async function watch(
   ctx: CliContext,

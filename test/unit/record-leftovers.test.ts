@@ -2,10 +2,9 @@
 // attacher that died, and a removal cut off half-way, are removed by the next listing, as
 // Docker's daemon removes a --rm container whoever was attached; what someone still needs stays.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   attach,
   containersDir,
@@ -17,13 +16,7 @@ import {
   type ContainerRecord,
 } from '../../src/registry/containers.js';
 import { processStartTime } from '../../src/registry/state.js';
-import { bareConfig } from '../fixtures/records.js';
-
-function stateDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'portpub-leftovers-'));
-  onTestFinished(() => rmSync(d, { recursive: true, force: true }));
-  return join(d, 'state');
-}
+import { bareConfig, tempStateDir } from '../fixtures/records.js';
 
 /** exitedRm is a --rm service named `name` whose command ended with 0. */
 function exitedRm(dir: string, name: string): ContainerRecord {
@@ -49,7 +42,7 @@ const names = (dir: string) => listContainers(dir).map((r) => r.name);
 
 describe('leftovers of a --rm service', () => {
   it('a record kept for an attacher that died is removed by the next listing', () => {
-    const dir = stateDir();
+    const dir = tempStateDir();
     const r = exitedRm(dir, 'gone');
     const { pid, start } = deadProcess();
     mkdirSync(join(containersDir(dir), r.id, 'attached'));
@@ -62,7 +55,7 @@ describe('leftovers of a --rm service', () => {
   });
 
   it('what is still needed stays: a live attacher, a restart, a plain record, one not ended', () => {
-    const dir = stateDir();
+    const dir = tempStateDir();
     const watched = exitedRm(dir, 'watched');
     const detach = attach(watched.id, dir); // this process, alive, has not read the exit code
     const restarting = exitedRm(dir, 'restarting');
@@ -79,7 +72,7 @@ describe('leftovers of a --rm service', () => {
   });
 
   it('finishes a removal whose process died half-way; one under way is left to it', () => {
-    const dir = stateDir();
+    const dir = tempStateDir();
     exitedRm(dir, 'keep'); // a listing's own removal, beside
     const { pid } = deadProcess();
     const abandoned = join(containersDir(dir), `.removing-${'a'.repeat(64)}-${pid}`);

@@ -3,8 +3,7 @@
 // keep every change; a lock whose holder died is taken over; a record removed while a writer
 // waits for its lock is gone for that writer, not an error.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import {
@@ -16,15 +15,9 @@ import {
   type ContainerRecord,
 } from '../../src/registry/containers.js';
 import { processStartTime } from '../../src/registry/state.js';
-import { bareConfig } from '../fixtures/records.js';
+import { bareConfig, tempStateDir } from '../fixtures/records.js';
 import { waitFor, withDeadline } from '../helpers/net.js';
 import { buildForChild } from '../helpers/udp.js';
-
-function stateDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'portpub-record-lock-'));
-  onTestFinished(() => rmSync(d, { recursive: true, force: true }));
-  return join(d, 'state');
-}
 
 function newRecord(dir: string): ContainerRecord {
   return createContainer(bareConfig(), dir);
@@ -43,7 +36,7 @@ describe('the lock on a record', () => {
     'keeps every change of processes updating one record at once',
     { timeout: 90_000 },
     async () => {
-      const dir = stateDir();
+      const dir = tempStateDir();
       const { id } = newRecord(dir);
       const src = buildForChild('registry/containers');
       const writers = 3;
@@ -90,7 +83,7 @@ describe('the lock on a record', () => {
   );
 
   it('takes over the lock of a process that died holding it', () => {
-    const dir = stateDir();
+    const dir = tempStateDir();
     const { id } = newRecord(dir);
     writeFileSync(lockPath(dir, id), `${deadPid()} 1\n`);
     expect(updateState(id, { exitCode: 4 }, dir)?.state.exitCode).toBe(4);
@@ -99,7 +92,7 @@ describe('the lock on a record', () => {
   });
 
   it('waits for a live holder, and finds the record gone if it was removed meanwhile', async () => {
-    const dir = stateDir();
+    const dir = tempStateDir();
     const record = newRecord(dir);
     // A live process (this test's child) holds the lock while the record is removed.
     const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], {
@@ -156,7 +149,7 @@ describe('the lock on a record', () => {
   });
 
   it('removes a record with its lock and leaves nothing of it', () => {
-    const dir = stateDir();
+    const dir = tempStateDir();
     const record = newRecord(dir);
     removeContainer(record, dir);
     expect(readdirSync(containersDir(dir))).toEqual([]);
