@@ -8,6 +8,7 @@ import {
   isRunRecord,
   liveness,
   readRecord,
+  thisProcess,
   updateState,
   type ContainerRecord,
 } from '../registry/containers.js';
@@ -72,7 +73,7 @@ export function registerStart(program: Command, ctx: CliContext): void {
         // Refused before the stop, so that what cannot start again is left serving.
         refuseNonRun(record, name);
         // Kept through the stop even if run with --rm, as Docker's daemon keeps it.
-        updateState(record.id, { keepOnStop: true });
+        updateState(record.id, { keepOnStop: thisProcess() });
         try {
           await stopContainer(record, opts.time * 1000, ctx);
         } catch (err) {

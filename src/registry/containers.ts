@@ -28,9 +28,12 @@ import {
   checkStateDir,
   ensureStateDir,
   pidFiles,
+  processGone,
   processStartTime,
-  processStat,
+  provenAlive,
   stateDir,
+  zombie,
+  type ProcessRef,
 } from './state.js';
 import {
   ERR_NO_SUCH_CONTAINER,
@@ -42,6 +45,7 @@ import {
 
 /** Codes raised here; defined in the one catalog, src/errors.ts. */
 export { ERR_NO_SUCH_CONTAINER, ERR_NAME_IN_USE, ERR_BAD_NAME, ERR_CONTAINER_RUNNING };
+export { processGone, thisProcess } from './state.js';
 
 /** ExposedPort is one port the service listens on inside, published or not. */
 export interface ExposedPort {
@@ -122,10 +126,11 @@ export interface ContainerState {
   commandPid?: number;
   commandStart?: string;
   /**
-   * Set by `restart` from before its stop until its start: a `--rm` service is then kept through
-   * the stop, as Docker's daemon keeps it through a restart.
+   * Set by `restart` from before its stop until its start, to its own pid and kernel start time:
+   * a `--rm` service is then kept through the stop, as Docker's daemon keeps it through a restart,
+   * for as long as that `restart` lives (one killed half-way keeps nothing).
    */
-  keepOnStop?: boolean;
+  keepOnStop?: ProcessRef;
   /**
    * Its command ended and its --restart policy starts it again: its portpub (pid, still running,
    * status still `running`, so that `stop` signals it) waits out the delay. Docker's Restarting.
@@ -136,6 +141,13 @@ export interface ContainerState {
 }
 
 export type ContainerRecord = ContainerConfig & { state: ContainerState };
+
+/** kept says whether a live `restart` keeps this record through its stop (keepOnStop). */
+function kept(record: ContainerRecord): boolean {
+  const by = record.state.keepOnStop;
+  // A record from before keepOnStop named its restarter held `true`: nothing proves it lives.
+  return typeof by === 'object' && by !== null && provenAlive(by);
+}
 
 /** containersDir is `<state dir>/containers`. */
 export function containersDir(dir: string = stateDir()): string {
@@ -276,12 +288,15 @@ const LOCK_WAIT_MS = 10_000;
  * marks it kept through the stop) do not lose one's change to the other's read-modify-write.
  * Undefined, without running `fn`, once the record's directory is gone (removed under the lock).
  */
-function locked<T>(id: string, dir: string, fn: () => T): T | undefined {
+function locked<T>(id: string, dir: string, fn: () => T, wait = true): T | undefined {
   const path = join(containersDir(dir), id, 'lock');
   const deadline = Date.now() + LOCK_WAIT_MS;
   try {
-    claimFile(path, process.pid, {
+    // Not waiting, a lock held now is a reason to leave it: busy does nothing, rounds run out.
+    const claimed = claimFile(path, process.pid, {
+      rounds: wait ? Infinity : 3,
       busy: (holder) => {
+        if (!wait) return;
         if (Date.now() > deadline) {
           throw new PortpubError(
             ERR_STATE_DIR,
@@ -293,6 +308,7 @@ function locked<T>(id: string, dir: string, fn: () => T): T | undefined {
         pause(2);
       },
     });
+    if (!claimed) return undefined;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
@@ -360,20 +376,26 @@ export function listContainers(dir: string = stateDir()): ContainerRecord[] {
 
 /**
  * removedLeftover removes, and says so, a --rm service that exited but was kept for an attacher
- * that died before it could remove it (`start -a` killed with SIGKILL after the end): Docker's
- * daemon removes a --rm container whoever was attached, so no listing shows one. One that a
- * `restart` keeps, or whose attacher lives, stays; so does one that cannot be removed now (its
- * lock held), until the next listing.
+ * or a `restart` that died before it could remove it or start it again (`start -a` or `restart`
+ * killed with SIGKILL): Docker's daemon removes a --rm container whoever was attached, so no
+ * listing shows one. One that a live `restart` keeps, or whose attacher lives, stays; so does one
+ * that cannot be removed now (its lock held), until the next listing. All of that is checked again
+ * on the record as it is under its lock: a `start` may have made it `created` since it was read.
  */
 function removedLeftover(record: ContainerRecord, dir: string): boolean {
-  if (record.autoRemove !== true || record.state.status !== 'exited') return false;
-  if (record.state.keepOnStop === true || attached(record.id, dir)) return false;
+  const leftover = (r: ContainerRecord | undefined): r is ContainerRecord =>
+    r?.state.status === 'exited' && autoRemovable(r, dir);
+  if (!leftover(record)) return false;
   try {
-    removeContainer(record, dir);
-    return true;
+    return removeRecord(record, dir, leftover, false);
   } catch {
     return false;
   }
+}
+
+/** autoRemovable: run with --rm, and neither a live `restart` nor a live attacher keeps it. */
+function autoRemovable(record: ContainerRecord, dir: string): boolean {
+  return record.autoRemove === true && !kept(record) && !attached(record.id, dir);
 }
 
 /**
@@ -415,20 +437,6 @@ export function liveness(record: ContainerRecord): Liveness {
     if (now !== undefined && now !== s.procStart) return 'dead';
   }
   return 'running';
-}
-
-/** processGone: no such process, or only its zombie (killed, not yet reaped by its parent). */
-export function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'EPERM';
-  }
-  return zombie(pid);
-}
-
-function zombie(pid: number): boolean {
-  return processStat(pid)?.[0] === 'Z';
 }
 
 /**
@@ -516,9 +524,12 @@ export function removeIfAutoRemove(
   done: ContainerRecord | undefined,
   dir: string = stateDir(),
 ): void {
-  if (done?.autoRemove !== true || done.state.keepOnStop === true) return;
-  if (attached(done.id, dir)) return; // the attacher removes it once it has read the exit code
-  removeContainer(done, dir);
+  // An attacher removes it once it has read the exit code. Checked again under the lock: a
+  // `start` may have made it `created` since `done` was read.
+  const ended = (r: ContainerRecord | undefined): r is ContainerRecord =>
+    r !== undefined && r.state.status !== 'created' && liveness(r) !== 'running';
+  if (done === undefined || !ended(done) || !autoRemovable(done, dir)) return;
+  removeRecord(done, dir, (now) => ended(now) && autoRemovable(now, dir));
 }
 
 /**
@@ -541,34 +552,62 @@ export function attach(id: string, dir: string = stateDir()): () => void {
     }
     if (code !== 'EEXIST') throw err;
   }
-  writeFileSync(path, `${processStartTime(process.pid) ?? ''}\n`, { mode: 0o600 });
+  // Written aside and renamed in place, so that a reader never finds it empty (not attached).
+  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, `${processStartTime(process.pid) ?? ''}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
   return () => rmSync(path, { force: true });
 }
 
 /** attached says whether a live process (proven by its start time) is attached to service id. */
 function attached(id: string, dir: string): boolean {
   return pidFiles(join(containersDir(dir), id, 'attached')).some(
-    ({ pid, lines: [start = ''] }) => start !== '' && processStartTime(pid) === start,
+    ({ pid, lines: [start = ''] }) => start !== '' && provenAlive({ pid, start }),
   );
 }
 
 /** removeContainer deletes a record and its files; a running one is refused (Docker's text). */
 export function removeContainer(record: ContainerRecord, dir: string = stateDir()): void {
-  if (liveness(record) === 'running') {
+  const refuseRunning = (r: ContainerRecord | undefined): true => {
+    if (r === undefined || liveness(r) !== 'running') return true;
     throw new PortpubError(
       ERR_CONTAINER_RUNNING,
-      `cannot remove container "/${record.name}": container is running: stop the container before removing`,
+      `cannot remove container "/${r.name}": container is running: stop the container before removing`,
       EXIT_RUNTIME,
     );
-  }
-  // Under its lock, so that no update is half-way through: the directory is first moved out of
-  // the way whole (a recursive rm would unlink the lock before the record, letting a waiting
-  // writer in), so a writer waiting for the lock finds the record gone; then it is deleted.
+  };
+  refuseRunning(record);
+  // Its record as it is under the lock is checked again: a `start` may have run it since.
+  removeRecord(record, dir, refuseRunning);
+}
+
+/**
+ * removeRecord deletes a record and its files if `may` says so of the record as it is under its
+ * lock (undefined if it cannot be read), and says whether it did. Not waiting (`wait` false), a
+ * record whose lock is held now is left. Under the lock, so that no update is half-way through:
+ * the directory is first moved out of the way whole (a recursive rm would unlink the lock before
+ * the record, letting a waiting writer in), so a writer waiting for the lock finds the record
+ * gone; then it is deleted.
+ */
+function removeRecord(
+  record: ContainerRecord,
+  dir: string,
+  may: (now: ContainerRecord | undefined) => boolean,
+  wait = true,
+): boolean {
   const trash = join(containersDir(dir), `.removing-${record.id}-${process.pid}`);
-  const moved = locked(record.id, dir, () => {
-    renameSync(join(containersDir(dir), record.id), trash);
-    return true;
-  });
+  const moved = locked(
+    record.id,
+    dir,
+    () => {
+      if (!may(readRecord(record.id, dir))) return false;
+      renameSync(join(containersDir(dir), record.id), trash);
+      return true;
+    },
+    wait,
+  );
+  // Refused, or its lock held: left as it is. Gone already (undefined, waiting): its files go.
+  if (moved === false || (moved === undefined && !wait)) return false;
   if (moved === true)
     rmSync(trash, { recursive: true, force: true, maxRetries: 5, retryDelay: 10 });
   rmSync(containerPath(record.id, 'link.sock', dir), { force: true });
@@ -578,6 +617,7 @@ export function removeContainer(record: ContainerRecord, dir: string = stateDir(
   } catch {
     // no lock (a record from before locks)
   }
+  return moved === true;
 }
 
 /**

@@ -5,13 +5,10 @@
 // process is no longer running (killed with SIGKILL, its pid perhaps reused since) is taken over,
 // one taker at a time.
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { isAlive, processStartTime } from './state.js';
+import { processStartTime, provenAlive, type ProcessRef } from './state.js';
 
 /** Claim is what a claim file says: the claimant's pid and, where known, its start time. */
-export interface Claim {
-  pid: number;
-  start?: string;
-}
+export type Claim = ProcessRef;
 
 /** Alive says whether the process that wrote a claim still runs (tests inject it). */
 export type Alive = (pid: number, start: string | undefined) => boolean;
@@ -90,11 +87,12 @@ export function pause(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** claimantAlive: the pid runs and, where the claim says, is the process that wrote it. */
+/**
+ * claimantAlive: the pid runs (not as a zombie) and, where the claim says, is the process that
+ * wrote it.
+ */
 function claimantAlive(pid: number, start: string | undefined): boolean {
-  if (!isAlive(pid)) return false;
-  const now = processStartTime(pid);
-  return start === undefined || now === undefined || now === start;
+  return provenAlive(start === undefined ? { pid } : { pid, start });
 }
 
 function claimText(pid: number): string {

@@ -370,6 +370,38 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** processGone: no such process, or only its zombie (killed, not yet reaped by its parent). */
+export function processGone(pid: number): boolean {
+  return !isAlive(pid) || zombie(pid);
+}
+
+/** zombie: the process has ended, and its parent has not reaped it yet. */
+export function zombie(pid: number): boolean {
+  return processStat(pid)?.[0] === 'Z';
+}
+
+/** ProcessRef names one process: its pid, and its kernel start time against pid reuse. */
+export interface ProcessRef {
+  pid: number;
+  start?: string;
+}
+
+/** thisProcess is this process's ProcessRef. */
+export function thisProcess(): ProcessRef {
+  const start = processStartTime(process.pid);
+  return start === undefined ? { pid: process.pid } : { pid: process.pid, start };
+}
+
+/**
+ * provenAlive says whether `ref` is a live process, and the same one: not a zombie, and, where
+ * both start times are known, not a later process given the same pid.
+ */
+export function provenAlive(ref: ProcessRef): boolean {
+  if (!Number.isSafeInteger(ref.pid) || ref.pid <= 0 || processGone(ref.pid)) return false;
+  const now = processStartTime(ref.pid);
+  return ref.start === undefined || now === undefined || now === ref.start;
+}
+
 /** sameProcess: where both are known, the pid's kernel start time must still be the recorded one. */
 function sameProcess(state: State): boolean {
   if (state.procStart === undefined) return true;

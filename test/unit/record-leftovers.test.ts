@@ -1,10 +1,11 @@
 // What a killed process leaves of a --rm service (registry/containers.ts): a record kept for an
 // attacher that died, and a removal cut off half-way, are removed by the next listing, as
 // Docker's daemon removes a --rm container whoever was attached; what someone still needs stays.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import {
   attach,
   containersDir,
@@ -12,10 +13,12 @@ import {
   findContainer,
   listContainers,
   markExited,
+  removeIfAutoRemove,
+  thisProcess,
   updateState,
   type ContainerRecord,
 } from '../../src/registry/containers.js';
-import { processStartTime } from '../../src/registry/state.js';
+import { processStartTime, processStat } from '../../src/registry/state.js';
 import { bareConfig, tempStateDir } from '../fixtures/records.js';
 
 /** exitedRm is a --rm service named `name` whose command ended with 0. */
@@ -36,6 +39,26 @@ function deadProcess(): { pid: number; start: string } {
   );
   const fields = child.stdout.slice(child.stdout.lastIndexOf(')') + 2).split(' ');
   return { pid: child.pid, start: fields[19]! };
+}
+
+/**
+ * zombieProcess is a process that has ended and is not reaped: a shell's background child, whose
+ * parent then becomes a sleep that never waits. Its pid and start time, once /proc says Z.
+ */
+async function zombieProcess(): Promise<{ pid: number; start: string }> {
+  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  onTestFinished(() => {
+    parent.kill('SIGKILL');
+  });
+  const [line] = (await once(parent.stdout, 'data')) as [Buffer];
+  const pid = Number(line.toString().trim());
+  for (;;) {
+    const stat = processStat(pid);
+    if (stat?.[0] === 'Z') return { pid, start: stat[19]! };
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 const names = (dir: string) => listContainers(dir).map((r) => r.name);
@@ -59,7 +82,7 @@ describe('leftovers of a --rm service', () => {
     const watched = exitedRm(dir, 'watched');
     const detach = attach(watched.id, dir); // this process, alive, has not read the exit code
     const restarting = exitedRm(dir, 'restarting');
-    updateState(restarting.id, { keepOnStop: true }, dir);
+    updateState(restarting.id, { keepOnStop: thisProcess() }, dir); // a live restart's
     markExited(createContainer(bareConfig({ name: 'plain' }), dir).id, 0, dir);
     createContainer(bareConfig({ name: 'fresh', autoRemove: true }), dir);
     const self = { pid: process.pid, procStart: processStartTime(process.pid)! };
@@ -69,6 +92,31 @@ describe('leftovers of a --rm service', () => {
     // The attacher reads the code and goes; the next listing removes the record.
     detach();
     expect(names(dir).sort()).toEqual(['fresh', 'plain', 'restarting', 'running']);
+  });
+
+  it('a record kept by a restart that died, or by a zombie attacher, is removed', async () => {
+    const dir = tempStateDir();
+    const dead = deadProcess();
+    updateState(exitedRm(dir, 'restarted').id, { keepOnStop: dead }, dir);
+    // A record written before keepOnStop named its restarter: nothing proves one lives.
+    updateState(exitedRm(dir, 'old').id, { keepOnStop: true } as never, dir);
+    // The attacher ended, but its parent has not reaped it: as gone as a dead one.
+    const z = await zombieProcess();
+    const watched = exitedRm(dir, 'zombie-watched');
+    mkdirSync(join(containersDir(dir), watched.id, 'attached'));
+    writeFileSync(join(containersDir(dir), watched.id, 'attached', String(z.pid)), `${z.start}\n`);
+    expect(names(dir)).toEqual([]);
+  });
+
+  it('an end read before a start made the record created again does not remove it', () => {
+    const dir = tempStateDir();
+    const r = createContainer(bareConfig({ name: 'again', autoRemove: true }), dir);
+    const stale = markExited(r.id, 0, dir); // its end, as an attacher read it...
+    // ...then a start makes it created again, before that attacher removes the ended service:
+    // removeIfAutoRemove checks the record as it is under its lock, not the copy it was given.
+    updateState(r.id, { status: 'created', exitCode: undefined }, dir);
+    removeIfAutoRemove(stale, dir);
+    expect(names(dir)).toEqual(['again']);
   });
 
   it('finishes a removal whose process died half-way; one under way is left to it', () => {
