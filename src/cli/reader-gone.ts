@@ -14,13 +14,22 @@ export interface ReaderWatch {
   off(): void;
 }
 
+/**
+ * readerGoneError says whether a write failed for want of a reader. A pipe's reader gone is EPIPE;
+ * a socket's (a Node parent's stdio is a socket pair) is EPIPE, or ECONNRESET when it closed with
+ * what was written last still unread. A stream that an earlier write's EPIPE destroyed fails each
+ * later write with ERR_STREAM_DESTROYED: its reader is as gone.
+ */
+export function readerGoneError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ERR_STREAM_DESTROYED';
+}
+
 /** watchReader watches `out` for a write that finds its reader gone (EPIPE, ECONNRESET). */
 export function watchReader(out: NodeJS.WritableStream): ReaderWatch {
   const gone = new AbortController();
-  // A pipe's reader gone is EPIPE; a socket's (a Node parent's stdio is a socket pair) is EPIPE,
-  // or ECONNRESET when it closed with what was written last still unread.
   const listener = (err: NodeJS.ErrnoException): void => {
-    if (err.code === 'EPIPE' || err.code === 'ECONNRESET') gone.abort();
+    if (readerGoneError(err)) gone.abort();
   };
   out.on('error', listener);
   return { signal: gone.signal, off: () => out.off('error', listener) };

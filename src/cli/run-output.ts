@@ -7,7 +7,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { Writable, type Readable } from 'node:stream';
 import type { CliIo } from './context.js';
-import { watchReader } from './reader-gone.js';
+import { readerGoneError } from './reader-gone.js';
 
 /** KeptOutput is the command's output on its way to the terminal and the log. */
 export interface KeptOutput {
@@ -16,13 +16,17 @@ export interface KeptOutput {
    * or graceMs at the most, then lets go of the streams and closes the log file. Idempotent.
    */
   done(graceMs: number): Promise<void>;
+  /** Whether a write of the command's output found its reader gone (readerGone was called). */
+  readonly readerGone: boolean;
 }
 
 /**
  * keepOutput relays stdout and stderr to io, appends both to the file at logPath when given, and
- * drops each of `noise` (whole lines) from stderr. When a reader of io goes away (`portpub run --
- * yes | head -1`), `readerGone` is called once: the command should get the SIGPIPE its own write
- * to that reader would have got; it resolves once the command has had it.
+ * drops each of `noise` (whole lines) from stderr. When a write of the command's output finds its
+ * reader gone (`portpub run -- yes | head -1`), `readerGone` is called once: the command should
+ * get the SIGPIPE its own write to that reader would have got; it resolves once the command has
+ * had it. Only the command's own writes count: portpub's log line meeting a closed stderr says
+ * nothing of a command that never writes there.
  */
 export function keepOutput(
   streams: { stdout: Readable | null; stderr: Readable | null },
@@ -50,13 +54,17 @@ export function keepOutput(
     // closed unread. Output that comes after it had the signal is from a command that ignores
     // SIGPIPE: the pipe is closed then, and its next write fails. Relayed on, it would wait for a
     // drain that never comes, and the pipeline with it.
-    const reader = watchReader(sink);
+    let gone = false;
     let signalled = false;
-    reader.signal.addEventListener('abort', () => {
+    const resume = () => source.resume();
+    const wrote = (err?: Error | null) => {
+      if (gone || err === undefined || err === null || !readerGoneError(err)) return;
+      gone = true;
+      sink.off('drain', resume); // it never comes: the stream is done
       told ??= readerGone();
       void told.then(() => (signalled = true));
       source.resume();
-    });
+    };
     const pass = (chunk: Buffer) => {
       if (chunk.length === 0) return;
       if (fd !== undefined) {
@@ -66,21 +74,21 @@ export function keepOutput(
           // The log is kept as well as it can be (a full disk); the terminal still gets it all.
         }
       }
-      if (reader.signal.aborted) {
+      if (gone) {
         if (signalled) source.destroy();
         return;
       }
       // The terminal's pace is the command's: a slow reader holds it up, as it would directly.
-      if (!sink.write(chunk)) {
+      if (!sink.write(chunk, wrote) && !gone) {
         source.pause();
-        sink.once('drain', () => source.resume());
+        sink.once('drain', resume);
       }
     };
     ended.push(
       new Promise<void>((resolve) => {
         const end = () => {
           pass(filter.flush());
-          reader.off();
+          sink.off('drain', resume);
           resolve();
         };
         source.once('end', end);
@@ -105,6 +113,9 @@ export function keepOutput(
         fd = undefined;
       })();
       return finished;
+    },
+    get readerGone() {
+      return told !== undefined;
     },
   };
 }

@@ -268,7 +268,11 @@ export async function runContainer(
   } else {
     log.info({ exitCode: code }, 'service exited');
   }
-  const again = !stopRequested && !killed && mode.again?.(code) === true;
+  // In the foreground a reader of its output gone ends it, policy or not: Docker's CLI dies of
+  // that SIGPIPE, and this portpub, the service itself, would run it again for nobody.
+  const readerGone = output?.readerGone === true;
+  if (readerGone) log.info({ exitCode: code }, 'not restarted: the reader of its output went away');
+  const again = !stopRequested && !killed && !readerGone && mode.again?.(code) === true;
   if (again) log.info({ exitCode: code }, 'restarting: its --restart policy runs it again');
   links.close();
   if (forwarding) await forwarding.close(opts.drainTimeout);

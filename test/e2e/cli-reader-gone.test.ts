@@ -97,6 +97,27 @@ describe('a following command whose reader goes away', { timeout: 90_000 }, () =
     expect((await cli(e, 'ps', '-a')).stdout.split('\n').filter(Boolean)).toHaveLength(1);
   });
 
+  it('run in the foreground: a reader gone ends a --restart always service too', async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    // Docker's CLI dies of that SIGPIPE; a foreground portpub, the service itself, ends with it
+    // rather than run `yes` again for nobody.
+    const yes = await intoHead(e, ['run', '--name', 'again', '--restart', 'always', '--', 'yes']);
+    expect(yes).toMatchObject({ code: 141, out: 'y\n' });
+    expect(record(e.dir, 'again').state).toMatchObject({ status: 'exited', exitCode: 141 });
+  });
+
+  it("run in the foreground: portpub's own lines meeting a closed stderr end nothing", async (ctx) => {
+    requireNetns(ctx);
+    const e = runEnv();
+    // Its stderr's reader gone before it starts: portpub's INFO lines fail, the command, which
+    // never writes there, runs to its end.
+    const run = spawnCli(['run', '--rm', '--', 'sh', '-c', 'sleep 1; echo done'], { env: e.env });
+    run.child.stderr?.destroy();
+    const end = await withTimeout(run.exited, 30_000, 'the run to end');
+    expect(end).toMatchObject({ code: 0, stdout: 'done\n' });
+  });
+
   it('stats and top end with 141 at their next frame', async () => {
     const e = runEnv();
     const echo = await echoServer();
